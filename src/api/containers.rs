@@ -1,0 +1,67 @@
+//! `rollpoint.v1.ContainerService`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::proto::container_service_server::ContainerService;
+use super::proto::*;
+use super::{blocking, convert};
+use crate::engine::{Engine, RegisterRequest};
+
+pub struct Containers {
+    pub engine: Arc<Engine>,
+}
+
+#[tonic::async_trait]
+impl ContainerService for Containers {
+    async fn register_container(&self, request: Request<RegisterContainerRequest>) -> Result<Response<RegisterContainerResponse>, Status> {
+        let request = request.into_inner();
+        let lifecycle = convert::lifecycle_from_proto(request.lifecycle).map_err(super::status::from_engine)?;
+        let record = blocking(&self.engine, move |engine| {
+            engine.register_container(RegisterRequest {
+                id: request.id,
+                cgroup: request.cgroup,
+                subvolume: request.subvolume,
+                lifecycle,
+                labels: request.labels.into_iter().collect(),
+            })
+        })
+        .await?;
+        Ok(Response::new(RegisterContainerResponse { container: Some(convert::container(&record, 0)) }))
+    }
+
+    async fn get_container(&self, request: Request<GetContainerRequest>) -> Result<Response<GetContainerResponse>, Status> {
+        let id = request.into_inner().id;
+        let container = blocking(&self.engine, move |engine| {
+            let record = engine.container(&id)?;
+            Ok(convert::container(&record, engine.snapshot_count(&id)?))
+        })
+        .await?;
+        Ok(Response::new(GetContainerResponse { container: Some(container) }))
+    }
+
+    async fn list_containers(&self, request: Request<ListContainersRequest>) -> Result<Response<ListContainersResponse>, Status> {
+        let request = request.into_inner();
+        let response = blocking(&self.engine, move |engine| {
+            let page = engine.list_containers(request.page_size, &request.page_token)?;
+            let containers = page
+                .items
+                .iter()
+                .map(|record| Ok(convert::container(record, engine.snapshot_count(&record.id)?)))
+                .collect::<Result<_, crate::engine::EngineError>>()?;
+            Ok(ListContainersResponse { containers, next_page_token: page.next_page_token })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn unregister_container(&self, request: Request<UnregisterContainerRequest>) -> Result<Response<UnregisterContainerResponse>, Status> {
+        let request = request.into_inner();
+        let deleted = blocking(&self.engine, move |engine| {
+            engine.unregister_container(&request.id, request.delete_snapshots, request.keep_snapshots)
+        })
+        .await?;
+        Ok(Response::new(UnregisterContainerResponse { snapshots_deleted: deleted }))
+    }
+}

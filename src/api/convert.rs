@@ -1,0 +1,105 @@
+//! Records of the store to messages of the API, and back.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::proto;
+use crate::engine::EngineError;
+use crate::store::{ContainerRecord, LifecycleSpec, SnapshotOrigin, SnapshotRecord, SnapshotState};
+
+/// Default timeout of lifecycle commands and units.
+pub const DEFAULT_LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: time.timestamp(), nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0) }
+}
+
+pub fn duration(duration: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(duration.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+pub fn snapshot(record: &SnapshotRecord) -> proto::Snapshot {
+    proto::Snapshot {
+        name: record.name.clone(),
+        container: record.container.clone(),
+        alias: record.alias.clone().unwrap_or_default(),
+        create_time: Some(timestamp(record.create_time)),
+        expire_time: record.expire_time.map(timestamp),
+        frozen_for: Some(duration(record.frozen_for)),
+        duration: Some(duration(record.duration)),
+        state: match record.state {
+            SnapshotState::Ready => proto::SnapshotState::Ready,
+            SnapshotState::Deleting => proto::SnapshotState::Deleting,
+            SnapshotState::Lost => proto::SnapshotState::Lost,
+        } as i32,
+        origin: match record.origin {
+            SnapshotOrigin::Api => proto::SnapshotOrigin::Api,
+            SnapshotOrigin::Schedule { .. } => proto::SnapshotOrigin::Schedule,
+            SnapshotOrigin::PreRestore => proto::SnapshotOrigin::PreRestore,
+        } as i32,
+        read_only: record.read_only,
+        location: record.location.clone(),
+        uuid: record.uuid.clone(),
+        resource_name: record.resource_name(),
+        comment: record.comment.clone(),
+        exclusive_bytes: 0,
+    }
+}
+
+pub fn container(record: &ContainerRecord, snapshot_count: usize) -> proto::Container {
+    proto::Container {
+        id: record.id.clone(),
+        cgroup: record.cgroup.display().to_string(),
+        subvolume: record.volume.display().to_string(),
+        backend: record.backend.clone(),
+        snapshot_dir: record.snapshot_dir.display().to_string(),
+        lifecycle: Some(lifecycle_to_proto(&record.lifecycle)),
+        labels: record.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        create_time: Some(timestamp(record.create_time)),
+        snapshot_count: u32::try_from(snapshot_count).unwrap_or(u32::MAX),
+    }
+}
+
+fn lifecycle_to_proto(spec: &LifecycleSpec) -> proto::Lifecycle {
+    use proto::lifecycle::Kind;
+    let kind = match spec {
+        LifecycleSpec::None => Kind::None(proto::NoLifecycle {}),
+        LifecycleSpec::Command { stop, start, timeout } => Kind::Command(proto::CommandLifecycle {
+            stop: stop.clone(),
+            start: start.clone(),
+            timeout_seconds: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX),
+        }),
+        LifecycleSpec::Systemd { unit, timeout } => Kind::Systemd(proto::SystemdLifecycle {
+            unit: unit.clone(),
+            timeout_seconds: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX),
+        }),
+    };
+    proto::Lifecycle { kind: Some(kind) }
+}
+
+/// The lifecycle of a registration request; none given means `none`.
+pub fn lifecycle_from_proto(lifecycle: Option<proto::Lifecycle>) -> Result<LifecycleSpec, EngineError> {
+    use proto::lifecycle::Kind;
+    let timeout = |seconds: u32, field: &'static str| -> Result<Duration, EngineError> {
+        match seconds {
+            0 => Ok(DEFAULT_LIFECYCLE_TIMEOUT),
+            1..=3600 => Ok(Duration::from_secs(u64::from(seconds))),
+            _ => Err(EngineError::invalid(field, format!("{seconds} s; at most 3600"))),
+        }
+    };
+    Ok(match lifecycle.and_then(|l| l.kind) {
+        None | Some(Kind::None(_)) => LifecycleSpec::None,
+        Some(Kind::Command(command)) => LifecycleSpec::Command {
+            stop: command.stop,
+            start: command.start,
+            timeout: timeout(command.timeout_seconds, "lifecycle.command.timeout_seconds")?,
+        },
+        Some(Kind::Systemd(systemd)) => {
+            LifecycleSpec::Systemd { unit: systemd.unit, timeout: timeout(systemd.timeout_seconds, "lifecycle.systemd.timeout_seconds")? }
+        }
+    })
+}

@@ -1,0 +1,28 @@
+//! API layer: gRPC services (tonic), thin: check who is calling, translate
+//! messages to engine calls and engine errors to status codes.
+
+pub mod auth;
+pub mod client;
+mod containers;
+pub mod convert;
+pub mod proto;
+pub mod server;
+mod snapshots;
+pub mod status;
+
+use std::sync::Arc;
+
+use crate::engine::{Engine, EngineError, EngineResult};
+
+/// Runs a blocking engine call on the blocking thread pool and maps its error.
+async fn blocking<T, F>(engine: &Arc<Engine>, call: F) -> Result<T, tonic::Status>
+where
+    T: Send + 'static,
+    F: FnOnce(&Engine) -> EngineResult<T> + Send + 'static,
+{
+    let engine = engine.clone();
+    match tokio::task::spawn_blocking(move || call(&engine)).await {
+        Ok(result) => result.map_err(status::from_engine),
+        Err(join) => Err(status::from_engine(EngineError::Internal { reason: format!("engine task failed: {join}") })),
+    }
+}

@@ -1,0 +1,131 @@
+//! Listeners and the tonic server: rollpoint services behind the gate,
+//! health (SERVING only after recovery) and reflection (v1 and v1alpha, so
+//! that grpcurl 1.8.6 works too).
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use super::auth::{Gate, UnixPolicy};
+use super::containers::Containers;
+use super::proto::container_service_server::ContainerServiceServer;
+use super::proto::snapshot_service_server::SnapshotServiceServer;
+use super::proto::FILE_DESCRIPTOR_SET;
+use super::snapshots::Snapshots;
+use crate::engine::Engine;
+
+/// Names of the services reported by the health service.
+pub const SERVICES: [&str; 2] = ["rollpoint.v1.ContainerService", "rollpoint.v1.SnapshotService"];
+
+/// Largest request the daemon decodes.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{what} {path}: {source}")]
+    Socket { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("another rollpointd is already listening on {0}")]
+    SocketInUse(PathBuf),
+    #[error("refusing to listen on {0}: only loopback addresses are supported for TCP")]
+    NotLoopback(SocketAddr),
+    #[error("listening on {address}: {source}")]
+    Tcp { address: SocketAddr, source: std::io::Error },
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("serving: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// What the daemon serves, shared by its listeners.
+#[derive(Clone)]
+pub struct Services {
+    engine: Arc<Engine>,
+    gate: Gate,
+    health: HealthService,
+}
+
+type HealthService = tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
+
+impl Services {
+    pub async fn new(engine: Arc<Engine>, policy: UnixPolicy, ready: Arc<AtomicBool>) -> (Services, HealthReporter) {
+        let reporter = HealthReporter::new();
+        let health = tonic_health::pb::health_server::HealthServer::new(tonic_health::server::HealthService::from_health_reporter(reporter.clone()));
+        for service in SERVICES {
+            reporter.set_service_status(service, ServingStatus::NotServing).await;
+        }
+        reporter.set_service_status("", ServingStatus::NotServing).await;
+        (Services { engine, gate: Gate { policy: Arc::new(policy), ready }, health }, reporter)
+    }
+
+    fn router(&self) -> Result<tonic::transport::server::Router, ServerError> {
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let containers = ContainerServiceServer::new(Containers { engine: self.engine.clone() }).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let snapshots = SnapshotServiceServer::new(Snapshots { engine: self.engine.clone() }).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Server::builder()
+            .add_service(self.health.clone())
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(tonic::service::interceptor::InterceptedService::new(containers, self.gate.clone()))
+            .add_service(tonic::service::interceptor::InterceptedService::new(snapshots, self.gate.clone())))
+    }
+
+    /// Serves on a bound Unix listener until `shutdown` resolves.
+    pub async fn serve_unix(&self, listener: tokio::net::UnixListener, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+        Ok(self.router()?.serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown).await?)
+    }
+
+    /// Serves on a bound TCP listener until `shutdown` resolves.
+    pub async fn serve_tcp(&self, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+        Ok(self.router()?.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await?)
+    }
+}
+
+/// Binds the Unix socket: creates its folder, removes a stale socket (but
+/// not a live one), sets mode 0660 and the group.
+pub async fn bind_unix(path: &Path, group: Option<u32>) -> Result<tokio::net::UnixListener, ServerError> {
+    let error = |what, source| ServerError::Socket { what, path: path.to_owned(), source };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| error("creating the folder of", e))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(ServerError::SocketInUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(|e| error("removing stale socket", e))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(|e| error("binding", e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|e| error("chmod", e))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| error("chown", e))?;
+    }
+    Ok(listener)
+}
+
+pub async fn bind_tcp(address: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
+    if !address.ip().is_loopback() {
+        return Err(ServerError::NotLoopback(address));
+    }
+    tokio::net::TcpListener::bind(address).await.map_err(|source| ServerError::Tcp { address, source })
+}
+
+/// Reports every rollpoint service SERVING (called once recovery is done).
+pub async fn report_serving(reporter: &HealthReporter) {
+    for service in SERVICES {
+        reporter.set_service_status(service, ServingStatus::Serving).await;
+    }
+    reporter.set_service_status("", ServingStatus::Serving).await;
+}

@@ -1,0 +1,90 @@
+//! `rollpoint.v1.SnapshotService`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::proto::snapshot_service_server::SnapshotService;
+use super::proto::*;
+use super::{blocking, convert};
+use crate::engine::{CreateRequest, Engine, EngineError, UpdateRequest};
+use crate::store::SnapshotOrigin;
+
+pub struct Snapshots {
+    pub engine: Arc<Engine>,
+}
+
+#[tonic::async_trait]
+impl SnapshotService for Snapshots {
+    async fn create_snapshot(&self, request: Request<CreateSnapshotRequest>) -> Result<Response<CreateSnapshotResponse>, Status> {
+        let request = request.into_inner();
+        let record = blocking(&self.engine, move |engine| {
+            engine.create_snapshot(CreateRequest {
+                container: request.container,
+                name: request.name,
+                alias: request.alias,
+                expiry_days: request.expiry_days,
+                comment: request.comment,
+                origin: SnapshotOrigin::Api,
+            })
+        })
+        .await?;
+        Ok(Response::new(CreateSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
+    }
+
+    async fn get_snapshot(&self, request: Request<GetSnapshotRequest>) -> Result<Response<GetSnapshotResponse>, Status> {
+        let request = request.into_inner();
+        let record = blocking(&self.engine, move |engine| engine.snapshot(&request.container, &request.snapshot)).await?;
+        Ok(Response::new(GetSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
+    }
+
+    async fn list_snapshots(&self, request: Request<ListSnapshotsRequest>) -> Result<Response<ListSnapshotsResponse>, Status> {
+        let request = request.into_inner();
+        let page = blocking(&self.engine, move |engine| engine.list_snapshots(&request.container, request.page_size, &request.page_token)).await?;
+        Ok(Response::new(ListSnapshotsResponse {
+            snapshots: page.items.iter().map(convert::snapshot).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn update_snapshot(&self, request: Request<UpdateSnapshotRequest>) -> Result<Response<UpdateSnapshotResponse>, Status> {
+        let request = request.into_inner();
+        let update = update_from_mask(&request).map_err(super::status::from_engine)?;
+        let record = blocking(&self.engine, move |engine| engine.update_snapshot(&request.container, &request.snapshot, update)).await?;
+        Ok(Response::new(UpdateSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
+    }
+
+    async fn delete_snapshot(&self, request: Request<DeleteSnapshotRequest>) -> Result<Response<DeleteSnapshotResponse>, Status> {
+        let request = request.into_inner();
+        let record = blocking(&self.engine, move |engine| engine.delete_snapshot(&request.container, &request.snapshot)).await?;
+        Ok(Response::new(DeleteSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
+    }
+
+    async fn restore_snapshot(&self, _request: Request<RestoreSnapshotRequest>) -> Result<Response<RestoreSnapshotResponse>, Status> {
+        Err(Status::unimplemented("RestoreSnapshot is not available in this version"))
+    }
+}
+
+/// Which fields an update changes: those named in `update_mask`, or, with no
+/// mask, those that are set.
+fn update_from_mask(request: &UpdateSnapshotRequest) -> Result<UpdateRequest, EngineError> {
+    if request.update_mask.is_empty() {
+        let update = UpdateRequest {
+            alias: Some(request.alias.clone()).filter(|a| !a.is_empty()),
+            expiry_days: Some(request.expiry_days).filter(|d| *d > 0),
+        };
+        if update.alias.is_none() && update.expiry_days.is_none() {
+            return Err(EngineError::invalid("update_mask", "nothing to change: set alias or expiry_days, or name them in update_mask"));
+        }
+        return Ok(update);
+    }
+    let mut update = UpdateRequest::default();
+    for field in &request.update_mask {
+        match field.as_str() {
+            "alias" => update.alias = Some(request.alias.clone()),
+            "expiry_days" => update.expiry_days = Some(request.expiry_days),
+            other => return Err(EngineError::invalid("update_mask", format!("{other:?} cannot be updated; only alias and expiry_days"))),
+        }
+    }
+    Ok(update)
+}

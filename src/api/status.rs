@@ -1,0 +1,67 @@
+//! The one place where engine errors become gRPC status codes.
+
+use tonic::{Code, Status};
+
+use crate::backend::BackendError;
+use crate::engine::EngineError;
+use crate::freezer::FreezerError;
+
+pub fn from_engine(error: EngineError) -> Status {
+    let code = code_of(&error);
+    if code == Code::Internal {
+        let mut chain = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::error!(error = %chain, "internal error");
+    }
+    Status::new(code, error.to_string())
+}
+
+fn code_of(error: &EngineError) -> Code {
+    match error {
+        EngineError::InvalidArgument { .. } => Code::InvalidArgument,
+        EngineError::NotFound { .. } => Code::NotFound,
+        EngineError::AlreadyExists { .. } => Code::AlreadyExists,
+        EngineError::FailedPrecondition { .. } => Code::FailedPrecondition,
+        EngineError::Busy { .. } => Code::Aborted,
+        EngineError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+        EngineError::ResourceExhausted { .. } => Code::ResourceExhausted,
+        EngineError::Backend(backend) => match backend {
+            BackendError::NotBtrfs { .. } | BackendError::NotSubvolume { .. } | BackendError::NotFound { .. } => Code::FailedPrecondition,
+            BackendError::NotAbsolute { .. } => Code::InvalidArgument,
+            BackendError::AlreadyExists { .. } => Code::AlreadyExists,
+            BackendError::NoSpace { .. } => Code::ResourceExhausted,
+            _ => Code::Internal,
+        },
+        EngineError::Freezer(freezer) => match freezer {
+            FreezerError::NotFound { .. } | FreezerError::NotFreezable { .. } | FreezerError::OutsideHierarchy { .. } => {
+                Code::FailedPrecondition
+            }
+            FreezerError::Timeout { .. } => Code::DeadlineExceeded,
+            _ => Code::Internal,
+        },
+        EngineError::Store(_) | EngineError::Internal { .. } => Code::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_names_the_field() {
+        let status = from_engine(EngineError::invalid("name", "must not contain '/'"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().starts_with("name: "));
+    }
+
+    #[test]
+    fn no_space_is_resource_exhausted() {
+        let error = EngineError::Backend(BackendError::NoSpace { op: "snapshot", path: "/x".into() });
+        assert_eq!(from_engine(error).code(), Code::ResourceExhausted);
+    }
+}

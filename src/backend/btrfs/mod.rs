@@ -1,0 +1,213 @@
+//! The btrfs backend: snapshots are read-only (or writable) subvolume
+//! snapshots made with ioctls, never by running `btrfs`.
+//!
+//! Snapshots of a container live in `<btrfs mount point>/.rollpoint/<container>/`,
+//! a folder the daemon creates with mode 0700 on the volume's filesystem, so
+//! that every snapshot is a cheap copy-on-write metadata operation.
+
+use std::io;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{renameat2, RenameFlags};
+
+use super::{Backend, BackendError, SnapshotDetails, VolumeInfo};
+use subvol::Kind;
+
+mod ioctl;
+mod paths;
+mod subvol;
+
+pub use paths::SNAPSHOT_FOLDER;
+
+/// The btrfs implementation of [`Backend`]. Stateless: everything it knows
+/// is read back from the filesystem.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BtrfsBackend;
+
+impl BtrfsBackend {
+    pub fn new() -> Self {
+        BtrfsBackend
+    }
+}
+
+/// An I/O error on `path`, with `ENOENT` meaning [`BackendError::NotFound`]
+/// and `ENOSPC`/`EDQUOT` meaning [`BackendError::NoSpace`].
+fn fs_error(op: &'static str, path: &Path, err: io::Error) -> BackendError {
+    if err.raw_os_error() == Some(libc::ENOENT) {
+        BackendError::NotFound { path: path.to_path_buf() }
+    } else {
+        BackendError::io(op, path, err)
+    }
+}
+
+/// Requires `path` to be the root of a subvolume, open for ioctls.
+fn open_subvolume(path: &Path) -> Result<std::os::fd::OwnedFd, BackendError> {
+    if !path.is_absolute() {
+        return Err(BackendError::NotAbsolute { path: path.to_path_buf() });
+    }
+    let fd = subvol::open_dir(path).map_err(|err| match err.raw_os_error() {
+        Some(libc::ENOTDIR) => BackendError::NotSubvolume { path: path.to_path_buf() },
+        _ => fs_error("open", path, err),
+    })?;
+    match subvol::kind_of_fd(&fd).map_err(|err| fs_error("stat", path, err))? {
+        Kind::Subvolume => Ok(fd),
+        Kind::Other => Err(BackendError::NotSubvolume { path: path.to_path_buf() }),
+        Kind::NotBtrfs => Err(BackendError::NotBtrfs { path: path.to_path_buf() }),
+    }
+}
+
+impl Backend for BtrfsBackend {
+    fn kind(&self) -> &'static str {
+        "btrfs"
+    }
+
+    fn inspect(&self, volume: &str, container: &str) -> Result<VolumeInfo, BackendError> {
+        let given = Path::new(volume);
+        if !given.is_absolute() {
+            return Err(BackendError::NotAbsolute { path: given.to_path_buf() });
+        }
+        paths::check_name(container)?;
+        let path = std::fs::canonicalize(given).map_err(|err| fs_error("resolve", given, err))?;
+        if path.to_str().is_none() {
+            return Err(BackendError::InvalidName {
+                name: path.to_string_lossy().into_owned(),
+                reason: "must be valid UTF-8",
+            });
+        }
+        match subvol::kind_of_path(&path).map_err(|err| fs_error("stat", &path, err))? {
+            Kind::Subvolume => {}
+            Kind::Other => return Err(BackendError::NotSubvolume { path }),
+            Kind::NotBtrfs => return Err(BackendError::NotBtrfs { path }),
+        }
+        if paths::inside_snapshot_folder(&path) {
+            return Err(BackendError::InsideSnapshotFolder { path });
+        }
+        let mounts = crate::sys::mountinfo::read()
+            .map_err(|err| BackendError::io("read", "/proc/self/mountinfo", err))?;
+        let snapshot_dir = paths::snapshot_dir(&mounts, &path, container)?;
+        Ok(VolumeInfo { path, snapshot_dir })
+    }
+
+    fn flush(&self, volume: &VolumeInfo) -> Result<(), BackendError> {
+        let fd = subvol::open_dir(&volume.path).map_err(|err| fs_error("open", &volume.path, err))?;
+        nix::unistd::syncfs(&fd).map_err(|errno| BackendError::io("syncfs", &volume.path, errno.into()))
+    }
+
+    fn location(&self, volume: &VolumeInfo, name: &str) -> String {
+        volume.snapshot_dir.join(name).to_string_lossy().into_owned()
+    }
+
+    fn create_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<SnapshotDetails, BackendError> {
+        let (parent, name) = paths::split_location(location)?;
+        let source_fd = open_subvolume(Path::new(source))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|err| BackendError::io("create folder", parent, err))?;
+        let parent_fd = subvol::open_dir(parent).map_err(|err| fs_error("open", parent, err))?;
+        if subvol::kind_at(&parent_fd, name).map_err(|err| BackendError::io("stat", location, err))?.is_some() {
+            return Err(BackendError::AlreadyExists { path: PathBuf::from(location) });
+        }
+        subvol::snapshot(&source_fd, &parent_fd, name, read_only).map_err(|err| match err.raw_os_error() {
+            Some(libc::EEXIST) => BackendError::AlreadyExists { path: PathBuf::from(location) },
+            _ => BackendError::io("snapshot", location, err),
+        })?;
+        let snapshot_fd = subvol::open_dir(Path::new(location)).map_err(|err| fs_error("open", Path::new(location), err))?;
+        let info = subvol::subvol_info(&snapshot_fd).map_err(|err| BackendError::io("get subvolume info", location, err))?;
+        Ok(SnapshotDetails {
+            location: location.to_string(),
+            uuid: subvol::format_uuid(&info.uuid),
+            generation: info.generation,
+            read_only: info.read_only,
+        })
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<(), BackendError> {
+        let (from_parent, from_name) = paths::split_location(from)?;
+        let (to_parent, to_name) = paths::split_location(to)?;
+        let from_dir = subvol::open_dir(from_parent).map_err(|err| fs_error("open", from_parent, err))?;
+        let to_dir = subvol::open_dir(to_parent).map_err(|err| fs_error("open", to_parent, err))?;
+        // RENAME_NOREPLACE: the check that `to` is free and the move are one
+        // step, so a racing create cannot be overwritten.
+        renameat2(&from_dir, from_name, &to_dir, to_name, RenameFlags::RENAME_NOREPLACE).map_err(|errno| match errno {
+            Errno::EEXIST => BackendError::AlreadyExists { path: PathBuf::from(to) },
+            Errno::ENOENT => BackendError::NotFound { path: PathBuf::from(from) },
+            _ => BackendError::io("rename", from, errno.into()),
+        })?;
+        // Make the move durable before the caller records it.
+        nix::unistd::fsync(&to_dir).map_err(|errno| BackendError::io("fsync", to_parent, errno.into()))?;
+        if from_parent != to_parent {
+            nix::unistd::fsync(&from_dir).map_err(|errno| BackendError::io("fsync", from_parent, errno.into()))?;
+        }
+        Ok(())
+    }
+
+    fn set_read_only(&self, location: &str, read_only: bool) -> Result<(), BackendError> {
+        let fd = open_subvolume(Path::new(location))?;
+        subvol::set_read_only(&fd, read_only).map_err(|err| BackendError::io("set subvolume flags", location, err))?;
+        Ok(())
+    }
+
+    fn delete_snapshot(&self, location: &str) -> Result<bool, BackendError> {
+        let (parent, name) = paths::split_location(location)?;
+        let parent_fd = match subvol::open_dir(parent) {
+            Ok(fd) => fd,
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+            Err(err) => return Err(BackendError::io("open", parent, err)),
+        };
+        // Only ever delete subvolumes: a plain folder or a symlink there is
+        // not ours.
+        match subvol::kind_at(&parent_fd, name).map_err(|err| BackendError::io("stat", location, err))? {
+            None => return Ok(false),
+            Some(Kind::Subvolume) => {}
+            Some(Kind::Other) => return Err(BackendError::NotSubvolume { path: PathBuf::from(location) }),
+            Some(Kind::NotBtrfs) => return Err(BackendError::NotBtrfs { path: PathBuf::from(location) }),
+        }
+        match subvol::destroy(&parent_fd, name) {
+            Ok(()) => Ok(true),
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(err) => Err(BackendError::io("delete subvolume", location, err)),
+        }
+    }
+
+    fn snapshot_exists(&self, location: &str) -> Result<bool, BackendError> {
+        let path = Path::new(location);
+        if !path.is_absolute() {
+            return Err(BackendError::NotAbsolute { path: path.to_path_buf() });
+        }
+        match subvol::kind_of_path(path) {
+            Ok(kind) => Ok(kind == Kind::Subvolume),
+            Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => Ok(false),
+            Err(err) => Err(BackendError::io("stat", path, err)),
+        }
+    }
+
+    fn list_snapshots(&self, volume: &VolumeInfo) -> Result<Vec<String>, BackendError> {
+        let dir = &volume.snapshot_dir;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(BackendError::io("list", dir, err)),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|err| BackendError::io("list", dir, err))?.path();
+            // A name that is not UTF-8 cannot be one of ours (locations are text).
+            let Some(location) = path.to_str() else { continue };
+            match subvol::kind_of_path(&path) {
+                Ok(Kind::Subvolume) => found.push(location.to_string()),
+                Ok(_) => {}
+                Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(err) => return Err(BackendError::io("stat", &path, err)),
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests;

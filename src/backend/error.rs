@@ -1,0 +1,41 @@
+use std::path::PathBuf;
+
+/// Errors of the backend layer. I/O errors carry the operation and the path.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{path}: not on a btrfs filesystem")]
+    NotBtrfs { path: PathBuf },
+    #[error("{path}: not a btrfs subvolume")]
+    NotSubvolume { path: PathBuf },
+    #[error("{path}: volume path must be absolute")]
+    NotAbsolute { path: PathBuf },
+    #[error("{path}: does not exist")]
+    NotFound { path: PathBuf },
+    #[error("{path}: already exists")]
+    AlreadyExists { path: PathBuf },
+    #[error("{name:?}: invalid name: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("{path}: lies inside a snapshot folder (.rollpoint)")]
+    InsideSnapshotFolder { path: PathBuf },
+    #[error("{op} {path}: no space left on the filesystem")]
+    NoSpace { op: &'static str, path: PathBuf },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BackendError {
+    /// Wraps an I/O error, turning ENOSPC into [`BackendError::NoSpace`].
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
+        if source.raw_os_error() == Some(libc::ENOSPC) || source.raw_os_error() == Some(libc::EDQUOT) {
+            BackendError::NoSpace { op, path }
+        } else {
+            BackendError::Io { op, path, source }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Backend layer: block-level copy-on-write snapshots of a container's volume.
+//!
+//! The engine only sees the [`Backend`] trait; `btrfs` is the real
+//! implementation (ioctls), and the engine's unit tests use an in-memory fake.
+
+use std::path::PathBuf;
+
+pub mod btrfs;
+mod error;
+pub use error::BackendError;
+
+/// A container volume the backend accepted at registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeInfo {
+    /// Canonical absolute path of the volume (the btrfs subvolume).
+    pub path: PathBuf,
+    /// Where this container's snapshots live: a folder the daemon owns, on the
+    /// same filesystem (e.g. `<fs>/.rollpoint/<container>`).
+    pub snapshot_dir: PathBuf,
+}
+
+/// What the backend can tell about a snapshot it made.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SnapshotDetails {
+    /// Backend-specific location (for btrfs: the snapshot subvolume's path).
+    pub location: String,
+    /// Subvolume uuid as text, where the backend has one.
+    pub uuid: String,
+    /// Transaction generation at snapshot time, where the backend has one.
+    pub generation: u64,
+    pub read_only: bool,
+}
+
+/// Copy-on-write snapshots of a volume. All calls are blocking.
+pub trait Backend: Send + Sync + 'static {
+    /// Short name of the backend, for records and messages ("btrfs").
+    fn kind(&self) -> &'static str;
+
+    /// Checks that `volume` is a volume this backend can snapshot (for btrfs:
+    /// an absolute path to a subvolume on a btrfs filesystem), and says where
+    /// the snapshots of `container` will live. Does not create anything.
+    fn inspect(&self, volume: &str, container: &str) -> Result<VolumeInfo, BackendError>;
+
+    /// Writes back the volume's dirty data, so that the freeze window that
+    /// follows only covers the last instant's writes.
+    fn flush(&self, volume: &VolumeInfo) -> Result<(), BackendError>;
+
+    /// The location a snapshot called `name` of this volume has (nothing is
+    /// created): for btrfs `<snapshot_dir>/<name>`.
+    fn location(&self, volume: &VolumeInfo, name: &str) -> String;
+
+    /// Takes a copy-on-write snapshot of `source` (the volume's path, or the
+    /// location of another snapshot) at `location`, which must not exist; the
+    /// folder that holds it is created when missing.
+    fn create_snapshot(
+        &self,
+        source: &str,
+        location: &str,
+        read_only: bool,
+    ) -> Result<SnapshotDetails, BackendError>;
+
+    /// Moves a volume or snapshot from `from` to `to` atomically (rename(2) on
+    /// btrfs). `to` must not exist. Used by the restore swap.
+    fn rename(&self, from: &str, to: &str) -> Result<(), BackendError>;
+
+    /// Makes the volume or snapshot at `location` read-only or writable.
+    fn set_read_only(&self, location: &str, read_only: bool) -> Result<(), BackendError>;
+
+    /// Deletes the snapshot at `location`. Deleting one that is not there is
+    /// `Ok(false)`; `Ok(true)` when something was deleted.
+    fn delete_snapshot(&self, location: &str) -> Result<bool, BackendError>;
+
+    /// Whether a snapshot exists at `location`.
+    fn snapshot_exists(&self, location: &str) -> Result<bool, BackendError>;
+
+    /// Locations of every snapshot found in the volume's snapshot folder
+    /// (for start-up reconciliation).
+    fn list_snapshots(&self, volume: &VolumeInfo) -> Result<Vec<String>, BackendError>;
+}

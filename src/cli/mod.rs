@@ -1,0 +1,1 @@
+//! The `rollpoint` command-line client.

@@ -1,0 +1,115 @@
+//! The daemon's configuration: a TOML file (default
+//! `/etc/rollpoint/rollpointd.toml`), every setting optional, overridable by
+//! command-line flags. A missing or empty file means the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::engine::EngineConfig;
+
+pub const DEFAULT_CONFIG: &str = "/etc/rollpoint/rollpointd.toml";
+pub const DEFAULT_SOCKET: &str = "/run/rollpoint/rollpointd.sock";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/rollpoint";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Unix socket the daemon listens on (mode 0660).
+    pub socket: PathBuf,
+    /// Where the store lives.
+    pub state_dir: PathBuf,
+    /// TCP address to listen on as well; none by default.
+    pub listen: Option<SocketAddr>,
+    /// Members of this group may use the Unix socket, besides root.
+    pub socket_group: String,
+    /// More uids allowed on the Unix socket.
+    pub allowed_uids: Vec<u32>,
+    /// Longest time a container may stay frozen, in milliseconds.
+    pub freeze_budget_ms: u64,
+    /// How long an operation waits for another on the same container before
+    /// it is refused as busy, in milliseconds.
+    pub lock_wait_ms: u64,
+    /// Expiry of pre-restore snapshots, in days (0 = never).
+    pub pre_restore_expiry_days: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let engine = EngineConfig::default();
+        Config {
+            socket: DEFAULT_SOCKET.into(),
+            state_dir: DEFAULT_STATE_DIR.into(),
+            listen: None,
+            socket_group: "rollpoint".into(),
+            allowed_uids: Vec::new(),
+            freeze_budget_ms: millis(engine.freeze_budget),
+            lock_wait_ms: millis(engine.lock_wait),
+            pre_restore_expiry_days: engine.pre_restore_expiry_days,
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Reads `path`; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read { path: path.to_owned(), source }),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        if config.freeze_budget_ms == 0 {
+            return Err("freeze_budget_ms: must be at least 1".into());
+        }
+        Ok(config)
+    }
+
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            freeze_budget: Duration::from_millis(self.freeze_budget_ms),
+            lock_wait: Duration::from_millis(self.lock_wait_ms),
+            pre_restore_expiry_days: self.pre_restore_expiry_days,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../packaging/rollpointd.toml");
+        Config::parse(text).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        assert!(Config::parse("frezee_budget_ms = 3").unwrap_err().contains("frezee_budget_ms"));
+        assert!(Config::parse("freeze_budget_ms = 0").unwrap_err().contains("freeze_budget_ms"));
+        assert!(Config::parse("listen = \"nowhere\"").unwrap_err().contains("listen"));
+    }
+}

@@ -1,0 +1,164 @@
+//! The daemon's life: configuration, start-up recovery, listeners, the
+//! expiry timer, shutdown on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub mod logging;
+
+use crate::api::auth::UnixPolicy;
+use crate::api::server::{self, Services};
+use crate::backend::btrfs::BtrfsBackend;
+use crate::config::Config;
+use crate::engine::{Engine, SystemClock};
+use crate::freezer::CgroupFreezer;
+use crate::store::Store;
+
+/// Longest sleep of the expiry timer, so that a wall-clock jump is noticed
+/// within this time.
+const EXPIRY_REPLAN: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("opening the store in {path}: {source}")]
+    Store { path: PathBuf, source: crate::store::StoreError },
+    #[error("cgroups: {0}")]
+    Freezer(#[from] crate::freezer::FreezerError),
+    #[error("start-up recovery: {0}")]
+    Recovery(crate::engine::EngineError),
+    #[error(transparent)]
+    Server(#[from] server::ServerError),
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let store = Store::open(&config.state_dir).map_err(|source| DaemonError::Store { path: config.state_dir.clone(), source })?;
+    let freezer = CgroupFreezer::from_mountinfo()?;
+    let engine = Arc::new(Engine::new(Arc::new(store), Arc::new(BtrfsBackend::new()), Arc::new(freezer), Arc::new(SystemClock), config.engine()));
+
+    let group = group_id(&config.socket_group);
+    let policy = UnixPolicy { group, uids: config.allowed_uids.clone() };
+    let ready = Arc::new(AtomicBool::new(false));
+    let (services, health) = Services::new(engine.clone(), policy, ready.clone()).await;
+
+    let unix = server::bind_unix(&config.socket, group).await?;
+    let tcp = match config.listen {
+        Some(address) => Some(server::bind_tcp(address).await?),
+        None => None,
+    };
+    let (stop_sender, stop) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let services = services.clone();
+        let stop = stopped(stop.clone());
+        tasks.spawn(async move { services.serve_unix(unix, stop).await });
+    }
+    if let Some(tcp) = tcp {
+        let services = services.clone();
+        let stop = stopped(stop.clone());
+        tasks.spawn(async move { services.serve_tcp(tcp, stop).await });
+    }
+    tracing::info!(socket = %config.socket.display(), listen = ?config.listen.map(|a: SocketAddr| a.to_string()), "listening; recovering");
+
+    let recovering = engine.clone();
+    let report = tokio::task::spawn_blocking(move || recovering.recover())
+        .await
+        .map_err(|e| DaemonError::Recovery(crate::engine::EngineError::Internal { reason: e.to_string() }))?
+        .map_err(DaemonError::Recovery)?;
+    tracing::info!(?report, "start-up recovery done");
+    ready.store(true, Ordering::Release);
+    server::report_serving(&health).await;
+    tracing::info!("serving");
+
+    tasks.spawn({
+        let engine = engine.clone();
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                () = expiry_timer(engine) => {}
+                () = stopped(stop) => {}
+            }
+            Ok(())
+        }
+    });
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    let _ = stop_sender.send(true);
+    while let Some(result) = tasks.join_next().await {
+        if let Ok(Err(error)) = result {
+            tracing::error!(%error, "listener failed");
+        }
+    }
+    let _ = std::fs::remove_file(&config.socket);
+    Ok(())
+}
+
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn wait_for_signal() -> Result<(), DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// Sleeps until the earliest expiry (or until it changes), deletes what is
+/// due, and starts over. No polling: with nothing to expire it only wakes
+/// when a snapshot gets an expiry, or once an hour to notice clock jumps.
+async fn expiry_timer(engine: Arc<Engine>) {
+    loop {
+        let next = {
+            let engine = engine.clone();
+            tokio::task::spawn_blocking(move || engine.next_expiry()).await
+        };
+        let wait = match next {
+            Ok(Ok(Some(time))) => (time - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO).min(EXPIRY_REPLAN),
+            Ok(Ok(None)) => EXPIRY_REPLAN,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "reading expiries");
+                Duration::from_secs(60)
+            }
+            Err(_) => return,
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {
+                let engine = engine.clone();
+                match tokio::task::spawn_blocking(move || engine.expire_due()).await {
+                    Ok(Ok(expired)) if !expired.is_empty() => tracing::info!(count = expired.len(), "expired snapshots deleted"),
+                    Ok(Err(error)) => tracing::error!(%error, "expiring snapshots"),
+                    _ => {}
+                }
+                // A busy container leaves due snapshots behind: retry soon,
+                // not in a tight loop.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            () = engine.expiry_changed() => {}
+        }
+    }
+}
+
+/// The gid of a group name, from /etc/group; none when it does not exist.
+fn group_id(name: &str) -> Option<u32> {
+    if name.is_empty() {
+        return None;
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Some(group.gid.as_raw()),
+        _ => {
+            tracing::info!(group = name, "socket group does not exist; only root and allowed_uids may use the socket");
+            None
+        }
+    }
+}

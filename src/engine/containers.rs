@@ -1,0 +1,147 @@
+//! Registering, reading and forgetting containers.
+
+use std::collections::BTreeMap;
+
+use super::error::{EngineError, EngineResult};
+use super::names;
+use super::paging::{paginate, Page};
+use super::Engine;
+use crate::store::{ContainerRecord, LifecycleSpec};
+
+#[derive(Debug, Clone, Default)]
+pub struct RegisterRequest {
+    pub id: String,
+    pub cgroup: String,
+    pub subvolume: String,
+    pub lifecycle: LifecycleSpec,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Longest argv of a lifecycle command, in arguments and in bytes.
+const MAX_COMMAND_ARGS: usize = 64;
+const MAX_COMMAND_BYTES: usize = 4096;
+
+impl Engine {
+    /// Registers a container after checking that its cgroup can be frozen and
+    /// its volume snapshotted. ALREADY_EXISTS when the id is taken (even with
+    /// the same settings: registration is not silently idempotent).
+    pub fn register_container(&self, request: RegisterRequest) -> EngineResult<ContainerRecord> {
+        names::container_id("id", &request.id)?;
+        if request.cgroup.is_empty() {
+            return Err(EngineError::invalid("cgroup", "must not be empty"));
+        }
+        if request.subvolume.is_empty() {
+            return Err(EngineError::invalid("subvolume", "must not be empty"));
+        }
+        names::labels(request.labels.iter())?;
+        check_lifecycle(&request.lifecycle)?;
+        let cgroup = self.freezer.resolve(&request.cgroup)?;
+        let volume = self.backend.inspect(&request.subvolume, &request.id)?;
+        if let Some(other) = self.store.containers()?.into_iter().find(|c| c.volume == volume.path) {
+            return Err(EngineError::AlreadyExists {
+                what: format!("a container ({}) with subvolume {}", other.id, volume.path.display()),
+            });
+        }
+        let record = ContainerRecord {
+            id: request.id,
+            cgroup,
+            volume: volume.path,
+            backend: self.backend.kind().to_owned(),
+            snapshot_dir: volume.snapshot_dir,
+            lifecycle: request.lifecycle,
+            labels: request.labels,
+            create_time: self.clock.now(),
+            last_restore: None,
+        };
+        if !self.store.insert_container(&record)? {
+            return Err(EngineError::AlreadyExists { what: format!("container {}", record.id) });
+        }
+        self.store.make_durable()?;
+        tracing::info!(container = %record.id, cgroup = %record.cgroup.display(), volume = %record.volume.display(), "container registered");
+        Ok(record)
+    }
+
+    pub fn container(&self, id: &str) -> EngineResult<ContainerRecord> {
+        names::container_id("id", id)?;
+        self.store.container(id)?.ok_or_else(|| EngineError::not_found(format!("container {id:?}")))
+    }
+
+    /// The container a snapshot request names, checked and looked up.
+    pub(super) fn container_for(&self, field: &'static str, id: &str) -> EngineResult<ContainerRecord> {
+        names::container_id(field, id)?;
+        self.store.container(id)?.ok_or_else(|| EngineError::not_found(format!("container {id:?}")))
+    }
+
+    pub fn list_containers(&self, page_size: i32, page_token: &str) -> EngineResult<Page<ContainerRecord>> {
+        paginate(self.store.containers()?, |c| c.id.clone(), page_size, page_token)
+    }
+
+    /// Number of snapshots recorded for a container.
+    pub fn snapshot_count(&self, id: &str) -> EngineResult<usize> {
+        Ok(self.store.snapshots_of(id)?.len())
+    }
+
+    /// Forgets a container. With snapshots recorded, the caller must say
+    /// whether to delete them (`delete_snapshots`) or leave them on disk
+    /// (`keep_snapshots`); returns how many were deleted.
+    pub fn unregister_container(&self, id: &str, delete_snapshots: bool, keep_snapshots: bool) -> EngineResult<u32> {
+        let container = self.container(id)?;
+        if delete_snapshots && keep_snapshots {
+            return Err(EngineError::invalid("delete_snapshots", "cannot be set together with keep_snapshots"));
+        }
+        let _guard = self.locks.lock(id, self.config.lock_wait)?;
+        let snapshots = self.store.snapshots_of(id)?;
+        if !snapshots.is_empty() && !delete_snapshots && !keep_snapshots {
+            return Err(EngineError::FailedPrecondition {
+                reason: format!(
+                    "container {id} has {} snapshots; set delete_snapshots to delete them or keep_snapshots to leave them on disk",
+                    snapshots.len()
+                ),
+            });
+        }
+        let mut deleted = 0;
+        for snapshot in snapshots {
+            if delete_snapshots {
+                self.delete_locked(&container, snapshot)?;
+                deleted += 1;
+            } else {
+                self.store.remove_snapshot(id, &snapshot.name)?;
+            }
+        }
+        self.store.remove_container(id)?;
+        self.store.make_durable()?;
+        self.locks.forget(id);
+        tracing::info!(container = %id, snapshots_deleted = deleted, "container unregistered");
+        Ok(deleted)
+    }
+}
+
+fn check_lifecycle(lifecycle: &LifecycleSpec) -> EngineResult<()> {
+    match lifecycle {
+        LifecycleSpec::None => Ok(()),
+        LifecycleSpec::Command { stop, start, .. } => {
+            for (field, argv) in [("lifecycle.command.stop", stop), ("lifecycle.command.start", start)] {
+                let first = argv.first().ok_or_else(|| EngineError::invalid(field, "needs a program and its arguments"))?;
+                if !first.starts_with('/') {
+                    return Err(EngineError::invalid(field, format!("program {first:?} must be an absolute path (no PATH lookup)")));
+                }
+                let bytes: usize = argv.iter().map(String::len).sum();
+                if argv.len() > MAX_COMMAND_ARGS || bytes > MAX_COMMAND_BYTES || argv.iter().any(|a| a.contains('\0')) {
+                    return Err(EngineError::invalid(field, format!("at most {MAX_COMMAND_ARGS} arguments, {MAX_COMMAND_BYTES} bytes, no NUL")));
+                }
+            }
+            Ok(())
+        }
+        LifecycleSpec::Systemd { unit, .. } => {
+            let valid = !unit.is_empty()
+                && unit.len() <= 255
+                && unit.contains('.')
+                && unit.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.' | '\\' | '@'));
+            if valid {
+                Ok(())
+            } else {
+                Err(EngineError::invalid("lifecycle.systemd.unit", format!("{unit:?} is not a systemd unit name (e.g. db-1.service)")))
+            }
+        }
+    }
+}

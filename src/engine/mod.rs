@@ -1,0 +1,95 @@
+//! Engine layer: create / restore / delete / expire, one lock per container.
+//!
+//! The engine sees the backend and the freezer only through their traits, so
+//! its logic is unit-tested against in-memory fakes (`fakes`), and the real
+//! btrfs backend and cgroup freezer are tested as root. Every call is
+//! blocking; the API layer runs them on blocking threads.
+
+mod clock;
+mod containers;
+mod error;
+pub mod fault;
+mod freeze_window;
+mod locks;
+pub mod names;
+mod paging;
+mod recovery;
+mod snapshots;
+
+#[cfg(test)]
+mod fakes;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use clock::{Clock, SystemClock};
+pub use containers::RegisterRequest;
+pub use error::{EngineError, EngineResult};
+pub use paging::Page;
+pub use recovery::RecoveryReport;
+pub use snapshots::{CreateRequest, UpdateRequest};
+
+use crate::backend::Backend;
+use crate::freezer::Freezer;
+use crate::store::Store;
+use locks::ContainerLocks;
+
+/// Tunables of the engine, from the daemon's configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Longest time a container may stay frozen.
+    pub freeze_budget: Duration,
+    /// How long an operation waits for another one on the same container
+    /// before it is refused as busy (ABORTED).
+    pub lock_wait: Duration,
+    /// Expiry of pre-restore snapshots, in days (0 = never).
+    pub pre_restore_expiry_days: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            freeze_budget: Duration::from_secs(2),
+            lock_wait: Duration::from_secs(30),
+            pre_restore_expiry_days: 7,
+        }
+    }
+}
+
+pub struct Engine {
+    store: Arc<Store>,
+    backend: Arc<dyn Backend>,
+    freezer: Arc<dyn Freezer>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    locks: ContainerLocks,
+    /// Woken whenever the earliest expiry may have changed.
+    expiry_changed: tokio::sync::Notify,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<Store>,
+        backend: Arc<dyn Backend>,
+        freezer: Arc<dyn Freezer>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Self {
+        Engine { store, backend, freezer, clock, config, locks: ContainerLocks::default(), expiry_changed: tokio::sync::Notify::new() }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Resolves when the earliest expiry may have changed.
+    pub async fn expiry_changed(&self) {
+        self.expiry_changed.notified().await
+    }
+}

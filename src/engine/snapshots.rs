@@ -1,0 +1,272 @@
+//! Creating, reading, relabelling, deleting and expiring snapshots.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::error::{EngineError, EngineResult};
+use super::fault;
+use super::freeze_window::Window;
+use super::names;
+use super::paging::{paginate, Page};
+use super::Engine;
+use crate::backend::VolumeInfo;
+use crate::freezer::FreezeState;
+use crate::store::{ContainerRecord, Intent, SnapshotOrigin, SnapshotRecord, SnapshotState};
+
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    pub container: String,
+    /// Empty: the default `snap-YYYY-MM-DD[-N]`.
+    pub name: String,
+    /// Empty: no alias.
+    pub alias: String,
+    /// 0: never expires.
+    pub expiry_days: u32,
+    pub comment: String,
+    pub origin: SnapshotOrigin,
+}
+
+/// Which fields of a snapshot to change.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateRequest {
+    /// `Some("")` removes the alias.
+    pub alias: Option<String>,
+    /// `Some(0)` makes it never expire; counted from now otherwise.
+    pub expiry_days: Option<u32>,
+}
+
+impl Engine {
+    /// Takes a consistent snapshot: writes back dirty data, freezes the
+    /// cgroup, snapshots read-only, thaws. The reply's record is durable.
+    pub fn create_snapshot(&self, request: CreateRequest) -> EngineResult<SnapshotRecord> {
+        let started = Instant::now();
+        let container = self.container_for("container", &request.container)?;
+        if !request.name.is_empty() {
+            names::snapshot_name("name", &request.name)?;
+        }
+        if !request.alias.is_empty() {
+            names::snapshot_name("alias", &request.alias)?;
+        }
+        names::expiry_days(request.expiry_days)?;
+        names::comment(&request.comment)?;
+
+        let _guard = self.locks.lock(&container.id, self.config.lock_wait)?;
+        let existing = self.store.snapshots_of(&container.id)?;
+        let now = self.clock.now();
+        let name = if request.name.is_empty() {
+            names::default_snapshot_name(now, |n| existing.iter().any(|s| s.answers_to(n)))
+        } else if existing.iter().any(|s| s.answers_to(&request.name)) {
+            return Err(EngineError::AlreadyExists { what: format!("snapshot {:?} of container {}", request.name, container.id) });
+        } else {
+            request.name.clone()
+        };
+        if !request.alias.is_empty() && existing.iter().any(|s| s.name == request.alias) || request.alias == name {
+            return Err(EngineError::invalid("alias", format!("{:?} is the name of a snapshot; an alias must differ from every name", request.alias)));
+        }
+
+        let volume = volume_of(&container);
+        let location = self.backend.location(&volume, &name);
+        let frozen_by_others = self.freezer.state(&container.cgroup)? != FreezeState::Thawed;
+        let intent = Intent::Create {
+            container: container.id.clone(),
+            name: name.clone(),
+            location: location.clone(),
+            cgroup: container.cgroup.clone(),
+            freezes: !frozen_by_others,
+        };
+        let intent_id = self.store.begin_intent(&intent)?;
+        fault::point("create.intent");
+
+        let taken = self.backend.flush(&volume).map_err(EngineError::from).and_then(|()| {
+            fault::point("create.flushed");
+            Window {
+                freezer: self.freezer.clone(),
+                backend: self.backend.clone(),
+                cgroup: container.cgroup.clone(),
+                freeze: !frozen_by_others,
+                source: volume.path.to_string_lossy().into_owned(),
+                location: location.clone(),
+                budget: self.config.freeze_budget,
+            }
+            .run()
+        });
+        let taken = match taken {
+            Ok(taken) => taken,
+            Err(error) => {
+                self.store.end_intent(intent_id)?;
+                self.store.make_durable()?;
+                tracing::warn!(container = %container.id, snapshot = %name, %error, "snapshot failed");
+                return Err(error);
+            }
+        };
+        fault::point("create.snapshotted");
+
+        let record = SnapshotRecord {
+            container: container.id.clone(),
+            name,
+            alias: Some(request.alias).filter(|a| !a.is_empty()),
+            create_time: now,
+            expire_time: expiry_from(now, request.expiry_days),
+            frozen_for: taken.frozen_for,
+            duration: started.elapsed(),
+            state: SnapshotState::Ready,
+            origin: request.origin,
+            read_only: taken.details.read_only,
+            location,
+            uuid: taken.details.uuid,
+            generation: taken.details.generation,
+            comment: request.comment,
+        };
+        self.save_with_alias(&record, existing)?;
+        self.store.end_intent(intent_id)?;
+        self.store.make_durable()?;
+        fault::point("create.recorded");
+        self.expiry_changed.notify_one();
+        tracing::info!(
+            container = %record.container, snapshot = %record.name, alias = ?record.alias,
+            frozen_for_us = record.frozen_for.as_micros() as u64, "snapshot created"
+        );
+        Ok(record)
+    }
+
+    /// Writes `record`, taking its alias away from any other snapshot of the
+    /// container in the same atomic batch.
+    fn save_with_alias(&self, record: &SnapshotRecord, others: Vec<SnapshotRecord>) -> EngineResult<()> {
+        let mut moved: Vec<SnapshotRecord> = Vec::new();
+        if let Some(alias) = &record.alias {
+            for mut other in others {
+                if other.name != record.name && other.alias.as_ref() == Some(alias) {
+                    other.alias = None;
+                    moved.push(other);
+                }
+            }
+        }
+        let mut batch: Vec<&SnapshotRecord> = moved.iter().collect();
+        batch.push(record);
+        self.store.put_snapshots(&batch)?;
+        Ok(())
+    }
+
+    /// Looks a snapshot up by name or alias.
+    pub fn snapshot(&self, container: &str, reference: &str) -> EngineResult<SnapshotRecord> {
+        let container = self.container_for("container", container)?;
+        self.find_snapshot(&container, reference)
+    }
+
+    pub(super) fn find_snapshot(&self, container: &ContainerRecord, reference: &str) -> EngineResult<SnapshotRecord> {
+        names::snapshot_name("snapshot", reference)?;
+        if let Some(found) = self.store.snapshot(&container.id, reference)? {
+            return Ok(found);
+        }
+        self.store
+            .snapshots_of(&container.id)?
+            .into_iter()
+            .find(|s| s.alias.as_deref() == Some(reference))
+            .ok_or_else(|| EngineError::not_found(format!("snapshot {reference:?} of container {}", container.id)))
+    }
+
+    /// The snapshots of a container, oldest first.
+    pub fn list_snapshots(&self, container: &str, page_size: i32, page_token: &str) -> EngineResult<Page<SnapshotRecord>> {
+        let container = self.container_for("container", container)?;
+        let mut snapshots = self.store.snapshots_of(&container.id)?;
+        snapshots.sort_by_key(sort_key);
+        paginate(snapshots, sort_key, page_size, page_token)
+    }
+
+    /// Changes the alias and/or the expiry of a snapshot.
+    pub fn update_snapshot(&self, container: &str, reference: &str, update: UpdateRequest) -> EngineResult<SnapshotRecord> {
+        let container = self.container_for("container", container)?;
+        if let Some(alias) = update.alias.as_deref().filter(|a| !a.is_empty()) {
+            names::snapshot_name("alias", alias)?;
+        }
+        if let Some(days) = update.expiry_days {
+            names::expiry_days(days)?;
+        }
+        let _guard = self.locks.lock(&container.id, self.config.lock_wait)?;
+        let mut snapshot = self.find_snapshot(&container, reference)?;
+        let others = self.store.snapshots_of(&container.id)?;
+        if let Some(alias) = update.alias {
+            if others.iter().any(|s| s.name == alias && s.name != snapshot.name) {
+                return Err(EngineError::invalid("alias", format!("{alias:?} is the name of another snapshot")));
+            }
+            snapshot.alias = Some(alias).filter(|a| !a.is_empty());
+        }
+        if let Some(days) = update.expiry_days {
+            snapshot.expire_time = expiry_from(self.clock.now(), days);
+        }
+        self.save_with_alias(&snapshot, others)?;
+        self.store.make_durable()?;
+        self.expiry_changed.notify_one();
+        Ok(snapshot)
+    }
+
+    /// Deletes a snapshot (by name or alias) from disk and from the record.
+    pub fn delete_snapshot(&self, container: &str, reference: &str) -> EngineResult<SnapshotRecord> {
+        let container = self.container_for("container", container)?;
+        let _guard = self.locks.lock(&container.id, self.config.lock_wait)?;
+        let snapshot = self.find_snapshot(&container, reference)?;
+        self.delete_locked(&container, snapshot)
+    }
+
+    /// Deletes with the container's lock held: intent, mark, remove, forget.
+    pub(super) fn delete_locked(&self, container: &ContainerRecord, mut snapshot: SnapshotRecord) -> EngineResult<SnapshotRecord> {
+        let intent = Intent::Delete { container: container.id.clone(), name: snapshot.name.clone(), location: snapshot.location.clone() };
+        snapshot.state = SnapshotState::Deleting;
+        self.store.put_snapshots(&[&snapshot])?;
+        let intent_id = self.store.begin_intent(&intent)?;
+        fault::point("delete.intent");
+        self.backend.delete_snapshot(&snapshot.location)?;
+        fault::point("delete.removed");
+        self.store.remove_snapshot(&container.id, &snapshot.name)?;
+        self.store.end_intent(intent_id)?;
+        self.store.make_durable()?;
+        tracing::info!(container = %container.id, snapshot = %snapshot.name, "snapshot deleted");
+        Ok(snapshot)
+    }
+
+    /// The earliest expiry among the recorded snapshots.
+    pub fn next_expiry(&self) -> EngineResult<Option<DateTime<Utc>>> {
+        Ok(self.store.all_snapshots()?.iter().filter(|s| s.state == SnapshotState::Ready).filter_map(|s| s.expire_time).min())
+    }
+
+    /// Deletes every snapshot whose expiry has passed. A container busy with
+    /// another operation is left for the next round.
+    pub fn expire_due(&self) -> EngineResult<Vec<SnapshotRecord>> {
+        let now = self.clock.now();
+        let due: Vec<SnapshotRecord> = self
+            .store
+            .all_snapshots()?
+            .into_iter()
+            .filter(|s| s.state == SnapshotState::Ready && s.expire_time.is_some_and(|t| t <= now))
+            .collect();
+        let mut expired = Vec::new();
+        for snapshot in due {
+            let Some(container) = self.store.container(&snapshot.container)? else { continue };
+            let Ok(_guard) = self.locks.lock(&container.id, Duration::from_millis(100)) else { continue };
+            // Re-read under the lock: it may have been deleted or updated.
+            match self.store.snapshot(&container.id, &snapshot.name)? {
+                Some(current) if current.expire_time.is_some_and(|t| t <= now) => {
+                    let deleted = self.delete_locked(&container, current)?;
+                    tracing::info!(container = %deleted.container, snapshot = %deleted.name, "snapshot expired");
+                    expired.push(deleted);
+                }
+                _ => {}
+            }
+        }
+        Ok(expired)
+    }
+}
+
+pub(super) fn volume_of(container: &ContainerRecord) -> VolumeInfo {
+    VolumeInfo { path: container.volume.clone(), snapshot_dir: container.snapshot_dir.clone() }
+}
+
+pub(super) fn expiry_from(now: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> {
+    (days > 0).then(|| now + chrono::Duration::days(i64::from(days)))
+}
+
+/// Oldest first; the name breaks ties. Also the page token.
+fn sort_key(snapshot: &SnapshotRecord) -> String {
+    format!("{:020}|{}", snapshot.create_time.timestamp_nanos_opt().unwrap_or(0).max(0), snapshot.name)
+}

@@ -1,0 +1,176 @@
+//! The engine's logic against the in-memory fakes (no root needed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeZone;
+
+use super::fakes::{FakeBackend, FakeClock, FakeFreezer};
+use super::*;
+use crate::freezer::FreezeState;
+use crate::store::{Intent, SnapshotOrigin, SnapshotState, Store};
+
+const VOLUME: &str = "/fake/db-1";
+const CGROUP: &str = "/cg/db-1";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    engine: Engine,
+    backend: Arc<FakeBackend>,
+    freezer: Arc<FakeFreezer>,
+    clock: Arc<FakeClock>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let backend = FakeBackend::with_volume(VOLUME);
+    let freezer = FakeFreezer::with_cgroup(CGROUP);
+    let clock = FakeClock::at(chrono::Utc.with_ymd_and_hms(2026, 5, 4, 2, 55, 0).unwrap());
+    let config = EngineConfig { lock_wait: Duration::from_millis(50), ..EngineConfig::default() };
+    let engine = Engine::new(store, backend.clone(), freezer.clone(), clock.clone(), config);
+    engine
+        .register_container(RegisterRequest { id: "db-1".into(), cgroup: CGROUP.into(), subvolume: VOLUME.into(), ..Default::default() })
+        .unwrap();
+    Fixture { _dir: dir, engine, backend, freezer, clock }
+}
+
+fn create(engine: &Engine, name: &str, alias: &str, expiry_days: u32) -> EngineResult<crate::store::SnapshotRecord> {
+    engine.create_snapshot(CreateRequest {
+        container: "db-1".into(),
+        name: name.into(),
+        alias: alias.into(),
+        expiry_days,
+        comment: String::new(),
+        origin: SnapshotOrigin::Api,
+    })
+}
+
+#[test]
+fn create_flushes_then_freezes_snapshots_and_thaws() {
+    let f = fixture();
+    let snapshot = create(&f.engine, "", "rollback-point", 7).unwrap();
+    assert_eq!(snapshot.name, "snap-2026-05-04");
+    assert_eq!(snapshot.alias.as_deref(), Some("rollback-point"));
+    assert_eq!(snapshot.expire_time, Some(f.clock.now() + chrono::Duration::days(7)));
+    assert!(snapshot.read_only);
+    assert_eq!(*f.backend.calls.lock(), vec!["flush".to_string(), format!("snapshot {}", snapshot.location)]);
+    assert_eq!(*f.freezer.calls.lock(), vec![format!("freeze {CGROUP}"), format!("thaw {CGROUP}")]);
+    assert_eq!(f.freezer.state_of(CGROUP), FreezeState::Thawed);
+    assert!(f.engine.store().intents().unwrap().is_empty());
+}
+
+#[test]
+fn default_names_count_up_and_aliases_move() {
+    let f = fixture();
+    let first = create(&f.engine, "", "rollback-point", 0).unwrap();
+    let second = create(&f.engine, "", "rollback-point", 0).unwrap();
+    assert_eq!(second.name, "snap-2026-05-04-2");
+    assert_eq!(f.engine.snapshot("db-1", "rollback-point").unwrap().name, second.name);
+    assert_eq!(f.engine.snapshot("db-1", &first.name).unwrap().alias, None);
+}
+
+#[test]
+fn a_cgroup_frozen_by_someone_else_is_left_frozen() {
+    let f = fixture();
+    f.freezer.set(CGROUP, FreezeState::Frozen);
+    let snapshot = create(&f.engine, "", "", 0).unwrap();
+    assert!(f.freezer.calls.lock().is_empty(), "the daemon froze or thawed a cgroup it did not freeze");
+    assert_eq!(f.freezer.state_of(CGROUP), FreezeState::Frozen);
+    assert_eq!(snapshot.frozen_for, Duration::ZERO);
+}
+
+#[test]
+fn names_aliases_and_containers_are_checked() {
+    let f = fixture();
+    create(&f.engine, "before", "", 0).unwrap();
+    assert!(matches!(create(&f.engine, "before", "", 0), Err(EngineError::AlreadyExists { .. })));
+    assert!(matches!(create(&f.engine, "x", "before", 0), Err(EngineError::InvalidArgument { field: "alias", .. })));
+    assert!(matches!(create(&f.engine, "../etc", "", 0), Err(EngineError::InvalidArgument { field: "name", .. })));
+    assert!(matches!(f.engine.snapshot("db-2", "before"), Err(EngineError::NotFound { .. })));
+    assert!(matches!(f.engine.snapshot("db-1", "nope"), Err(EngineError::NotFound { .. })));
+}
+
+#[test]
+fn the_freeze_budget_thaws_a_container_whose_backend_hangs() {
+    let f = fixture();
+    *f.backend.snapshot_delay.lock() = Some(Duration::from_millis(600));
+    let engine = Engine::new(
+        Arc::new(Store::open(f._dir.path().join("other").as_path()).unwrap()),
+        f.backend.clone(),
+        f.freezer.clone(),
+        f.clock.clone(),
+        EngineConfig { freeze_budget: Duration::from_millis(100), ..EngineConfig::default() },
+    );
+    engine.register_container(RegisterRequest { id: "db-1".into(), cgroup: CGROUP.into(), subvolume: VOLUME.into(), ..Default::default() }).unwrap();
+    let error = create(&engine, "slow", "", 0).unwrap_err();
+    assert!(matches!(error, EngineError::DeadlineExceeded { .. }), "{error:?}");
+    assert_eq!(f.freezer.state_of(CGROUP), FreezeState::Thawed, "the watchdog did not thaw");
+    assert!(engine.list_snapshots("db-1", 0, "").unwrap().items.is_empty());
+    // The worker deletes the snapshot its backend call made after all.
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!f.backend.exists("/fake/.rollpoint/db-1/slow"), "the abandoned snapshot was left behind");
+}
+
+#[test]
+fn expiry_deletes_due_snapshots_only() {
+    let f = fixture();
+    let short = create(&f.engine, "short", "", 1).unwrap();
+    let long = create(&f.engine, "long", "", 7).unwrap();
+    create(&f.engine, "forever", "", 0).unwrap();
+    assert_eq!(f.engine.next_expiry().unwrap(), short.expire_time);
+    f.clock.advance(chrono::Duration::days(2));
+    let expired = f.engine.expire_due().unwrap();
+    assert_eq!(expired.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["short"]);
+    assert!(!f.backend.exists(&short.location));
+    assert_eq!(f.engine.next_expiry().unwrap(), long.expire_time);
+}
+
+#[test]
+fn update_moves_the_alias_and_resets_expiry() {
+    let f = fixture();
+    create(&f.engine, "a", "rollback-point", 0).unwrap();
+    create(&f.engine, "b", "", 0).unwrap();
+    let b = f.engine.update_snapshot("db-1", "b", UpdateRequest { alias: Some("rollback-point".into()), expiry_days: Some(3) }).unwrap();
+    assert_eq!(b.expire_time, Some(f.clock.now() + chrono::Duration::days(3)));
+    assert_eq!(f.engine.snapshot("db-1", "rollback-point").unwrap().name, "b");
+    assert_eq!(f.engine.snapshot("db-1", "a").unwrap().alias, None);
+}
+
+#[test]
+fn recovery_thaws_rolls_back_and_reconciles() {
+    let f = fixture();
+    let kept = create(&f.engine, "kept", "", 0).unwrap();
+    let gone = create(&f.engine, "gone", "", 0).unwrap();
+    f.backend.volumes.lock().remove(&gone.location);
+    // A crash inside a create: the cgroup is frozen and the volume made.
+    f.freezer.set(CGROUP, FreezeState::Frozen);
+    let half = "/fake/.rollpoint/db-1/half".to_string();
+    f.backend.volumes.lock().insert(half.clone(), true);
+    f.engine
+        .store()
+        .begin_intent(&Intent::Create { container: "db-1".into(), name: "half".into(), location: half.clone(), cgroup: CGROUP.into(), freezes: true })
+        .unwrap();
+    f.backend.volumes.lock().insert("/fake/.rollpoint/db-1/stray".into(), true);
+
+    let report = f.engine.recover().unwrap();
+    assert_eq!(report.thawed, vec![CGROUP.to_string()]);
+    assert_eq!(report.rolled_back, vec!["db-1/half".to_string()]);
+    assert_eq!(report.lost, vec![gone.resource_name()]);
+    assert_eq!(report.unknown, vec!["/fake/.rollpoint/db-1/stray".to_string()]);
+    assert_eq!(f.freezer.state_of(CGROUP), FreezeState::Thawed);
+    assert!(!f.backend.exists(&half));
+    assert_eq!(f.engine.snapshot("db-1", "gone").unwrap().state, SnapshotState::Lost);
+    assert_eq!(f.engine.snapshot("db-1", &kept.name).unwrap().state, SnapshotState::Ready);
+    assert!(f.engine.store().intents().unwrap().is_empty());
+}
+
+#[test]
+fn unregister_asks_what_to_do_with_snapshots() {
+    let f = fixture();
+    let snapshot = create(&f.engine, "s", "", 0).unwrap();
+    assert!(matches!(f.engine.unregister_container("db-1", false, false), Err(EngineError::FailedPrecondition { .. })));
+    assert_eq!(f.engine.unregister_container("db-1", true, false).unwrap(), 1);
+    assert!(!f.backend.exists(&snapshot.location));
+    assert!(matches!(f.engine.container("db-1"), Err(EngineError::NotFound { .. })));
+}

@@ -1,0 +1,19 @@
+//! rollpoint: consistent copy-on-write snapshots of cgroup-scoped containers,
+//! and one-call restores, served over gRPC by `rollpointd`.
+//!
+//! Layers (see DESIGN.md): `api` (gRPC, CLI client) is thin and translates;
+//! `engine` holds the logic over the `backend` (btrfs) and `freezer` (cgroup)
+//! traits and the `store` (sled). `testkit` holds fixtures shared by the
+//! integration tests and the benchmarks (loop-backed btrfs, test cgroups,
+//! workload processes).
+
+pub mod api;
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod engine;
+pub mod freezer;
+pub mod store;
+pub mod sys;
+pub mod testkit;

@@ -1,0 +1,134 @@
+//! What the store keeps, serialized as JSON values in sled trees.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How the daemon stops and starts a container around a restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LifecycleSpec {
+    /// Freeze, kill the cgroup's processes, swap; the supervisor restarts.
+    #[default]
+    None,
+    /// argv commands, no shell.
+    Command { stop: Vec<String>, start: Vec<String>, timeout: Duration },
+    /// A systemd unit, over D-Bus.
+    Systemd { unit: String, timeout: Duration },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    /// Absolute cgroup directory.
+    pub cgroup: PathBuf,
+    /// Absolute volume path (btrfs subvolume).
+    pub volume: PathBuf,
+    pub backend: String,
+    pub snapshot_dir: PathBuf,
+    pub lifecycle: LifecycleSpec,
+    pub labels: BTreeMap<String, String>,
+    pub create_time: DateTime<Utc>,
+    /// The snapshot the container was last restored to and the volume
+    /// generation right after, so that a repeat with no writes since is a no-op.
+    #[serde(default)]
+    pub last_restore: Option<LastRestore>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRestore {
+    pub snapshot: String,
+    pub generation: u64,
+    pub pre_restore_snapshot: String,
+    pub time: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotState {
+    Ready,
+    Deleting,
+    Lost,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SnapshotOrigin {
+    Api,
+    /// Taken by the schedule entry with this resource name.
+    Schedule { entry: String },
+    PreRestore,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub container: String,
+    pub name: String,
+    pub alias: Option<String>,
+    pub create_time: DateTime<Utc>,
+    pub expire_time: Option<DateTime<Utc>>,
+    pub frozen_for: Duration,
+    pub duration: Duration,
+    pub state: SnapshotState,
+    pub origin: SnapshotOrigin,
+    pub read_only: bool,
+    pub location: String,
+    pub uuid: String,
+    pub generation: u64,
+    pub comment: String,
+}
+
+impl SnapshotRecord {
+    /// `containers/{id}/snapshots/{name}`, for messages and logs.
+    pub fn resource_name(&self) -> String {
+        format!("containers/{}/snapshots/{}", self.container, self.name)
+    }
+
+    /// Whether `reference` (a name or an alias) designates this snapshot.
+    pub fn answers_to(&self, reference: &str) -> bool {
+        self.name == reference || self.alias.as_deref() == Some(reference)
+    }
+}
+
+/// A step the daemon is about to take, written durably before it happens so
+/// that start-up recovery can finish or roll it back after a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Intent {
+    /// A snapshot is being made. `freezes` says whether the daemon is about to
+    /// freeze `cgroup` (false when someone else had frozen it already).
+    Create { container: String, name: String, location: String, cgroup: PathBuf, freezes: bool },
+    /// A snapshot is being deleted.
+    Delete { container: String, name: String, location: String },
+    /// A restore is under way; `step` is the last step begun.
+    Restore(RestoreIntent),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreIntent {
+    pub container: String,
+    pub target: String,
+    pub pre_restore_name: String,
+    pub volume: PathBuf,
+    /// Writable copy of the target, made before the swap.
+    pub staging: String,
+    /// Where the current volume goes (the pre-restore snapshot's location).
+    pub aside: String,
+    pub cgroup: PathBuf,
+    pub step: RestoreStep,
+    pub request_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreStep {
+    Stopping,
+    Cloning,
+    MovingAside,
+    MovingIn,
+    Recording,
+    Starting,
+}

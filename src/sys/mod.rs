@@ -1,0 +1,3 @@
+//! Small wrappers over Linux interfaces shared by several layers.
+
+pub mod mountinfo;

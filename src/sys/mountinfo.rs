@@ -1,0 +1,127 @@
+//! Parsing of `/proc/self/mountinfo` (proc(5)): where cgroup hierarchies and
+//! filesystems are mounted. Never hard-code `/sys/fs/cgroup`: on a hybrid host
+//! cgroup v2 is at `/sys/fs/cgroup/unified`.
+
+use std::path::{Path, PathBuf};
+
+/// One line of mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Root of the mount within its filesystem (field 4).
+    pub root: PathBuf,
+    /// Mount point (field 5).
+    pub mount_point: PathBuf,
+    /// Filesystem type (first field after the ` - ` separator).
+    pub fs_type: String,
+    /// Mount source (device).
+    pub source: String,
+    /// Per-superblock options (e.g. `rw,freezer` for a cgroup v1 hierarchy).
+    pub super_options: String,
+}
+
+/// Reads and parses `/proc/self/mountinfo`.
+pub fn read() -> std::io::Result<Vec<Mount>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(parse(&text))
+}
+
+/// Parses mountinfo text; malformed lines are skipped.
+pub fn parse(text: &str) -> Vec<Mount> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<Mount> {
+    let (before, after) = line.split_once(" - ")?;
+    let fields: Vec<&str> = before.split(' ').collect();
+    if fields.len() < 6 {
+        return None;
+    }
+    let mut tail = after.split(' ');
+    let fs_type = tail.next()?.to_string();
+    let source = unescape(tail.next().unwrap_or(""));
+    let super_options = tail.next().unwrap_or("").to_string();
+    Some(Mount {
+        root: PathBuf::from(unescape(fields[3])),
+        mount_point: PathBuf::from(unescape(fields[4])),
+        fs_type,
+        source,
+        super_options,
+    })
+}
+
+/// Undoes the octal escapes (`\040` for a space...) the kernel writes.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            let value = (bytes[i + 1] - b'0') as u32 * 64 + (bytes[i + 2] - b'0') as u32 * 8 + (bytes[i + 3] - b'0') as u32;
+            out.push(u8::try_from(value).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The cgroup v2 mount point, if any (the last one mounted wins).
+pub fn cgroup2_mount(mounts: &[Mount]) -> Option<PathBuf> {
+    mounts.iter().rev().find(|m| m.fs_type == "cgroup2").map(|m| m.mount_point.clone())
+}
+
+/// The cgroup v1 hierarchy that carries the freezer controller, if any.
+pub fn cgroup1_freezer_mount(mounts: &[Mount]) -> Option<PathBuf> {
+    mounts
+        .iter()
+        .rev()
+        .find(|m| m.fs_type == "cgroup" && m.super_options.split(',').any(|o| o == "freezer"))
+        .map(|m| m.mount_point.clone())
+}
+
+/// The mount that holds `path` (an absolute, canonical path): the one with the
+/// longest mount point that is a prefix of it.
+pub fn mount_of<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
+    mounts
+        .iter()
+        .filter(|m| path.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.components().count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+50 23 7:0 /data /mnt/my\\040disk rw,relatime shared:5 - btrfs /dev/loop0 rw,space_cache=v2,subvolid=256,subvol=/data
+";
+
+    #[test]
+    fn finds_cgroup_mounts_on_a_hybrid_host() {
+        let mounts = parse(HYBRID);
+        assert_eq!(cgroup2_mount(&mounts), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(cgroup1_freezer_mount(&mounts), Some(PathBuf::from("/sys/fs/cgroup/freezer")));
+    }
+
+    #[test]
+    fn unescapes_and_finds_the_longest_prefix() {
+        let mounts = parse(HYBRID);
+        let m = mount_of(&mounts, Path::new("/mnt/my disk/vol")).expect("mount");
+        assert_eq!(m.fs_type, "btrfs");
+        assert_eq!(m.root, PathBuf::from("/data"));
+        assert_eq!(m.source, "/dev/loop0");
+        assert!(mount_of(&mounts, Path::new("/mnt/other")).is_none());
+    }
+
+    #[test]
+    fn optional_fields_do_not_shift_the_parse() {
+        let m = &parse(HYBRID)[3];
+        assert_eq!(m.mount_point, PathBuf::from("/mnt/my disk"));
+        assert!(m.super_options.contains("subvolid=256"));
+    }
+}
