@@ -15,7 +15,10 @@ pub struct Containers {
 
 #[tonic::async_trait]
 impl ContainerService for Containers {
-    async fn register_container(&self, request: Request<RegisterContainerRequest>) -> Result<Response<RegisterContainerResponse>, Status> {
+    async fn register_container(
+        &self,
+        request: Request<RegisterContainerRequest>,
+    ) -> Result<Response<RegisterContainerResponse>, Status> {
         let request = request.into_inner();
         let lifecycle = convert::lifecycle_from_proto(request.lifecycle).map_err(super::status::from_engine)?;
         let record = blocking(&self.engine, move |engine| {
@@ -31,7 +34,10 @@ impl ContainerService for Containers {
         Ok(Response::new(RegisterContainerResponse { container: Some(convert::container(&record, 0)) }))
     }
 
-    async fn get_container(&self, request: Request<GetContainerRequest>) -> Result<Response<GetContainerResponse>, Status> {
+    async fn get_container(
+        &self,
+        request: Request<GetContainerRequest>,
+    ) -> Result<Response<GetContainerResponse>, Status> {
         let id = request.into_inner().id;
         let container = blocking(&self.engine, move |engine| {
             let record = engine.container(&id)?;
@@ -41,7 +47,10 @@ impl ContainerService for Containers {
         Ok(Response::new(GetContainerResponse { container: Some(container) }))
     }
 
-    async fn list_containers(&self, request: Request<ListContainersRequest>) -> Result<Response<ListContainersResponse>, Status> {
+    async fn list_containers(
+        &self,
+        request: Request<ListContainersRequest>,
+    ) -> Result<Response<ListContainersResponse>, Status> {
         let request = request.into_inner();
         let response = blocking(&self.engine, move |engine| {
             let page = engine.list_containers(request.page_size, &request.page_token)?;
@@ -56,7 +65,10 @@ impl ContainerService for Containers {
         Ok(Response::new(response))
     }
 
-    async fn unregister_container(&self, request: Request<UnregisterContainerRequest>) -> Result<Response<UnregisterContainerResponse>, Status> {
+    async fn unregister_container(
+        &self,
+        request: Request<UnregisterContainerRequest>,
+    ) -> Result<Response<UnregisterContainerResponse>, Status> {
         let request = request.into_inner();
         let deleted = blocking(&self.engine, move |engine| {
             engine.unregister_container(&request.id, request.delete_snapshots, request.keep_snapshots)

@@ -12,7 +12,10 @@ use crate::store::{ContainerRecord, LifecycleSpec, SnapshotOrigin, SnapshotRecor
 pub const DEFAULT_LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: time.timestamp(), nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0) }
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(0),
+    }
 }
 
 pub fn duration(duration: Duration) -> prost_types::Duration {
@@ -98,8 +101,9 @@ pub fn lifecycle_from_proto(lifecycle: Option<proto::Lifecycle>) -> Result<Lifec
             start: command.start,
             timeout: timeout(command.timeout_seconds, "lifecycle.command.timeout_seconds")?,
         },
-        Some(Kind::Systemd(systemd)) => {
-            LifecycleSpec::Systemd { unit: systemd.unit, timeout: timeout(systemd.timeout_seconds, "lifecycle.systemd.timeout_seconds")? }
-        }
+        Some(Kind::Systemd(systemd)) => LifecycleSpec::Systemd {
+            unit: systemd.unit,
+            timeout: timeout(systemd.timeout_seconds, "lifecycle.systemd.timeout_seconds")?,
+        },
     })
 }

@@ -56,7 +56,9 @@ type HealthService = tonic_health::pb::health_server::HealthServer<tonic_health:
 impl Services {
     pub async fn new(engine: Arc<Engine>, policy: UnixPolicy, ready: Arc<AtomicBool>) -> (Services, HealthReporter) {
         let reporter = HealthReporter::new();
-        let health = tonic_health::pb::health_server::HealthServer::new(tonic_health::server::HealthService::from_health_reporter(reporter.clone()));
+        let health = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
+        );
         for service in SERVICES {
             reporter.set_service_status(service, ServingStatus::NotServing).await;
         }
@@ -73,8 +75,10 @@ impl Services {
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let containers = ContainerServiceServer::new(Containers { engine: self.engine.clone() }).max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let snapshots = SnapshotServiceServer::new(Snapshots { engine: self.engine.clone() }).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let containers = ContainerServiceServer::new(Containers { engine: self.engine.clone() })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let snapshots = SnapshotServiceServer::new(Snapshots { engine: self.engine.clone() })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Server::builder()
             .add_service(self.health.clone())
             .add_service(reflection_v1)
@@ -84,12 +88,20 @@ impl Services {
     }
 
     /// Serves on a bound Unix listener until `shutdown` resolves.
-    pub async fn serve_unix(&self, listener: tokio::net::UnixListener, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+    pub async fn serve_unix(
+        &self,
+        listener: tokio::net::UnixListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServerError> {
         Ok(self.router()?.serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown).await?)
     }
 
     /// Serves on a bound TCP listener until `shutdown` resolves.
-    pub async fn serve_tcp(&self, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+    pub async fn serve_tcp(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServerError> {
         Ok(self.router()?.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await?)
     }
 }

@@ -16,7 +16,10 @@ pub struct Snapshots {
 
 #[tonic::async_trait]
 impl SnapshotService for Snapshots {
-    async fn create_snapshot(&self, request: Request<CreateSnapshotRequest>) -> Result<Response<CreateSnapshotResponse>, Status> {
+    async fn create_snapshot(
+        &self,
+        request: Request<CreateSnapshotRequest>,
+    ) -> Result<Response<CreateSnapshotResponse>, Status> {
         let request = request.into_inner();
         let record = blocking(&self.engine, move |engine| {
             engine.create_snapshot(CreateRequest {
@@ -32,35 +35,57 @@ impl SnapshotService for Snapshots {
         Ok(Response::new(CreateSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
     }
 
-    async fn get_snapshot(&self, request: Request<GetSnapshotRequest>) -> Result<Response<GetSnapshotResponse>, Status> {
+    async fn get_snapshot(
+        &self,
+        request: Request<GetSnapshotRequest>,
+    ) -> Result<Response<GetSnapshotResponse>, Status> {
         let request = request.into_inner();
-        let record = blocking(&self.engine, move |engine| engine.snapshot(&request.container, &request.snapshot)).await?;
+        let record =
+            blocking(&self.engine, move |engine| engine.snapshot(&request.container, &request.snapshot)).await?;
         Ok(Response::new(GetSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
     }
 
-    async fn list_snapshots(&self, request: Request<ListSnapshotsRequest>) -> Result<Response<ListSnapshotsResponse>, Status> {
+    async fn list_snapshots(
+        &self,
+        request: Request<ListSnapshotsRequest>,
+    ) -> Result<Response<ListSnapshotsResponse>, Status> {
         let request = request.into_inner();
-        let page = blocking(&self.engine, move |engine| engine.list_snapshots(&request.container, request.page_size, &request.page_token)).await?;
+        let page = blocking(&self.engine, move |engine| {
+            engine.list_snapshots(&request.container, request.page_size, &request.page_token)
+        })
+        .await?;
         Ok(Response::new(ListSnapshotsResponse {
             snapshots: page.items.iter().map(convert::snapshot).collect(),
             next_page_token: page.next_page_token,
         }))
     }
 
-    async fn update_snapshot(&self, request: Request<UpdateSnapshotRequest>) -> Result<Response<UpdateSnapshotResponse>, Status> {
+    async fn update_snapshot(
+        &self,
+        request: Request<UpdateSnapshotRequest>,
+    ) -> Result<Response<UpdateSnapshotResponse>, Status> {
         let request = request.into_inner();
         let update = update_from_mask(&request).map_err(super::status::from_engine)?;
-        let record = blocking(&self.engine, move |engine| engine.update_snapshot(&request.container, &request.snapshot, update)).await?;
+        let record =
+            blocking(&self.engine, move |engine| engine.update_snapshot(&request.container, &request.snapshot, update))
+                .await?;
         Ok(Response::new(UpdateSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
     }
 
-    async fn delete_snapshot(&self, request: Request<DeleteSnapshotRequest>) -> Result<Response<DeleteSnapshotResponse>, Status> {
+    async fn delete_snapshot(
+        &self,
+        request: Request<DeleteSnapshotRequest>,
+    ) -> Result<Response<DeleteSnapshotResponse>, Status> {
         let request = request.into_inner();
-        let record = blocking(&self.engine, move |engine| engine.delete_snapshot(&request.container, &request.snapshot)).await?;
+        let record =
+            blocking(&self.engine, move |engine| engine.delete_snapshot(&request.container, &request.snapshot)).await?;
         Ok(Response::new(DeleteSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
     }
 
-    async fn restore_snapshot(&self, _request: Request<RestoreSnapshotRequest>) -> Result<Response<RestoreSnapshotResponse>, Status> {
+    async fn restore_snapshot(
+        &self,
+        _request: Request<RestoreSnapshotRequest>,
+    ) -> Result<Response<RestoreSnapshotResponse>, Status> {
         Err(Status::unimplemented("RestoreSnapshot is not available in this version"))
     }
 }
@@ -74,7 +99,10 @@ fn update_from_mask(request: &UpdateSnapshotRequest) -> Result<UpdateRequest, En
             expiry_days: Some(request.expiry_days).filter(|d| *d > 0),
         };
         if update.alias.is_none() && update.expiry_days.is_none() {
-            return Err(EngineError::invalid("update_mask", "nothing to change: set alias or expiry_days, or name them in update_mask"));
+            return Err(EngineError::invalid(
+                "update_mask",
+                "nothing to change: set alias or expiry_days, or name them in update_mask",
+            ));
         }
         return Ok(update);
     }
@@ -83,7 +111,12 @@ fn update_from_mask(request: &UpdateSnapshotRequest) -> Result<UpdateRequest, En
         match field.as_str() {
             "alias" => update.alias = Some(request.alias.clone()),
             "expiry_days" => update.expiry_days = Some(request.expiry_days),
-            other => return Err(EngineError::invalid("update_mask", format!("{other:?} cannot be updated; only alias and expiry_days"))),
+            other => {
+                return Err(EngineError::invalid(
+                    "update_mask",
+                    format!("{other:?} cannot be updated; only alias and expiry_days"),
+                ))
+            }
         }
     }
     Ok(update)

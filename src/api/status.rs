@@ -31,16 +31,18 @@ fn code_of(error: &EngineError) -> Code {
         EngineError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
         EngineError::ResourceExhausted { .. } => Code::ResourceExhausted,
         EngineError::Backend(backend) => match backend {
-            BackendError::NotBtrfs { .. } | BackendError::NotSubvolume { .. } | BackendError::NotFound { .. } => Code::FailedPrecondition,
+            BackendError::NotBtrfs { .. } | BackendError::NotSubvolume { .. } | BackendError::NotFound { .. } => {
+                Code::FailedPrecondition
+            }
             BackendError::NotAbsolute { .. } => Code::InvalidArgument,
             BackendError::AlreadyExists { .. } => Code::AlreadyExists,
             BackendError::NoSpace { .. } => Code::ResourceExhausted,
             _ => Code::Internal,
         },
         EngineError::Freezer(freezer) => match freezer {
-            FreezerError::NotFound { .. } | FreezerError::NotFreezable { .. } | FreezerError::OutsideHierarchy { .. } => {
-                Code::FailedPrecondition
-            }
+            FreezerError::NotFound { .. }
+            | FreezerError::NotFreezable { .. }
+            | FreezerError::OutsideHierarchy { .. } => Code::FailedPrecondition,
             FreezerError::Timeout { .. } => Code::DeadlineExceeded,
             _ => Code::Internal,
         },

@@ -52,12 +52,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Takes a copy-on-write snapshot of `source` (the volume's path, or the
     /// location of another snapshot) at `location`, which must not exist; the
     /// folder that holds it is created when missing.
-    fn create_snapshot(
-        &self,
-        source: &str,
-        location: &str,
-        read_only: bool,
-    ) -> Result<SnapshotDetails, BackendError>;
+    fn create_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<SnapshotDetails, BackendError>;
 
     /// Moves a volume or snapshot from `from` to `to` atomically (rename(2) on
     /// btrfs). `to` must not exist. Used by the restore swap.

@@ -55,9 +55,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             let progress = flags.path("--progress")?;
             let id = flags.number("--id")?;
             let max = flags.optional_number("--max")?;
-            let pause = flags
-                .optional_number("--pause-us")?
-                .map(Duration::from_micros);
+            let pause = flags.optional_number("--pause-us")?.map(Duration::from_micros);
             flags.finish()?;
             workload::run_writer(&data, &progress, id, max, pause).map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
@@ -129,23 +127,15 @@ impl Flags {
     }
 
     fn path(&mut self, name: &str) -> Result<PathBuf, String> {
-        self.take(name)
-            .map(PathBuf::from)
-            .ok_or_else(|| format!("missing {name}"))
+        self.take(name).map(PathBuf::from).ok_or_else(|| format!("missing {name}"))
     }
 
     fn optional_number<T: std::str::FromStr>(&mut self, name: &str) -> Result<Option<T>, String> {
-        self.take(name)
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| format!("{name}: not a valid number: {v:?}"))
-            })
-            .transpose()
+        self.take(name).map(|v| v.parse().map_err(|_| format!("{name}: not a valid number: {v:?}"))).transpose()
     }
 
     fn number<T: std::str::FromStr>(&mut self, name: &str) -> Result<T, String> {
-        self.optional_number(name)?
-            .ok_or_else(|| format!("missing {name}"))
+        self.optional_number(name)?.ok_or_else(|| format!("missing {name}"))
     }
 
     fn finish(self) -> Result<(), String> {

@@ -37,9 +37,16 @@ pub enum DaemonError {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let store = Store::open(&config.state_dir).map_err(|source| DaemonError::Store { path: config.state_dir.clone(), source })?;
+    let store = Store::open(&config.state_dir)
+        .map_err(|source| DaemonError::Store { path: config.state_dir.clone(), source })?;
     let freezer = CgroupFreezer::from_mountinfo()?;
-    let engine = Arc::new(Engine::new(Arc::new(store), Arc::new(BtrfsBackend::new()), Arc::new(freezer), Arc::new(SystemClock), config.engine()));
+    let engine = Arc::new(Engine::new(
+        Arc::new(store),
+        Arc::new(BtrfsBackend::new()),
+        Arc::new(freezer),
+        Arc::new(SystemClock),
+        config.engine(),
+    ));
 
     let group = group_id(&config.socket_group);
     let policy = UnixPolicy { group, uids: config.allowed_uids.clone() };

@@ -121,13 +121,20 @@ fn check_lifecycle(lifecycle: &LifecycleSpec) -> EngineResult<()> {
         LifecycleSpec::None => Ok(()),
         LifecycleSpec::Command { stop, start, .. } => {
             for (field, argv) in [("lifecycle.command.stop", stop), ("lifecycle.command.start", start)] {
-                let first = argv.first().ok_or_else(|| EngineError::invalid(field, "needs a program and its arguments"))?;
+                let first =
+                    argv.first().ok_or_else(|| EngineError::invalid(field, "needs a program and its arguments"))?;
                 if !first.starts_with('/') {
-                    return Err(EngineError::invalid(field, format!("program {first:?} must be an absolute path (no PATH lookup)")));
+                    return Err(EngineError::invalid(
+                        field,
+                        format!("program {first:?} must be an absolute path (no PATH lookup)"),
+                    ));
                 }
                 let bytes: usize = argv.iter().map(String::len).sum();
                 if argv.len() > MAX_COMMAND_ARGS || bytes > MAX_COMMAND_BYTES || argv.iter().any(|a| a.contains('\0')) {
-                    return Err(EngineError::invalid(field, format!("at most {MAX_COMMAND_ARGS} arguments, {MAX_COMMAND_BYTES} bytes, no NUL")));
+                    return Err(EngineError::invalid(
+                        field,
+                        format!("at most {MAX_COMMAND_ARGS} arguments, {MAX_COMMAND_BYTES} bytes, no NUL"),
+                    ));
                 }
             }
             Ok(())
@@ -140,7 +147,10 @@ fn check_lifecycle(lifecycle: &LifecycleSpec) -> EngineResult<()> {
             if valid {
                 Ok(())
             } else {
-                Err(EngineError::invalid("lifecycle.systemd.unit", format!("{unit:?} is not a systemd unit name (e.g. db-1.service)")))
+                Err(EngineError::invalid(
+                    "lifecycle.systemd.unit",
+                    format!("{unit:?} is not a systemd unit name (e.g. db-1.service)"),
+                ))
             }
         }
     }

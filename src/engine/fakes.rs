@@ -135,7 +135,11 @@ impl Freezer for FakeFreezer {
     }
 
     fn state(&self, cgroup: &Path) -> Result<FreezeState, FreezerError> {
-        self.states.lock().get(cgroup).copied().ok_or_else(|| FreezerError::NotFound { cgroup: cgroup.display().to_string() })
+        self.states
+            .lock()
+            .get(cgroup)
+            .copied()
+            .ok_or_else(|| FreezerError::NotFound { cgroup: cgroup.display().to_string() })
     }
 
     fn freeze(&self, cgroup: &Path, _timeout: Duration) -> Result<(), FreezerError> {

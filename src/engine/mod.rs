@@ -77,7 +77,15 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Self {
-        Engine { store, backend, freezer, clock, config, locks: ContainerLocks::default(), expiry_changed: tokio::sync::Notify::new() }
+        Engine {
+            store,
+            backend,
+            freezer,
+            clock,
+            config,
+            locks: ContainerLocks::default(),
+            expiry_changed: tokio::sync::Notify::new(),
+        }
     }
 
     pub fn store(&self) -> &Store {

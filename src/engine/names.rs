@@ -25,7 +25,10 @@ pub fn container_id(field: &'static str, id: &str) -> EngineResult<()> {
         return Err(EngineError::invalid(field, "must not be empty"));
     }
     if id.len() > MAX_CONTAINER_ID {
-        return Err(EngineError::invalid(field, format!("is {} characters long; at most {MAX_CONTAINER_ID}", id.len())));
+        return Err(EngineError::invalid(
+            field,
+            format!("is {} characters long; at most {MAX_CONTAINER_ID}", id.len()),
+        ));
     }
     if let Some(bad) = id.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
         return Err(EngineError::invalid(field, format!("{id:?} holds {bad:?}; only a-z, 0-9 and '-' are allowed")));
@@ -43,13 +46,22 @@ pub fn snapshot_name(field: &'static str, name: &str) -> EngineResult<()> {
         return Err(EngineError::invalid(field, "must not be empty"));
     }
     if name.len() > MAX_SNAPSHOT_NAME {
-        return Err(EngineError::invalid(field, format!("is {} characters long; at most {MAX_SNAPSHOT_NAME}", name.len())));
+        return Err(EngineError::invalid(
+            field,
+            format!("is {} characters long; at most {MAX_SNAPSHOT_NAME}", name.len()),
+        ));
     }
     if name.contains('/') || name.contains("..") || name.contains('\0') {
-        return Err(EngineError::invalid(field, format!("{:?} must not contain '/', '..' or NUL", name.escape_debug().to_string())));
+        return Err(EngineError::invalid(
+            field,
+            format!("{:?} must not contain '/', '..' or NUL", name.escape_debug().to_string()),
+        ));
     }
     if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(EngineError::invalid(field, format!("{name:?} holds {bad:?}; only A-Z, a-z, 0-9, '.', '_' and '-' are allowed")));
+        return Err(EngineError::invalid(
+            field,
+            format!("{name:?} holds {bad:?}; only A-Z, a-z, 0-9, '.', '_' and '-' are allowed"),
+        ));
     }
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(EngineError::invalid(field, format!("{name:?} must start with a letter or digit")));
@@ -64,11 +76,20 @@ pub fn labels<'a>(labels: impl ExactSizeIterator<Item = (&'a String, &'a String)
         return Err(EngineError::invalid("labels", format!("{} labels; at most {MAX_LABELS}", labels.len())));
     }
     for (key, value) in labels {
-        if key.is_empty() || key.len() > MAX_LABEL_KEY || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/')) {
-            return Err(EngineError::invalid("labels", format!("key {key:?}: 1-{MAX_LABEL_KEY} of A-Z a-z 0-9 . _ - /")));
+        if key.is_empty()
+            || key.len() > MAX_LABEL_KEY
+            || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+        {
+            return Err(EngineError::invalid(
+                "labels",
+                format!("key {key:?}: 1-{MAX_LABEL_KEY} of A-Z a-z 0-9 . _ - /"),
+            ));
         }
         if value.len() > MAX_LABEL_VALUE || value.chars().any(char::is_control) {
-            return Err(EngineError::invalid("labels", format!("value of {key:?}: at most {MAX_LABEL_VALUE} characters, no control characters")));
+            return Err(EngineError::invalid(
+                "labels",
+                format!("value of {key:?}: at most {MAX_LABEL_VALUE} characters, no control characters"),
+            ));
         }
     }
     Ok(())

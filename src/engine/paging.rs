@@ -15,7 +15,12 @@ pub struct Page<T> {
 }
 
 /// Cuts one page out of `items`, which must be sorted by `key`.
-pub fn paginate<T>(items: Vec<T>, key: impl Fn(&T) -> String, page_size: i32, page_token: &str) -> EngineResult<Page<T>> {
+pub fn paginate<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    page_size: i32,
+    page_token: &str,
+) -> EngineResult<Page<T>> {
     let size = match page_size {
         0 => DEFAULT_PAGE_SIZE,
         n if n < 0 => return Err(EngineError::invalid("page_size", format!("{n} is negative"))),

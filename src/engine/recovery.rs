@@ -47,7 +47,8 @@ impl Engine {
                             Err(error) => return Err(error.into()),
                         }
                     }
-                    let recorded = self.store.snapshot(&container, &name)?.is_some_and(|s| s.state == SnapshotState::Ready);
+                    let recorded =
+                        self.store.snapshot(&container, &name)?.is_some_and(|s| s.state == SnapshotState::Ready);
                     if recorded {
                         report.completed.push(format!("{container}/{name}"));
                     } else {

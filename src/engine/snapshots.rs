@@ -57,12 +57,17 @@ impl Engine {
         let name = if request.name.is_empty() {
             names::default_snapshot_name(now, |n| existing.iter().any(|s| s.answers_to(n)))
         } else if existing.iter().any(|s| s.answers_to(&request.name)) {
-            return Err(EngineError::AlreadyExists { what: format!("snapshot {:?} of container {}", request.name, container.id) });
+            return Err(EngineError::AlreadyExists {
+                what: format!("snapshot {:?} of container {}", request.name, container.id),
+            });
         } else {
             request.name.clone()
         };
         if !request.alias.is_empty() && existing.iter().any(|s| s.name == request.alias) || request.alias == name {
-            return Err(EngineError::invalid("alias", format!("{:?} is the name of a snapshot; an alias must differ from every name", request.alias)));
+            return Err(EngineError::invalid(
+                "alias",
+                format!("{:?} is the name of a snapshot; an alias must differ from every name", request.alias),
+            ));
         }
 
         let volume = volume_of(&container);
@@ -167,7 +172,12 @@ impl Engine {
     }
 
     /// The snapshots of a container, oldest first.
-    pub fn list_snapshots(&self, container: &str, page_size: i32, page_token: &str) -> EngineResult<Page<SnapshotRecord>> {
+    pub fn list_snapshots(
+        &self,
+        container: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> EngineResult<Page<SnapshotRecord>> {
         let container = self.container_for("container", container)?;
         let mut snapshots = self.store.snapshots_of(&container.id)?;
         snapshots.sort_by_key(sort_key);
@@ -175,7 +185,12 @@ impl Engine {
     }
 
     /// Changes the alias and/or the expiry of a snapshot.
-    pub fn update_snapshot(&self, container: &str, reference: &str, update: UpdateRequest) -> EngineResult<SnapshotRecord> {
+    pub fn update_snapshot(
+        &self,
+        container: &str,
+        reference: &str,
+        update: UpdateRequest,
+    ) -> EngineResult<SnapshotRecord> {
         let container = self.container_for("container", container)?;
         if let Some(alias) = update.alias.as_deref().filter(|a| !a.is_empty()) {
             names::snapshot_name("alias", alias)?;
@@ -210,8 +225,16 @@ impl Engine {
     }
 
     /// Deletes with the container's lock held: intent, mark, remove, forget.
-    pub(super) fn delete_locked(&self, container: &ContainerRecord, mut snapshot: SnapshotRecord) -> EngineResult<SnapshotRecord> {
-        let intent = Intent::Delete { container: container.id.clone(), name: snapshot.name.clone(), location: snapshot.location.clone() };
+    pub(super) fn delete_locked(
+        &self,
+        container: &ContainerRecord,
+        mut snapshot: SnapshotRecord,
+    ) -> EngineResult<SnapshotRecord> {
+        let intent = Intent::Delete {
+            container: container.id.clone(),
+            name: snapshot.name.clone(),
+            location: snapshot.location.clone(),
+        };
         snapshot.state = SnapshotState::Deleting;
         self.store.put_snapshots(&[&snapshot])?;
         let intent_id = self.store.begin_intent(&intent)?;
@@ -227,7 +250,13 @@ impl Engine {
 
     /// The earliest expiry among the recorded snapshots.
     pub fn next_expiry(&self) -> EngineResult<Option<DateTime<Utc>>> {
-        Ok(self.store.all_snapshots()?.iter().filter(|s| s.state == SnapshotState::Ready).filter_map(|s| s.expire_time).min())
+        Ok(self
+            .store
+            .all_snapshots()?
+            .iter()
+            .filter(|s| s.state == SnapshotState::Ready)
+            .filter_map(|s| s.expire_time)
+            .min())
     }
 
     /// Deletes every snapshot whose expiry has passed. A container busy with

@@ -30,7 +30,12 @@ fn fixture() -> Fixture {
     let config = EngineConfig { lock_wait: Duration::from_millis(50), ..EngineConfig::default() };
     let engine = Engine::new(store, backend.clone(), freezer.clone(), clock.clone(), config);
     engine
-        .register_container(RegisterRequest { id: "db-1".into(), cgroup: CGROUP.into(), subvolume: VOLUME.into(), ..Default::default() })
+        .register_container(RegisterRequest {
+            id: "db-1".into(),
+            cgroup: CGROUP.into(),
+            subvolume: VOLUME.into(),
+            ..Default::default()
+        })
         .unwrap();
     Fixture { _dir: dir, engine, backend, freezer, clock }
 }
@@ -102,7 +107,14 @@ fn the_freeze_budget_thaws_a_container_whose_backend_hangs() {
         f.clock.clone(),
         EngineConfig { freeze_budget: Duration::from_millis(100), ..EngineConfig::default() },
     );
-    engine.register_container(RegisterRequest { id: "db-1".into(), cgroup: CGROUP.into(), subvolume: VOLUME.into(), ..Default::default() }).unwrap();
+    engine
+        .register_container(RegisterRequest {
+            id: "db-1".into(),
+            cgroup: CGROUP.into(),
+            subvolume: VOLUME.into(),
+            ..Default::default()
+        })
+        .unwrap();
     let error = create(&engine, "slow", "", 0).unwrap_err();
     assert!(matches!(error, EngineError::DeadlineExceeded { .. }), "{error:?}");
     assert_eq!(f.freezer.state_of(CGROUP), FreezeState::Thawed, "the watchdog did not thaw");
@@ -131,7 +143,10 @@ fn update_moves_the_alias_and_resets_expiry() {
     let f = fixture();
     create(&f.engine, "a", "rollback-point", 0).unwrap();
     create(&f.engine, "b", "", 0).unwrap();
-    let b = f.engine.update_snapshot("db-1", "b", UpdateRequest { alias: Some("rollback-point".into()), expiry_days: Some(3) }).unwrap();
+    let b = f
+        .engine
+        .update_snapshot("db-1", "b", UpdateRequest { alias: Some("rollback-point".into()), expiry_days: Some(3) })
+        .unwrap();
     assert_eq!(b.expire_time, Some(f.clock.now() + chrono::Duration::days(3)));
     assert_eq!(f.engine.snapshot("db-1", "rollback-point").unwrap().name, "b");
     assert_eq!(f.engine.snapshot("db-1", "a").unwrap().alias, None);
@@ -149,7 +164,13 @@ fn recovery_thaws_rolls_back_and_reconciles() {
     f.backend.volumes.lock().insert(half.clone(), true);
     f.engine
         .store()
-        .begin_intent(&Intent::Create { container: "db-1".into(), name: "half".into(), location: half.clone(), cgroup: CGROUP.into(), freezes: true })
+        .begin_intent(&Intent::Create {
+            container: "db-1".into(),
+            name: "half".into(),
+            location: half.clone(),
+            cgroup: CGROUP.into(),
+            freezes: true,
+        })
         .unwrap();
     f.backend.volumes.lock().insert("/fake/.rollpoint/db-1/stray".into(), true);
 

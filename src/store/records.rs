@@ -59,7 +59,9 @@ pub enum SnapshotState {
 pub enum SnapshotOrigin {
     Api,
     /// Taken by the schedule entry with this resource name.
-    Schedule { entry: String },
+    Schedule {
+        entry: String,
+    },
     PreRestore,
 }
 

@@ -29,7 +29,9 @@ fn records_survive_a_reopen() {
     {
         let store = Store::open(dir.path()).unwrap();
         store.put_snapshots(&[&snapshot("a", Some("rollback-point")), &snapshot("b", None)]).unwrap();
-        store.begin_intent(&Intent::Delete { container: "db-1".into(), name: "b".into(), location: "/x/b".into() }).unwrap();
+        store
+            .begin_intent(&Intent::Delete { container: "db-1".into(), name: "b".into(), location: "/x/b".into() })
+            .unwrap();
         store.make_durable().unwrap();
     }
     let store = Store::open(dir.path()).unwrap();

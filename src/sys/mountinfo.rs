@@ -56,7 +56,8 @@ fn unescape(field: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let value = (bytes[i + 1] - b'0') as u32 * 64 + (bytes[i + 2] - b'0') as u32 * 8 + (bytes[i + 3] - b'0') as u32;
+            let value =
+                (bytes[i + 1] - b'0') as u32 * 64 + (bytes[i + 2] - b'0') as u32 * 8 + (bytes[i + 3] - b'0') as u32;
             out.push(u8::try_from(value).unwrap_or(b'?'));
             i += 4;
         } else {
@@ -84,10 +85,7 @@ pub fn cgroup1_freezer_mount(mounts: &[Mount]) -> Option<PathBuf> {
 /// The mount that holds `path` (an absolute, canonical path): the one with the
 /// longest mount point that is a prefix of it.
 pub fn mount_of<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
-    mounts
-        .iter()
-        .filter(|m| path.starts_with(&m.mount_point))
-        .max_by_key(|m| m.mount_point.components().count())
+    mounts.iter().filter(|m| path.starts_with(&m.mount_point)).max_by_key(|m| m.mount_point.components().count())
 }
 
 #[cfg(test)]

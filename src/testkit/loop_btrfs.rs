@@ -80,13 +80,8 @@ impl LoopBtrfs {
         ));
         std::fs::create_dir(&dir)?;
         // From here on, dropping `fs` undoes whatever was done so far.
-        let mut fs = LoopBtrfs {
-            image: dir.join("image"),
-            mount_point: dir.join("mnt"),
-            dir,
-            device: None,
-            mounts: Vec::new(),
-        };
+        let mut fs =
+            LoopBtrfs { image: dir.join("image"), mount_point: dir.join("mnt"), dir, device: None, mounts: Vec::new() };
         let image = std::fs::File::create(&fs.image)?;
         image.set_len(size_bytes)?;
         drop(image);

@@ -119,73 +119,30 @@ pub enum VerifyError {
         "{path}: torn tail: {partial_len} stray bytes at offset {offset} \
          (file length {file_len} is not a multiple of {RECORD_SIZE})"
     )]
-    TornTail {
-        path: PathBuf,
-        offset: u64,
-        partial_len: u64,
-        file_len: u64,
-    },
+    TornTail { path: PathBuf, offset: u64, partial_len: u64, file_len: u64 },
     #[error("{path}: record {index} at offset {offset}: bad magic {found:02x?}")]
-    BadMagic {
-        path: PathBuf,
-        index: u64,
-        offset: u64,
-        found: [u8; 8],
-    },
+    BadMagic { path: PathBuf, index: u64, offset: u64, found: [u8; 8] },
     #[error(
         "{path}: record {index} at offset {offset}: checksum {found:#018x}, \
          contents hash to {computed:#018x}"
     )]
-    BadChecksum {
-        path: PathBuf,
-        index: u64,
-        offset: u64,
-        found: u64,
-        computed: u64,
-    },
+    BadChecksum { path: PathBuf, index: u64, offset: u64, found: u64, computed: u64 },
     #[error("{path}: record {index} at offset {offset}: header says record size {found}, expected {RECORD_SIZE}")]
-    BadRecordSize {
-        path: PathBuf,
-        index: u64,
-        offset: u64,
-        found: u32,
-    },
+    BadRecordSize { path: PathBuf, index: u64, offset: u64, found: u32 },
     #[error("{path}: record {index} at offset {offset}: writer id {found}, expected {expected}")]
-    WrongWriter {
-        path: PathBuf,
-        index: u64,
-        offset: u64,
-        expected: u32,
-        found: u32,
-    },
+    WrongWriter { path: PathBuf, index: u64, offset: u64, expected: u32, found: u32 },
     #[error(
         "{path}: record {index} at offset {offset}: counter {found}, expected {expected} \
          (records missing, duplicated or reordered)"
     )]
-    CounterMismatch {
-        path: PathBuf,
-        index: u64,
-        offset: u64,
-        expected: u64,
-        found: u64,
-    },
+    CounterMismatch { path: PathBuf, index: u64, offset: u64, expected: u64, found: u64 },
     #[error("{path}: record {index} at offset {offset}: filler differs from what counter {counter} derives")]
-    BadFiller {
-        path: PathBuf,
-        index: u64,
-        offset: u64,
-        counter: u64,
-    },
+    BadFiller { path: PathBuf, index: u64, offset: u64, counter: u64 },
     #[error(
         "{path}: record {completed_before} had completed but the file ends after \
          {records} records (last counter {last_counter:?})"
     )]
-    MissingCompleted {
-        path: PathBuf,
-        completed_before: u64,
-        records: u64,
-        last_counter: Option<u64>,
-    },
+    MissingCompleted { path: PathBuf, completed_before: u64, records: u64, last_counter: Option<u64> },
 }
 
 /// Checks that `data_file` holds exactly records 0, 1, 2, ... of `writer_id`,
@@ -195,15 +152,8 @@ pub enum VerifyError {
 ///
 /// Meant for a file nobody is appending to (a snapshot, or a frozen writer);
 /// the length is taken once at the start.
-pub fn verify(
-    data_file: &Path,
-    writer_id: u32,
-    completed_before: Option<u64>,
-) -> Result<VerifyReport, VerifyError> {
-    let io_err = |source| VerifyError::Io {
-        path: data_file.to_path_buf(),
-        source,
-    };
+pub fn verify(data_file: &Path, writer_id: u32, completed_before: Option<u64>) -> Result<VerifyReport, VerifyError> {
+    let io_err = |source| VerifyError::Io { path: data_file.to_path_buf(), source };
     let file = File::open(data_file).map_err(io_err)?;
     let file_len = file.metadata().map_err(io_err)?.len();
     let partial_len = file_len % RECORD_SIZE_U64;
@@ -234,10 +184,7 @@ pub fn verify(
             });
         }
     }
-    Ok(VerifyReport {
-        records,
-        last_counter,
-    })
+    Ok(VerifyReport { records, last_counter })
 }
 
 fn check_record(
@@ -251,60 +198,27 @@ fn check_record(
     if record[0..8] != RECORD_MAGIC {
         let mut found = [0u8; 8];
         found.copy_from_slice(&record[0..8]);
-        return Err(VerifyError::BadMagic {
-            path: path(),
-            index,
-            offset,
-            found,
-        });
+        return Err(VerifyError::BadMagic { path: path(), index, offset, found });
     }
     let found = u64_at(record, CHECKSUM_OFFSET);
     let computed = fnv1a64(&record[..CHECKSUM_OFFSET]);
     if found != computed {
-        return Err(VerifyError::BadChecksum {
-            path: path(),
-            index,
-            offset,
-            found,
-            computed,
-        });
+        return Err(VerifyError::BadChecksum { path: path(), index, offset, found, computed });
     }
     let size = u32_at(record, 12);
     if size != RECORD_SIZE_U32 {
-        return Err(VerifyError::BadRecordSize {
-            path: path(),
-            index,
-            offset,
-            found: size,
-        });
+        return Err(VerifyError::BadRecordSize { path: path(), index, offset, found: size });
     }
     let found_writer = u32_at(record, 8);
     if found_writer != writer_id {
-        return Err(VerifyError::WrongWriter {
-            path: path(),
-            index,
-            offset,
-            expected: writer_id,
-            found: found_writer,
-        });
+        return Err(VerifyError::WrongWriter { path: path(), index, offset, expected: writer_id, found: found_writer });
     }
     let counter = u64_at(record, 16);
     if counter != index {
-        return Err(VerifyError::CounterMismatch {
-            path: path(),
-            index,
-            offset,
-            expected: index,
-            found: counter,
-        });
+        return Err(VerifyError::CounterMismatch { path: path(), index, offset, expected: index, found: counter });
     }
     if *record != encode_record(writer_id, counter) {
-        return Err(VerifyError::BadFiller {
-            path: path(),
-            index,
-            offset,
-            counter,
-        });
+        return Err(VerifyError::BadFiller { path: path(), index, offset, counter });
     }
     Ok(())
 }
@@ -315,23 +229,13 @@ pub enum WriterError {
     #[error("opening {path}: {source}")]
     Open { path: PathBuf, source: io::Error },
     #[error("writing record {counter} to {path}: {source}")]
-    Write {
-        path: PathBuf,
-        counter: u64,
-        source: io::Error,
-    },
-    #[error("short write of record {counter} to {path}: {written} of {RECORD_SIZE} bytes; the file now has a torn record")]
-    ShortWrite {
-        path: PathBuf,
-        counter: u64,
-        written: usize,
-    },
+    Write { path: PathBuf, counter: u64, source: io::Error },
+    #[error(
+        "short write of record {counter} to {path}: {written} of {RECORD_SIZE} bytes; the file now has a torn record"
+    )]
+    ShortWrite { path: PathBuf, counter: u64, written: usize },
     #[error("recording progress {counter} in {path}: {source}")]
-    Progress {
-        path: PathBuf,
-        counter: u64,
-        source: io::Error,
-    },
+    Progress { path: PathBuf, counter: u64, source: io::Error },
     #[error("existing data file cannot be appended to: {0}")]
     Resume(#[from] VerifyError),
 }
@@ -366,20 +270,14 @@ pub fn run_writer(
         .create(true)
         .mode(0o644)
         .open(data_file)
-        .map_err(|source| WriterError::Open {
-            path: data_file.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| WriterError::Open { path: data_file.to_path_buf(), source })?;
     let progress = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o644)
         .open(progress_file)
-        .map_err(|source| WriterError::Open {
-            path: progress_file.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| WriterError::Open { path: progress_file.to_path_buf(), source })?;
 
     let mut counter = first_counter;
     loop {
@@ -402,41 +300,20 @@ fn write_record(data: &File, path: &Path, writer_id: u32, counter: u64) -> Resul
         // which is what lets `verify` call any partial record a bug.
         match (&*data).write(&record) {
             Ok(RECORD_SIZE) => return Ok(()),
-            Ok(written) => {
-                return Err(WriterError::ShortWrite {
-                    path: path.to_path_buf(),
-                    counter,
-                    written,
-                })
-            }
+            Ok(written) => return Err(WriterError::ShortWrite { path: path.to_path_buf(), counter, written }),
             // EINTR before any byte was written: nothing landed, try again.
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(source) => {
-                return Err(WriterError::Write {
-                    path: path.to_path_buf(),
-                    counter,
-                    source,
-                })
-            }
+            Err(source) => return Err(WriterError::Write { path: path.to_path_buf(), counter, source }),
         }
     }
 }
 
 fn store_progress(progress: &File, path: &Path, counter: u64) -> Result<(), WriterError> {
-    let err = |source| WriterError::Progress {
-        path: path.to_path_buf(),
-        counter,
-        source,
-    };
+    let err = |source| WriterError::Progress { path: path.to_path_buf(), counter, source };
     loop {
         match progress.write_at(&counter.to_le_bytes(), 0) {
             Ok(8) => return Ok(()),
-            Ok(n) => {
-                return Err(err(io::Error::new(
-                    ErrorKind::WriteZero,
-                    format!("short pwrite: {n} of 8 bytes"),
-                )))
-            }
+            Ok(n) => return Err(err(io::Error::new(ErrorKind::WriteZero, format!("short pwrite: {n} of 8 bytes")))),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(err(e)),
         }
@@ -466,10 +343,7 @@ pub fn read_progress(progress_file: &Path) -> io::Result<Option<u64>> {
         8 => Ok(Some(u64::from_le_bytes(bytes))),
         n => Err(io::Error::new(
             ErrorKind::InvalidData,
-            format!(
-                "{}: progress file holds {n} bytes, expected 0 or 8",
-                progress_file.display()
-            ),
+            format!("{}: progress file holds {n} bytes, expected 0 or 8", progress_file.display()),
         )),
     }
 }
@@ -547,13 +421,7 @@ mod tests {
         let data = dir.path().join("data");
         write_records(&data, 7, 0..100);
         let report = verify(&data, 7, Some(99)).unwrap();
-        assert_eq!(
-            report,
-            VerifyReport {
-                records: 100,
-                last_counter: Some(99)
-            }
-        );
+        assert_eq!(report, VerifyReport { records: 100, last_counter: Some(99) });
         assert_eq!(verify(&data, 7, None).unwrap().records, 100);
         let record = encode_record(7, 42);
         assert_eq!(record[0..8], RECORD_MAGIC);
@@ -567,18 +435,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         fs::write(&data, b"").unwrap();
-        assert_eq!(
-            verify(&data, 1, None).unwrap(),
-            VerifyReport {
-                records: 0,
-                last_counter: None
-            }
-        );
+        assert_eq!(verify(&data, 1, None).unwrap(), VerifyReport { records: 0, last_counter: None });
         let err = verify(&data, 1, Some(0)).unwrap_err();
-        assert!(
-            matches!(err, VerifyError::MissingCompleted { records: 0, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, VerifyError::MissingCompleted { records: 0, .. }), "{err}");
     }
 
     #[test]
@@ -587,23 +446,10 @@ mod tests {
         let data = dir.path().join("data");
         write_records(&data, 1, 0..10);
         let cut = 9 * RECORD_SIZE_U64 + 17;
-        File::options()
-            .write(true)
-            .open(&data)
-            .unwrap()
-            .set_len(cut)
-            .unwrap();
+        File::options().write(true).open(&data).unwrap().set_len(cut).unwrap();
         match verify(&data, 1, None).unwrap_err() {
-            VerifyError::TornTail {
-                offset,
-                partial_len,
-                file_len,
-                ..
-            } => {
-                assert_eq!(
-                    (offset, partial_len, file_len),
-                    (9 * RECORD_SIZE_U64, 17, cut)
-                );
+            VerifyError::TornTail { offset, partial_len, file_len, .. } => {
+                assert_eq!((offset, partial_len, file_len), (9 * RECORD_SIZE_U64, 17, cut));
             }
             other => panic!("expected TornTail, got {other}"),
         }
@@ -631,12 +477,7 @@ mod tests {
         let data = dir.path().join("data");
         write_records(&data, 1, (0..10).filter(|&c| c != 4));
         match verify(&data, 1, None).unwrap_err() {
-            VerifyError::CounterMismatch {
-                index,
-                expected,
-                found,
-                ..
-            } => {
+            VerifyError::CounterMismatch { index, expected, found, .. } => {
                 assert_eq!((index, expected, found), (4, 4, 5));
             }
             other => panic!("expected CounterMismatch, got {other}"),
@@ -649,17 +490,7 @@ mod tests {
         let data = dir.path().join("data");
         write_records(&data, 2, 0..3);
         let err = verify(&data, 1, None).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                VerifyError::WrongWriter {
-                    expected: 1,
-                    found: 2,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, VerifyError::WrongWriter { expected: 1, found: 2, .. }), "{err}");
     }
 
     #[test]
@@ -672,12 +503,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                VerifyError::MissingCompleted {
-                    completed_before: 10,
-                    records: 10,
-                    last_counter: Some(9),
-                    ..
-                }
+                VerifyError::MissingCompleted { completed_before: 10, records: 10, last_counter: Some(9), .. }
             ),
             "{err}"
         );
@@ -706,17 +532,9 @@ mod tests {
         assert_eq!(read_progress(&progress).unwrap(), Some(509));
         assert_eq!(verify(&data, 3, Some(509)).unwrap().last_counter, Some(509));
         // It refuses to append after a torn tail.
-        fs::OpenOptions::new()
-            .append(true)
-            .open(&data)
-            .unwrap()
-            .write_all(b"xx")
-            .unwrap();
+        fs::OpenOptions::new().append(true).open(&data).unwrap().write_all(b"xx").unwrap();
         let err = run_writer(&data, &progress, 3, Some(1), None).unwrap_err();
-        assert!(
-            matches!(err, WriterError::Resume(VerifyError::TornTail { .. })),
-            "{err}"
-        );
+        assert!(matches!(err, WriterError::Resume(VerifyError::TornTail { .. })), "{err}");
     }
 
     /// The property the snapshot tests rely on, without root: read progress
@@ -741,24 +559,14 @@ mod tests {
             // A plain copy may catch the tail of an in-flight write; a frozen
             // snapshot would not. Trim to whole records for this check only.
             let len = fs::metadata(&copy).unwrap().len();
-            File::options()
-                .write(true)
-                .open(&copy)
-                .unwrap()
-                .set_len(len - len % RECORD_SIZE_U64)
-                .unwrap();
+            File::options().write(true).open(&copy).unwrap().set_len(len - len % RECORD_SIZE_U64).unwrap();
             let report = verify(&copy, 9, Some(completed)).unwrap();
             assert!(report.last_counter.unwrap() >= completed);
             checked += 1;
         }
         writer.join().unwrap().unwrap();
         assert!(checked > 0, "writer made no progress in 10 s");
-        assert_eq!(
-            verify(&data, 9, read_progress(&progress).unwrap())
-                .unwrap()
-                .records,
-            200_000
-        );
+        assert_eq!(verify(&data, 9, read_progress(&progress).unwrap()).unwrap().records, 200_000);
     }
 
     #[test]

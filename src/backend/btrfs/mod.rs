@@ -84,8 +84,8 @@ impl Backend for BtrfsBackend {
         if paths::inside_snapshot_folder(&path) {
             return Err(BackendError::InsideSnapshotFolder { path });
         }
-        let mounts = crate::sys::mountinfo::read()
-            .map_err(|err| BackendError::io("read", "/proc/self/mountinfo", err))?;
+        let mounts =
+            crate::sys::mountinfo::read().map_err(|err| BackendError::io("read", "/proc/self/mountinfo", err))?;
         let snapshot_dir = paths::snapshot_dir(&mounts, &path, container)?;
         Ok(VolumeInfo { path, snapshot_dir })
     }
@@ -115,8 +115,10 @@ impl Backend for BtrfsBackend {
             Some(libc::EEXIST) => BackendError::AlreadyExists { path: PathBuf::from(location) },
             _ => BackendError::io("snapshot", location, err),
         })?;
-        let snapshot_fd = subvol::open_dir(Path::new(location)).map_err(|err| fs_error("open", Path::new(location), err))?;
-        let info = subvol::subvol_info(&snapshot_fd).map_err(|err| BackendError::io("get subvolume info", location, err))?;
+        let snapshot_fd =
+            subvol::open_dir(Path::new(location)).map_err(|err| fs_error("open", Path::new(location), err))?;
+        let info =
+            subvol::subvol_info(&snapshot_fd).map_err(|err| BackendError::io("get subvolume info", location, err))?;
         Ok(SnapshotDetails {
             location: location.to_string(),
             uuid: subvol::format_uuid(&info.uuid),
@@ -132,11 +134,13 @@ impl Backend for BtrfsBackend {
         let to_dir = subvol::open_dir(to_parent).map_err(|err| fs_error("open", to_parent, err))?;
         // RENAME_NOREPLACE: the check that `to` is free and the move are one
         // step, so a racing create cannot be overwritten.
-        renameat2(&from_dir, from_name, &to_dir, to_name, RenameFlags::RENAME_NOREPLACE).map_err(|errno| match errno {
-            Errno::EEXIST => BackendError::AlreadyExists { path: PathBuf::from(to) },
-            Errno::ENOENT => BackendError::NotFound { path: PathBuf::from(from) },
-            _ => BackendError::io("rename", from, errno.into()),
-        })?;
+        renameat2(&from_dir, from_name, &to_dir, to_name, RenameFlags::RENAME_NOREPLACE).map_err(
+            |errno| match errno {
+                Errno::EEXIST => BackendError::AlreadyExists { path: PathBuf::from(to) },
+                Errno::ENOENT => BackendError::NotFound { path: PathBuf::from(from) },
+                _ => BackendError::io("rename", from, errno.into()),
+            },
+        )?;
         // Make the move durable before the caller records it.
         nix::unistd::fsync(&to_dir).map_err(|errno| BackendError::io("fsync", to_parent, errno.into()))?;
         if from_parent != to_parent {

@@ -130,7 +130,9 @@ fn inspect_with_a_subvol_mount_puts_snapshots_under_that_mount_point() {
     let location = backend.location(&info, "s");
     backend.create_snapshot(info.path.to_str().expect("utf-8"), &location, true).expect("snapshot");
     // Seen from the main mount, it is inside the `data` subvolume.
-    assert!(backend.snapshot_exists(fs.mount_point().join("data/.rollpoint/c/s").to_str().expect("utf-8")).expect("exists"));
+    assert!(backend
+        .snapshot_exists(fs.mount_point().join("data/.rollpoint/c/s").to_str().expect("utf-8"))
+        .expect("exists"));
     assert_eq!(backend.list_snapshots(&info).expect("list"), vec![location]);
 }
 
@@ -175,7 +177,8 @@ fn read_only_snapshot_keeps_the_content_of_its_moment() {
     let again = backend.create_snapshot(source, &location, true);
     assert!(matches!(again, Err(BackendError::AlreadyExists { .. })), "{again:?}");
     // Only subvolumes can be snapshotted.
-    let result = backend.create_snapshot(info.path.join("data").to_str().expect("utf-8"), &backend.location(&info, "x"), true);
+    let result =
+        backend.create_snapshot(info.path.join("data").to_str().expect("utf-8"), &backend.location(&info, "x"), true);
     assert!(matches!(result, Err(BackendError::NotSubvolume { .. })), "{result:?}");
     let result = backend.create_snapshot("/proc", &backend.location(&info, "x"), true);
     assert!(matches!(result, Err(BackendError::NotBtrfs { .. })), "{result:?}");
