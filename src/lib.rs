@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod freezer;
+pub mod lifecycle;
 pub mod store;
 pub mod sys;
 pub mod testkit;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::proto;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, RestoreOutcome};
 use crate::store::{ContainerRecord, LifecycleSpec, SnapshotOrigin, SnapshotRecord, SnapshotState};
 
 /// Default timeout of lifecycle commands and units.
@@ -106,4 +106,20 @@ pub fn lifecycle_from_proto(lifecycle: Option<proto::Lifecycle>) -> Result<Lifec
             timeout: timeout(systemd.timeout_seconds, "lifecycle.systemd.timeout_seconds")?,
         },
     })
+}
+
+pub fn restore(outcome: &RestoreOutcome) -> proto::RestoreSnapshotResponse {
+    proto::RestoreSnapshotResponse {
+        restored: Some(snapshot(&outcome.restored)),
+        pre_restore_snapshot: outcome.pre_restore_snapshot.clone(),
+        total: Some(duration(outcome.total)),
+        downtime: Some(duration(outcome.downtime)),
+        daemon_time: Some(duration(outcome.daemon_time)),
+        already_restored: outcome.already_restored,
+        steps: outcome
+            .steps
+            .iter()
+            .map(|(name, took)| proto::RestoreStep { name: name.clone(), took: Some(duration(*took)) })
+            .collect(),
+    }
 }

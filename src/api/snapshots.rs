@@ -84,9 +84,14 @@ impl SnapshotService for Snapshots {
 
     async fn restore_snapshot(
         &self,
-        _request: Request<RestoreSnapshotRequest>,
+        request: Request<RestoreSnapshotRequest>,
     ) -> Result<Response<RestoreSnapshotResponse>, Status> {
-        Err(Status::unimplemented("RestoreSnapshot is not available in this version"))
+        let request = request.into_inner();
+        let outcome = blocking(&self.engine, move |engine| {
+            engine.restore_snapshot(&request.container, &request.snapshot, &request.request_id)
+        })
+        .await?;
+        Ok(Response::new(convert::restore(&outcome)))
     }
 }
 

@@ -58,6 +58,15 @@ pub trait Backend: Send + Sync + 'static {
     /// btrfs). `to` must not exist. Used by the restore swap.
     fn rename(&self, from: &str, to: &str) -> Result<(), BackendError>;
 
+    /// Swaps the volumes at `a` and `b` in one atomic step (renameat2 with
+    /// RENAME_EXCHANGE on btrfs): a crash leaves either both as they were or
+    /// both swapped, and each path always holds a volume.
+    fn exchange(&self, a: &str, b: &str) -> Result<(), BackendError>;
+
+    /// Reads back what the backend knows of the volume or snapshot at
+    /// `location` (uuid, generation, read-only flag).
+    fn details(&self, location: &str) -> Result<SnapshotDetails, BackendError>;
+
     /// Makes the volume or snapshot at `location` read-only or writable.
     fn set_read_only(&self, location: &str, read_only: bool) -> Result<(), BackendError>;
 

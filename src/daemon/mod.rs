@@ -15,6 +15,7 @@ use crate::backend::btrfs::BtrfsBackend;
 use crate::config::Config;
 use crate::engine::{Engine, SystemClock};
 use crate::freezer::CgroupFreezer;
+use crate::lifecycle::HostLifecycle;
 use crate::store::Store;
 
 /// Longest sleep of the expiry timer, so that a wall-clock jump is noticed
@@ -44,6 +45,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         Arc::new(store),
         Arc::new(BtrfsBackend::new()),
         Arc::new(freezer),
+        Arc::new(HostLifecycle),
         Arc::new(SystemClock),
         config.engine(),
     ));

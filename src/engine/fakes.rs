@@ -12,26 +12,64 @@ use parking_lot::Mutex;
 use super::Clock;
 use crate::backend::{Backend, BackendError, SnapshotDetails, VolumeInfo};
 use crate::freezer::{FreezeState, Freezer, FreezerError};
+use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::store::ContainerRecord;
+
+/// A volume of the fake backend: its content is a string, its uuid a
+/// number given at creation, its generation bumped by each write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FakeVolume {
+    pub read_only: bool,
+    pub content: String,
+    pub uuid: u64,
+    pub generation: u64,
+}
 
 #[derive(Default)]
 pub struct FakeBackend {
-    /// location -> read-only flag
-    pub volumes: Mutex<BTreeMap<String, bool>>,
-    /// Calls, in order ("flush", "snapshot <loc>", "delete <loc>").
+    pub volumes: Mutex<BTreeMap<String, FakeVolume>>,
+    /// Calls, in order ("flush", "snapshot <loc>", "delete <loc>"...).
     pub calls: Mutex<Vec<String>>,
     /// When set, create_snapshot sleeps this long (a hanging backend).
     pub snapshot_delay: Mutex<Option<Duration>>,
+    next_uuid: Mutex<u64>,
 }
 
 impl FakeBackend {
     pub fn with_volume(path: &str) -> Arc<Self> {
         let backend = FakeBackend::default();
-        backend.volumes.lock().insert(path.to_owned(), false);
+        backend.volumes.lock().insert(path.to_owned(), FakeVolume::default());
         Arc::new(backend)
     }
 
     pub fn exists(&self, location: &str) -> bool {
         self.volumes.lock().contains_key(location)
+    }
+
+    /// A container writing its volume.
+    pub fn write(&self, location: &str, content: &str) {
+        let mut volumes = self.volumes.lock();
+        let volume = volumes.get_mut(location).expect("volume");
+        assert!(!volume.read_only, "write to a read-only volume");
+        volume.content = content.into();
+        volume.generation += 1;
+    }
+
+    pub fn content(&self, location: &str) -> String {
+        self.volumes.lock()[location].content.clone()
+    }
+
+    pub fn add(&self, location: &str, volume: FakeVolume) {
+        self.volumes.lock().insert(location.into(), volume);
+    }
+
+    fn details_of(location: &str, volume: &FakeVolume) -> SnapshotDetails {
+        SnapshotDetails {
+            location: location.into(),
+            uuid: format!("uuid-{}", volume.uuid),
+            generation: volume.generation,
+            read_only: volume.read_only,
+        }
     }
 }
 
@@ -62,27 +100,54 @@ impl Backend for FakeBackend {
             std::thread::sleep(delay);
         }
         self.calls.lock().push(format!("snapshot {location}"));
+        let uuid = {
+            let mut next = self.next_uuid.lock();
+            *next += 1;
+            *next
+        };
         let mut volumes = self.volumes.lock();
-        if !volumes.contains_key(source) {
-            return Err(BackendError::NotFound { path: source.into() });
-        }
-        if volumes.insert(location.to_owned(), read_only).is_some() {
+        let source = volumes.get(source).ok_or_else(|| BackendError::NotFound { path: source.into() })?;
+        let copy = FakeVolume { read_only, content: source.content.clone(), uuid, generation: source.generation };
+        if volumes.contains_key(location) {
             return Err(BackendError::AlreadyExists { path: location.into() });
         }
-        Ok(SnapshotDetails { location: location.into(), uuid: "fake-uuid".into(), generation: 1, read_only })
+        volumes.insert(location.to_owned(), copy.clone());
+        Ok(Self::details_of(location, &copy))
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<(), BackendError> {
+        self.calls.lock().push(format!("rename {from} {to}"));
         let mut volumes = self.volumes.lock();
-        let flag = volumes.remove(from).ok_or_else(|| BackendError::NotFound { path: from.into() })?;
-        volumes.insert(to.into(), flag);
+        if volumes.contains_key(to) {
+            return Err(BackendError::AlreadyExists { path: to.into() });
+        }
+        let volume = volumes.remove(from).ok_or_else(|| BackendError::NotFound { path: from.into() })?;
+        volumes.insert(to.into(), volume);
         Ok(())
+    }
+
+    fn exchange(&self, a: &str, b: &str) -> Result<(), BackendError> {
+        self.calls.lock().push(format!("exchange {a} {b}"));
+        let mut volumes = self.volumes.lock();
+        if !volumes.contains_key(a) || !volumes.contains_key(b) {
+            return Err(BackendError::NotFound { path: a.into() });
+        }
+        let first = volumes.remove(a).expect("checked");
+        let second = volumes.insert(b.into(), first).expect("checked");
+        volumes.insert(a.into(), second);
+        Ok(())
+    }
+
+    fn details(&self, location: &str) -> Result<SnapshotDetails, BackendError> {
+        let volumes = self.volumes.lock();
+        let volume = volumes.get(location).ok_or_else(|| BackendError::NotFound { path: location.into() })?;
+        Ok(Self::details_of(location, volume))
     }
 
     fn set_read_only(&self, location: &str, read_only: bool) -> Result<(), BackendError> {
         let mut volumes = self.volumes.lock();
-        let flag = volumes.get_mut(location).ok_or_else(|| BackendError::NotFound { path: location.into() })?;
-        *flag = read_only;
+        let volume = volumes.get_mut(location).ok_or_else(|| BackendError::NotFound { path: location.into() })?;
+        volume.read_only = read_only;
         Ok(())
     }
 
@@ -98,6 +163,33 @@ impl Backend for FakeBackend {
     fn list_snapshots(&self, volume: &VolumeInfo) -> Result<Vec<String>, BackendError> {
         let prefix = volume.snapshot_dir.to_string_lossy().into_owned() + "/";
         Ok(self.volumes.lock().keys().filter(|k| k.starts_with(&prefix)).cloned().collect())
+    }
+}
+
+/// Records stops and starts; can be told to fail.
+#[derive(Default)]
+pub struct FakeLifecycle {
+    pub calls: Mutex<Vec<String>>,
+    pub fail_stop: Mutex<bool>,
+}
+
+impl Lifecycle for FakeLifecycle {
+    fn stop(&self, container: &ContainerRecord) -> Result<(), LifecycleError> {
+        self.calls.lock().push(format!("stop {}", container.id));
+        if *self.fail_stop.lock() {
+            return Err(LifecycleError::Failed {
+                what: "stop command",
+                program: "/fake".into(),
+                status: "exit status: 1".into(),
+                output: "refused".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn start(&self, container: &ContainerRecord) -> Result<(), LifecycleError> {
+        self.calls.lock().push(format!("start {}", container.id));
+        Ok(())
     }
 }
 

@@ -14,6 +14,7 @@ mod locks;
 pub mod names;
 mod paging;
 mod recovery;
+mod restore;
 mod snapshots;
 
 #[cfg(test)]
@@ -29,10 +30,12 @@ pub use containers::RegisterRequest;
 pub use error::{EngineError, EngineResult};
 pub use paging::Page;
 pub use recovery::RecoveryReport;
+pub use restore::RestoreOutcome;
 pub use snapshots::{CreateRequest, UpdateRequest};
 
 use crate::backend::Backend;
 use crate::freezer::Freezer;
+use crate::lifecycle::Lifecycle;
 use crate::store::Store;
 use locks::ContainerLocks;
 
@@ -62,6 +65,7 @@ pub struct Engine {
     store: Arc<Store>,
     backend: Arc<dyn Backend>,
     freezer: Arc<dyn Freezer>,
+    lifecycle: Arc<dyn Lifecycle>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     locks: ContainerLocks,
@@ -74,6 +78,7 @@ impl Engine {
         store: Arc<Store>,
         backend: Arc<dyn Backend>,
         freezer: Arc<dyn Freezer>,
+        lifecycle: Arc<dyn Lifecycle>,
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Self {
@@ -81,6 +86,7 @@ impl Engine {
             store,
             backend,
             freezer,
+            lifecycle,
             clock,
             config,
             locks: ContainerLocks::default(),

@@ -25,6 +25,10 @@ pub struct RecoveryReport {
     pub completed: Vec<String>,
     /// Deletes finished.
     pub deletes_finished: Vec<String>,
+    /// Restores past their swap at the crash, finished.
+    pub restores_finished: Vec<String>,
+    /// Restores caught before their swap, rolled back.
+    pub restores_rolled_back: Vec<String>,
     /// Records whose volume is gone, now marked LOST.
     pub lost: Vec<String>,
     /// Snapshot volumes no record knows, left in place.
@@ -62,7 +66,12 @@ impl Engine {
                     report.deletes_finished.push(format!("{container}/{name}"));
                 }
                 Intent::Restore(restore) => {
-                    tracing::error!(container = %restore.container, "restore intents are not handled by this version");
+                    let what = format!("{}/{}", restore.container, restore.target);
+                    if self.recover_restore(id, &restore)? {
+                        report.restores_finished.push(what);
+                    } else {
+                        report.restores_rolled_back.push(what);
+                    }
                     continue;
                 }
             }
@@ -107,6 +116,12 @@ fn log_report(report: &RecoveryReport) {
     }
     for snapshot in &report.deletes_finished {
         tracing::info!(snapshot = %snapshot, "recovery: finished a delete");
+    }
+    for restore in &report.restores_finished {
+        tracing::warn!(restore = %restore, "recovery: finished a restore that had swapped");
+    }
+    for restore in &report.restores_rolled_back {
+        tracing::warn!(restore = %restore, "recovery: rolled back a restore that had not swapped");
     }
     for snapshot in &report.lost {
         tracing::error!(snapshot = %snapshot, "recovery: recorded snapshot has no volume; marked LOST");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::TimeZone;
 
-use super::fakes::{FakeBackend, FakeClock, FakeFreezer};
+use super::fakes::{FakeBackend, FakeClock, FakeFreezer, FakeLifecycle, FakeVolume};
 use super::*;
 use crate::freezer::FreezeState;
 use crate::store::{Intent, SnapshotOrigin, SnapshotState, Store};
@@ -18,6 +18,7 @@ struct Fixture {
     engine: Engine,
     backend: Arc<FakeBackend>,
     freezer: Arc<FakeFreezer>,
+    lifecycle: Arc<FakeLifecycle>,
     clock: Arc<FakeClock>,
 }
 
@@ -28,7 +29,8 @@ fn fixture() -> Fixture {
     let freezer = FakeFreezer::with_cgroup(CGROUP);
     let clock = FakeClock::at(chrono::Utc.with_ymd_and_hms(2026, 5, 4, 2, 55, 0).unwrap());
     let config = EngineConfig { lock_wait: Duration::from_millis(50), ..EngineConfig::default() };
-    let engine = Engine::new(store, backend.clone(), freezer.clone(), clock.clone(), config);
+    let lifecycle = Arc::new(FakeLifecycle::default());
+    let engine = Engine::new(store, backend.clone(), freezer.clone(), lifecycle.clone(), clock.clone(), config);
     engine
         .register_container(RegisterRequest {
             id: "db-1".into(),
@@ -37,7 +39,7 @@ fn fixture() -> Fixture {
             ..Default::default()
         })
         .unwrap();
-    Fixture { _dir: dir, engine, backend, freezer, clock }
+    Fixture { _dir: dir, engine, backend, freezer, lifecycle, clock }
 }
 
 fn create(engine: &Engine, name: &str, alias: &str, expiry_days: u32) -> EngineResult<crate::store::SnapshotRecord> {
@@ -104,6 +106,7 @@ fn the_freeze_budget_thaws_a_container_whose_backend_hangs() {
         Arc::new(Store::open(f._dir.path().join("other").as_path()).unwrap()),
         f.backend.clone(),
         f.freezer.clone(),
+        f.lifecycle.clone(),
         f.clock.clone(),
         EngineConfig { freeze_budget: Duration::from_millis(100), ..EngineConfig::default() },
     );
@@ -161,7 +164,7 @@ fn recovery_thaws_rolls_back_and_reconciles() {
     // A crash inside a create: the cgroup is frozen and the volume made.
     f.freezer.set(CGROUP, FreezeState::Frozen);
     let half = "/fake/.rollpoint/db-1/half".to_string();
-    f.backend.volumes.lock().insert(half.clone(), true);
+    f.backend.add(&half, FakeVolume { read_only: true, ..FakeVolume::default() });
     f.engine
         .store()
         .begin_intent(&Intent::Create {
@@ -172,7 +175,7 @@ fn recovery_thaws_rolls_back_and_reconciles() {
             freezes: true,
         })
         .unwrap();
-    f.backend.volumes.lock().insert("/fake/.rollpoint/db-1/stray".into(), true);
+    f.backend.add("/fake/.rollpoint/db-1/stray", FakeVolume { read_only: true, ..FakeVolume::default() });
 
     let report = f.engine.recover().unwrap();
     assert_eq!(report.thawed, vec![CGROUP.to_string()]);
@@ -194,4 +197,148 @@ fn unregister_asks_what_to_do_with_snapshots() {
     assert_eq!(f.engine.unregister_container("db-1", true, false).unwrap(), 1);
     assert!(!f.backend.exists(&snapshot.location));
     assert!(matches!(f.engine.container("db-1"), Err(EngineError::NotFound { .. })));
+}
+
+// ------------------------------------------------------------------ restore
+
+#[test]
+fn restore_brings_back_the_snapshot_and_keeps_the_present() {
+    let f = fixture();
+    f.backend.write(VOLUME, "v1");
+    create(&f.engine, "", "rollback-point", 7).unwrap();
+    f.backend.write(VOLUME, "v2 broken by the migration");
+    f.clock.advance(chrono::Duration::minutes(5));
+    let outcome = f.engine.restore_snapshot("db-1", "rollback-point", "").unwrap();
+    assert_eq!(f.backend.content(VOLUME), "v1");
+    assert!(!f.backend.volumes.lock()[VOLUME].read_only, "the restored volume must be writable");
+    assert_eq!(outcome.pre_restore_snapshot, "pre-restore-2026-05-04");
+    let pre = f.engine.snapshot("db-1", &outcome.pre_restore_snapshot).unwrap();
+    assert_eq!(pre.origin, SnapshotOrigin::PreRestore);
+    assert!(pre.read_only);
+    assert_eq!(f.backend.content(&pre.location), "v2 broken by the migration");
+    assert_eq!(pre.expire_time, Some(f.clock.now() + chrono::Duration::days(7)));
+    assert_eq!(*f.lifecycle.calls.lock(), ["stop db-1", "start db-1"]);
+    assert_eq!(f.freezer.calls.lock().last().unwrap(), &format!("kill {CGROUP}"));
+    assert!(f.engine.store().intents().unwrap().is_empty());
+    // Newer snapshots stay; no staging copy is left behind.
+    let names: Vec<_> = f.engine.list_snapshots("db-1", 0, "").unwrap().items.into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["snap-2026-05-04", "pre-restore-2026-05-04"]);
+    assert!(!f.backend.volumes.lock().keys().any(|k| k.contains("staging")));
+
+    // Undo: restore the pre-restore snapshot.
+    f.engine.restore_snapshot("db-1", &outcome.pre_restore_snapshot, "").unwrap();
+    assert_eq!(f.backend.content(VOLUME), "v2 broken by the migration");
+}
+
+#[test]
+fn repeating_a_restore_changes_nothing() {
+    let f = fixture();
+    create(&f.engine, "s", "", 0).unwrap();
+    let first = f.engine.restore_snapshot("db-1", "s", "").unwrap();
+    let again = f.engine.restore_snapshot("db-1", "s", "").unwrap();
+    assert!(again.already_restored);
+    assert_eq!(f.engine.list_snapshots("db-1", 0, "").unwrap().items.len(), 2, "a second swap was made");
+    // After a write it is a real restore again.
+    f.backend.write(VOLUME, "changed");
+    let third = f.engine.restore_snapshot("db-1", "s", "").unwrap();
+    assert!(!third.already_restored);
+    assert_ne!(third.pre_restore_snapshot, first.pre_restore_snapshot);
+}
+
+#[test]
+fn a_request_id_repeat_returns_the_first_answer() {
+    let f = fixture();
+    create(&f.engine, "s", "", 0).unwrap();
+    let first = f.engine.restore_snapshot("db-1", "s", "req-1").unwrap();
+    f.backend.write(VOLUME, "changed");
+    let repeat = f.engine.restore_snapshot("db-1", "s", "req-1").unwrap();
+    assert_eq!(repeat, first);
+    assert_eq!(f.backend.content(VOLUME), "changed", "a repeated request id restored again");
+}
+
+#[test]
+fn a_failed_stop_leaves_everything_as_it_was() {
+    let f = fixture();
+    f.backend.write(VOLUME, "present");
+    create(&f.engine, "s", "", 0).unwrap();
+    f.backend.write(VOLUME, "present 2");
+    *f.lifecycle.fail_stop.lock() = true;
+    let error = f.engine.restore_snapshot("db-1", "s", "").unwrap_err();
+    assert!(matches!(error, EngineError::FailedPrecondition { .. }), "{error:?}");
+    assert_eq!(f.backend.content(VOLUME), "present 2");
+    assert!(f.engine.store().intents().unwrap().is_empty());
+    assert_eq!(f.lifecycle.calls.lock().last().unwrap(), "start db-1", "the container was not started again");
+}
+
+#[test]
+fn restore_refuses_unknown_and_foreign_snapshots() {
+    let f = fixture();
+    assert!(matches!(f.engine.restore_snapshot("db-1", "nope", ""), Err(EngineError::NotFound { .. })));
+    assert!(matches!(f.engine.restore_snapshot("db-2", "s", ""), Err(EngineError::NotFound { .. })));
+    assert!(matches!(
+        f.engine.restore_snapshot("db-1", "s", &"x".repeat(200)),
+        Err(EngineError::InvalidArgument { field: "request_id", .. })
+    ));
+}
+
+/// Builds the state a crash leaves at each restore step, then checks that
+/// recovery ends with the old state or the restored one, and the container
+/// started, never without a volume.
+#[test]
+fn recovery_finishes_or_rolls_back_a_restore_at_every_step() {
+    use crate::store::{RestoreIntent, RestoreStep};
+    for step in [RestoreStep::Stopping, RestoreStep::Cloning, RestoreStep::Exchanging, RestoreStep::Recording, RestoreStep::Starting] {
+        for exchanged in [false, true] {
+            if matches!(step, RestoreStep::Stopping | RestoreStep::Cloning) && exchanged {
+                continue;
+            }
+            if matches!(step, RestoreStep::Recording | RestoreStep::Starting) && !exchanged {
+                continue;
+            }
+            let f = fixture();
+            f.backend.write(VOLUME, "old");
+            let target = create(&f.engine, "s", "", 0).unwrap();
+            f.backend.write(VOLUME, "present");
+            let staging = "/fake/.rollpoint/db-1/restore-staging-1".to_string();
+            let staged = if step == RestoreStep::Stopping {
+                String::new()
+            } else {
+                use crate::backend::Backend;
+                f.backend.create_snapshot(&target.location, &staging, false).unwrap().uuid
+            };
+            if exchanged {
+                use crate::backend::Backend;
+                f.backend.exchange(&staging, VOLUME).unwrap();
+            }
+            let intent = RestoreIntent {
+                container: "db-1".into(),
+                target: "s".into(),
+                pre_restore_name: "pre-restore-x".into(),
+                volume: VOLUME.into(),
+                staging: staging.clone(),
+                staging_uuid: staged,
+                aside: "/fake/.rollpoint/db-1/pre-restore-x".into(),
+                cgroup: CGROUP.into(),
+                step,
+                request_id: String::new(),
+            };
+            f.engine.store().begin_intent(&Intent::Restore(intent)).unwrap();
+            let report = f.engine.recover().unwrap();
+            let content = f.backend.content(VOLUME);
+            if exchanged {
+                assert_eq!(content, "old", "{step:?}: finished restore");
+                assert_eq!(report.restores_finished.len(), 1);
+                let pre = f.engine.snapshot("db-1", "pre-restore-x").unwrap();
+                assert_eq!(f.backend.content(&pre.location), "present");
+                assert!(f.backend.volumes.lock()[&pre.location].read_only);
+            } else {
+                assert_eq!(content, "present", "{step:?}: rolled back");
+                assert_eq!(report.restores_rolled_back.len(), 1);
+            }
+            assert!(!f.backend.exists(&staging), "{step:?}: staging left");
+            assert_eq!(f.lifecycle.calls.lock().last().map(String::as_str), Some("start db-1"), "{step:?}");
+            assert!(f.engine.store().intents().unwrap().is_empty());
+            assert!(report.unknown.is_empty(), "{step:?}: {:?}", report.unknown);
+        }
+    }
 }

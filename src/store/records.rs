@@ -117,6 +117,9 @@ pub struct RestoreIntent {
     pub volume: PathBuf,
     /// Writable copy of the target, made before the swap.
     pub staging: String,
+    /// Uuid of the staging copy, known once it is made: after a crash, the
+    /// volume path holding this uuid means the exchange happened.
+    pub staging_uuid: String,
     /// Where the current volume goes (the pre-restore snapshot's location).
     pub aside: String,
     pub cgroup: PathBuf,
@@ -127,10 +130,14 @@ pub struct RestoreIntent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RestoreStep {
+    /// Stopping the container (nothing changed on disk yet).
     Stopping,
+    /// Making the writable copy of the target at `staging`.
     Cloning,
-    MovingAside,
-    MovingIn,
+    /// Exchanging `staging` and the volume, atomically.
+    Exchanging,
+    /// Moving the old state to `aside`, read-only, and recording it.
     Recording,
+    /// Starting the container again.
     Starting,
 }

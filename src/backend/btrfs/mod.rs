@@ -34,6 +34,25 @@ impl BtrfsBackend {
 
 /// An I/O error on `path`, with `ENOENT` meaning [`BackendError::NotFound`]
 /// and `ENOSPC`/`EDQUOT` meaning [`BackendError::NoSpace`].
+/// renameat2(2) with `flags`, then fsyncs both folders so the move is durable
+/// before the caller records it.
+fn rename_durably(from: &str, to: &str, flags: RenameFlags) -> Result<(), BackendError> {
+    let (from_parent, from_name) = paths::split_location(from)?;
+    let (to_parent, to_name) = paths::split_location(to)?;
+    let from_dir = subvol::open_dir(from_parent).map_err(|err| fs_error("open", from_parent, err))?;
+    let to_dir = subvol::open_dir(to_parent).map_err(|err| fs_error("open", to_parent, err))?;
+    renameat2(&from_dir, from_name, &to_dir, to_name, flags).map_err(|errno| match errno {
+        Errno::EEXIST => BackendError::AlreadyExists { path: PathBuf::from(to) },
+        Errno::ENOENT => BackendError::NotFound { path: PathBuf::from(from) },
+        _ => BackendError::io("rename", from, errno.into()),
+    })?;
+    nix::unistd::fsync(&to_dir).map_err(|errno| BackendError::io("fsync", to_parent, errno.into()))?;
+    if from_parent != to_parent {
+        nix::unistd::fsync(&from_dir).map_err(|errno| BackendError::io("fsync", from_parent, errno.into()))?;
+    }
+    Ok(())
+}
+
 fn fs_error(op: &'static str, path: &Path, err: io::Error) -> BackendError {
     if err.raw_os_error() == Some(libc::ENOENT) {
         BackendError::NotFound { path: path.to_path_buf() }
@@ -115,38 +134,28 @@ impl Backend for BtrfsBackend {
             Some(libc::EEXIST) => BackendError::AlreadyExists { path: PathBuf::from(location) },
             _ => BackendError::io("snapshot", location, err),
         })?;
-        let snapshot_fd =
-            subvol::open_dir(Path::new(location)).map_err(|err| fs_error("open", Path::new(location), err))?;
-        let info =
-            subvol::subvol_info(&snapshot_fd).map_err(|err| BackendError::io("get subvolume info", location, err))?;
+        self.details(location)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<(), BackendError> {
+        // RENAME_NOREPLACE: the check that `to` is free and the move are one
+        // step, so a racing create cannot be overwritten.
+        rename_durably(from, to, RenameFlags::RENAME_NOREPLACE)
+    }
+
+    fn exchange(&self, a: &str, b: &str) -> Result<(), BackendError> {
+        rename_durably(a, b, RenameFlags::RENAME_EXCHANGE)
+    }
+
+    fn details(&self, location: &str) -> Result<SnapshotDetails, BackendError> {
+        let fd = open_subvolume(Path::new(location))?;
+        let info = subvol::subvol_info(&fd).map_err(|err| BackendError::io("get subvolume info", location, err))?;
         Ok(SnapshotDetails {
             location: location.to_string(),
             uuid: subvol::format_uuid(&info.uuid),
             generation: info.generation,
             read_only: info.read_only,
         })
-    }
-
-    fn rename(&self, from: &str, to: &str) -> Result<(), BackendError> {
-        let (from_parent, from_name) = paths::split_location(from)?;
-        let (to_parent, to_name) = paths::split_location(to)?;
-        let from_dir = subvol::open_dir(from_parent).map_err(|err| fs_error("open", from_parent, err))?;
-        let to_dir = subvol::open_dir(to_parent).map_err(|err| fs_error("open", to_parent, err))?;
-        // RENAME_NOREPLACE: the check that `to` is free and the move are one
-        // step, so a racing create cannot be overwritten.
-        renameat2(&from_dir, from_name, &to_dir, to_name, RenameFlags::RENAME_NOREPLACE).map_err(
-            |errno| match errno {
-                Errno::EEXIST => BackendError::AlreadyExists { path: PathBuf::from(to) },
-                Errno::ENOENT => BackendError::NotFound { path: PathBuf::from(from) },
-                _ => BackendError::io("rename", from, errno.into()),
-            },
-        )?;
-        // Make the move durable before the caller records it.
-        nix::unistd::fsync(&to_dir).map_err(|errno| BackendError::io("fsync", to_parent, errno.into()))?;
-        if from_parent != to_parent {
-            nix::unistd::fsync(&from_dir).map_err(|errno| BackendError::io("fsync", from_parent, errno.into()))?;
-        }
-        Ok(())
     }
 
     fn set_read_only(&self, location: &str, read_only: bool) -> Result<(), BackendError> {

@@ -1,0 +1,308 @@
+//! RestoreSnapshot: put a container back to a snapshot's state, keeping the
+//! present as a pre-restore snapshot, so that the restore can be undone.
+//!
+//! Steps, each recorded as an intent (durably) before it is taken:
+//! 1. stopping: the container's lifecycle stops it; what is left in its
+//!    cgroup is killed (`cgroup.kill`), so nothing writes the old state;
+//! 2. cloning: a writable snapshot of the target is made next to the others
+//!    (`staging`);
+//! 3. exchanging: staging and the volume swap places in one atomic rename
+//!    (RENAME_EXCHANGE): the volume path always holds the old state or the
+//!    new one, never nothing;
+//! 4. recording: the old state (now at `staging`) moves to its pre-restore
+//!    name, becomes read-only, and is recorded;
+//! 5. starting: the lifecycle starts the container again.
+//! A daemon killed at any step finishes (from 3 on, when the exchange is
+//! seen to have happened) or rolls back (before it) at its next start.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{EngineError, EngineResult};
+use super::fault;
+use super::names;
+use super::snapshots::{expiry_from, volume_of};
+use super::Engine;
+use crate::freezer::FreezerError;
+use crate::store::{
+    ContainerRecord, Intent, IntentId, LastRestore, RestoreIntent, RestoreStep, SnapshotOrigin, SnapshotRecord,
+    SnapshotState,
+};
+
+/// Longest client request id.
+const MAX_REQUEST_ID: usize = 128;
+/// How long the leftovers of a stopped container may take to die.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreOutcome {
+    pub restored: SnapshotRecord,
+    /// Holds the state from just before; empty when nothing was done.
+    pub pre_restore_snapshot: String,
+    pub total: Duration,
+    /// From the start of the stop to the end of the start.
+    pub downtime: Duration,
+    /// Everything but stopping and starting.
+    pub daemon_time: Duration,
+    pub already_restored: bool,
+    pub steps: Vec<(String, Duration)>,
+}
+
+/// Times the steps of one restore.
+struct Steps {
+    started: Instant,
+    last: Instant,
+    steps: Vec<(String, Duration)>,
+    lifecycle_time: Duration,
+}
+
+impl Steps {
+    fn new() -> Self {
+        let now = Instant::now();
+        Steps { started: now, last: now, steps: Vec::new(), lifecycle_time: Duration::ZERO }
+    }
+
+    fn done(&mut self, name: &str, lifecycle: bool) {
+        let took = self.last.elapsed();
+        self.last = Instant::now();
+        if lifecycle {
+            self.lifecycle_time += took;
+        }
+        self.steps.push((name.to_owned(), took));
+    }
+}
+
+impl Engine {
+    /// Restores `container` to the snapshot `reference` (a name or an alias).
+    /// A repeat of the same `request_id` returns the first answer; restoring
+    /// the snapshot last restored, with no writes since, changes nothing.
+    /// Waits for another operation on the container (up to the lock wait),
+    /// then refuses with ABORTED.
+    pub fn restore_snapshot(&self, container: &str, reference: &str, request_id: &str) -> EngineResult<RestoreOutcome> {
+        let mut steps = Steps::new();
+        let container = self.container_for("container", container)?;
+        names::snapshot_name("snapshot", reference)?;
+        if request_id.len() > MAX_REQUEST_ID || request_id.chars().any(char::is_control) {
+            return Err(EngineError::invalid("request_id", format!("at most {MAX_REQUEST_ID} characters, no control characters")));
+        }
+        let request_key = (!request_id.is_empty()).then(|| format!("{}/{request_id}", container.id));
+        let _guard = self.locks.lock(&container.id, self.config.lock_wait)?;
+        if let Some(key) = &request_key {
+            if let Some(answer) = self.store.request_answer::<RestoreOutcome>(key)? {
+                return Ok(answer);
+            }
+        }
+        let container = self.container_for("container", &container.id)?;
+        let target = self.find_snapshot(&container, reference)?;
+        if target.state != SnapshotState::Ready {
+            return Err(EngineError::FailedPrecondition {
+                reason: format!("snapshot {} is {:?}, not ready; it cannot be restored", target.name, target.state),
+            });
+        }
+        if let Some(outcome) = self.already_restored(&container, &target)? {
+            return Ok(outcome);
+        }
+
+        let now = self.clock.now();
+        let existing = self.store.snapshots_of(&container.id)?;
+        let pre_restore_name = names::default_name_with_prefix("pre-restore", now, |n| existing.iter().any(|s| s.answers_to(n)));
+        let volume = volume_of(&container);
+        let mut intent = RestoreIntent {
+            container: container.id.clone(),
+            target: target.name.clone(),
+            pre_restore_name: pre_restore_name.clone(),
+            volume: container.volume.clone(),
+            staging: self.backend.location(&volume, &format!("restore-staging-{}", now.timestamp_millis())),
+            staging_uuid: String::new(),
+            aside: self.backend.location(&volume, &pre_restore_name),
+            cgroup: container.cgroup.clone(),
+            step: RestoreStep::Stopping,
+            request_id: request_id.to_owned(),
+        };
+        let intent_id = self.store.begin_intent(&Intent::Restore(intent.clone()))?;
+        fault::point("restore.stopping");
+        steps.done("prepare", false);
+
+        if let Err(error) = self.stop_container(&container) {
+            self.roll_back_restore(intent_id, &container, &intent)?;
+            return Err(EngineError::FailedPrecondition { reason: format!("stopping container {}: {error}", container.id) });
+        }
+        steps.done("stop", true);
+
+        let swapped = self.advance(intent_id, &mut intent, RestoreStep::Cloning).and_then(|()| {
+            fault::point("restore.cloning");
+            let staged = self.backend.create_snapshot(&target.location, &intent.staging, false)?;
+            intent.staging_uuid = staged.uuid;
+            self.advance(intent_id, &mut intent, RestoreStep::Exchanging)?;
+            fault::point("restore.exchanging");
+            self.backend.exchange(&intent.staging, &volume.path.to_string_lossy())?;
+            fault::point("restore.exchanged");
+            Ok(())
+        });
+        if let Err(error) = swapped {
+            self.roll_back_restore(intent_id, &container, &intent)?;
+            return Err(error);
+        }
+        steps.done("swap", false);
+
+        self.advance(intent_id, &mut intent, RestoreStep::Recording)?;
+        self.record_restore(&container, &intent)?;
+        fault::point("restore.recorded");
+        steps.done("record", false);
+
+        self.advance(intent_id, &mut intent, RestoreStep::Starting)?;
+        let started = self.lifecycle.start(&container);
+        steps.done("start", true);
+        self.store.end_intent(intent_id)?;
+        self.expiry_changed.notify_one();
+        if let Err(error) = started {
+            self.store.make_durable()?;
+            return Err(EngineError::FailedPrecondition {
+                reason: format!(
+                    "container {} was restored to {} (previous state in {pre_restore_name}) but did not start: {error}",
+                    container.id, target.name
+                ),
+            });
+        }
+        let total = steps.started.elapsed();
+        let outcome = RestoreOutcome {
+            restored: target,
+            pre_restore_snapshot: pre_restore_name,
+            total,
+            downtime: steps.steps.iter().skip(1).map(|s| s.1).sum(),
+            daemon_time: total.saturating_sub(steps.lifecycle_time),
+            already_restored: false,
+            steps: steps.steps,
+        };
+        if let Some(key) = &request_key {
+            self.store.record_request_answer(key, &outcome)?;
+        }
+        self.store.make_durable()?;
+        tracing::info!(
+            container = %container.id, snapshot = %outcome.restored.name, pre_restore = %outcome.pre_restore_snapshot,
+            daemon_ms = outcome.daemon_time.as_secs_f64() * 1e3, "container restored"
+        );
+        Ok(outcome)
+    }
+
+    /// The answer for a restore to the snapshot the container runs from
+    /// already, unwritten since: nothing to do.
+    fn already_restored(&self, container: &ContainerRecord, target: &SnapshotRecord) -> EngineResult<Option<RestoreOutcome>> {
+        let Some(last) = &container.last_restore else { return Ok(None) };
+        if last.snapshot != target.name {
+            return Ok(None);
+        }
+        let current = self.backend.details(&container.volume.to_string_lossy())?;
+        if current.generation != last.generation {
+            return Ok(None);
+        }
+        Ok(Some(RestoreOutcome {
+            restored: target.clone(),
+            pre_restore_snapshot: String::new(),
+            total: Duration::ZERO,
+            downtime: Duration::ZERO,
+            daemon_time: Duration::ZERO,
+            already_restored: true,
+            steps: Vec::new(),
+        }))
+    }
+
+    fn advance(&self, id: IntentId, intent: &mut RestoreIntent, step: RestoreStep) -> EngineResult<()> {
+        intent.step = step;
+        Ok(self.store.advance_intent(id, &Intent::Restore(intent.clone()))?)
+    }
+
+    /// Stops the container through its lifecycle, then kills whatever is
+    /// left in its cgroup so nothing writes the state being replaced.
+    fn stop_container(&self, container: &ContainerRecord) -> EngineResult<()> {
+        self.lifecycle.stop(container).map_err(|e| EngineError::FailedPrecondition { reason: e.to_string() })?;
+        match self.freezer.kill_all(&container.cgroup, KILL_TIMEOUT) {
+            Ok(()) | Err(FreezerError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Moves the old state (at `staging` after the exchange) to its
+    /// pre-restore name, read-only, and records it and the restore. Safe to
+    /// repeat after a crash.
+    fn record_restore(&self, container: &ContainerRecord, intent: &RestoreIntent) -> EngineResult<()> {
+        if self.backend.snapshot_exists(&intent.staging)? {
+            self.backend.rename(&intent.staging, &intent.aside)?;
+        }
+        let aside = self.backend.details(&intent.aside)?;
+        if !aside.read_only {
+            self.backend.set_read_only(&intent.aside, true)?;
+        }
+        let now = self.clock.now();
+        if self.store.snapshot(&container.id, &intent.pre_restore_name)?.is_none() {
+            let record = SnapshotRecord {
+                container: container.id.clone(),
+                name: intent.pre_restore_name.clone(),
+                alias: None,
+                create_time: now,
+                expire_time: expiry_from(now, self.config.pre_restore_expiry_days),
+                frozen_for: Duration::ZERO,
+                duration: Duration::ZERO,
+                state: SnapshotState::Ready,
+                origin: SnapshotOrigin::PreRestore,
+                read_only: true,
+                location: intent.aside.clone(),
+                uuid: aside.uuid,
+                generation: aside.generation,
+                comment: format!("state before the restore to {}", intent.target),
+            };
+            self.store.put_snapshots(&[&record])?;
+        }
+        let mut container = container.clone();
+        container.last_restore = Some(LastRestore {
+            snapshot: intent.target.clone(),
+            generation: self.backend.details(&container.volume.to_string_lossy())?.generation,
+            pre_restore_snapshot: intent.pre_restore_name.clone(),
+            time: now,
+        });
+        self.store.put_container(&container)?;
+        self.store.make_durable()?;
+        Ok(())
+    }
+
+    /// Undoes a restore that has not swapped: removes the staging copy,
+    /// starts the container again, forgets the intent.
+    fn roll_back_restore(&self, id: IntentId, container: &ContainerRecord, intent: &RestoreIntent) -> EngineResult<()> {
+        self.backend.delete_snapshot(&intent.staging)?;
+        if let Err(error) = self.lifecycle.start(container) {
+            tracing::error!(container = %container.id, %error, "could not start the container again after a failed restore");
+        }
+        self.store.end_intent(id)?;
+        self.store.make_durable()?;
+        Ok(())
+    }
+
+    /// Finishes or rolls back a restore found in an intent at start-up;
+    /// returns whether it was finished (true) or rolled back (false).
+    pub(super) fn recover_restore(&self, id: IntentId, intent: &RestoreIntent) -> EngineResult<bool> {
+        let Some(container) = self.store.container(&intent.container)? else {
+            self.store.end_intent(id)?;
+            return Ok(false);
+        };
+        let swapped = match intent.step {
+            RestoreStep::Stopping | RestoreStep::Cloning => false,
+            RestoreStep::Exchanging => {
+                !intent.staging_uuid.is_empty()
+                    && self.backend.details(&intent.volume.to_string_lossy())?.uuid == intent.staging_uuid
+            }
+            RestoreStep::Recording | RestoreStep::Starting => true,
+        };
+        if !swapped {
+            self.roll_back_restore(id, &container, intent)?;
+            return Ok(false);
+        }
+        self.record_restore(&container, intent)?;
+        if let Err(error) = self.lifecycle.start(&container) {
+            tracing::error!(container = %container.id, %error, "could not start the container after finishing its restore");
+        }
+        self.store.end_intent(id)?;
+        Ok(true)
+    }
+}

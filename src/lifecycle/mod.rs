@@ -1,0 +1,62 @@
+//! How a container is stopped and started around a restore, as chosen at
+//! registration: `none` (nothing to run: the engine kills what is in the
+//! cgroup and the container's supervisor restarts it), `command` (argv
+//! programs, no shell, each with a timeout), `systemd` (a unit over D-Bus).
+
+mod command;
+
+use std::time::Duration;
+
+use crate::store::{ContainerRecord, LifecycleSpec};
+
+pub use command::run_command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("{what} {program:?}: {source}")]
+    Spawn { what: &'static str, program: String, source: std::io::Error },
+    #[error("{what} {program:?} did not finish within {timeout:?}; killed")]
+    Timeout { what: &'static str, program: String, timeout: Duration },
+    #[error("{what} {program:?} failed ({status}): {output}")]
+    Failed { what: &'static str, program: String, status: String, output: String },
+    #[error("systemd unit {unit}: {reason}")]
+    Systemd { unit: String, reason: String },
+}
+
+/// Stops and starts containers. The engine sees only this trait, so restore
+/// logic is tested with a fake.
+pub trait Lifecycle: Send + Sync + 'static {
+    fn stop(&self, container: &ContainerRecord) -> Result<(), LifecycleError>;
+    fn start(&self, container: &ContainerRecord) -> Result<(), LifecycleError>;
+}
+
+/// The real lifecycle: runs what the container's registration says.
+#[derive(Debug, Default)]
+pub struct HostLifecycle;
+
+impl Lifecycle for HostLifecycle {
+    fn stop(&self, container: &ContainerRecord) -> Result<(), LifecycleError> {
+        match &container.lifecycle {
+            LifecycleSpec::None => Ok(()),
+            LifecycleSpec::Command { stop, timeout, .. } => run_command("stop command", stop, *timeout, None),
+            LifecycleSpec::Systemd { unit, .. } => Err(systemd_unavailable(unit)),
+        }
+    }
+
+    fn start(&self, container: &ContainerRecord) -> Result<(), LifecycleError> {
+        match &container.lifecycle {
+            LifecycleSpec::None => Ok(()),
+            // The start command runs inside the container's cgroup, so what
+            // it leaves running belongs to the container (and is frozen with
+            // it at the next snapshot).
+            LifecycleSpec::Command { start, timeout, .. } => {
+                run_command("start command", start, *timeout, Some(&container.cgroup))
+            }
+            LifecycleSpec::Systemd { unit, .. } => Err(systemd_unavailable(unit)),
+        }
+    }
+}
+
+fn systemd_unavailable(unit: &str) -> LifecycleError {
+    LifecycleError::Systemd { unit: unit.to_owned(), reason: "the systemd lifecycle is not available in this build".into() }
+}
