@@ -1,12 +1,17 @@
 //! Who may call: on the Unix socket the peer's credentials (SO_PEERCRED)
-//! decide: root, members of the configured group, and configured uids.
+//! decide: root, members of the configured group, and configured uids. On
+//! TCP a bearer token does (see `tokens`); each call then checks the scope
+//! it needs with [`authorize`].
 //! Until start-up recovery is done every call is refused as UNAVAILABLE.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tonic::transport::server::{TcpConnectInfo, UdsConnectInfo};
+use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
+
+use super::tokens::{Scope, TokenBook};
+use crate::store::TokenRecord;
 
 #[derive(Debug, Clone, Default)]
 pub struct UnixPolicy {
@@ -23,20 +28,79 @@ impl UnixPolicy {
     }
 }
 
-/// The interceptor in front of every rollpoint service.
+/// Who is calling, put in each request's extensions by the [`Gate`].
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A process on the Unix socket that the policy lets in.
+    Local { uid: u32 },
+    /// A bearer token on TCP.
+    Token(TokenRecord),
+}
+
+impl Caller {
+    /// Who asked, for logs and events: `uid:0` or `token:ci`.
+    pub fn actor(&self) -> String {
+        match self {
+            Caller::Local { uid } => format!("uid:{uid}"),
+            Caller::Token(token) => format!("token:{}", token.name),
+        }
+    }
+
+    fn allows(&self, scope: Scope, container: Option<&str>) -> Result<(), Status> {
+        let Caller::Token(token) = self else { return Ok(()) };
+        if !token.scopes.iter().filter_map(|s| Scope::parse(s)).any(|held| held.grants(scope)) {
+            return Err(Status::permission_denied(format!("token {} lacks the {} scope", token.name, scope.name())));
+        }
+        if token.containers.is_empty() {
+            return Ok(());
+        }
+        match container {
+            Some(container) if token.containers.iter().any(|c| c == container) => Ok(()),
+            Some(container) => {
+                Err(Status::permission_denied(format!("token {} is not valid for container {container}", token.name)))
+            }
+            None => Err(Status::permission_denied(format!(
+                "token {} is limited to some containers; this call is not about one of them",
+                token.name
+            ))),
+        }
+    }
+}
+
+/// Checks that the caller of `request` holds `scope`, for `container` when
+/// the call is about one. Local callers allowed on the socket hold every
+/// scope.
+pub fn authorize<T>(request: &Request<T>, scope: Scope, container: Option<&str>) -> Result<Caller, Status> {
+    let caller = request.extensions().get::<Caller>().cloned().ok_or_else(|| Status::permission_denied("no caller identity"))?;
+    caller.allows(scope, container)?;
+    Ok(caller)
+}
+
+/// Managing tokens takes root on the socket, or an admin token.
+pub fn authorize_token_management<T>(request: &Request<T>) -> Result<Caller, Status> {
+    let caller = authorize(request, Scope::Admin, None)?;
+    match caller {
+        Caller::Local { uid } if uid != 0 => Err(Status::permission_denied("only root manages tokens")),
+        caller => Ok(caller),
+    }
+}
+
+/// The interceptor in front of every rollpoint service: authenticates the
+/// caller (UNAUTHENTICATED or PERMISSION_DENIED) and records who it is.
 #[derive(Clone)]
 pub struct Gate {
     pub policy: Arc<UnixPolicy>,
+    pub tokens: Arc<TokenBook>,
     /// Set once start-up recovery is done.
     pub ready: Arc<AtomicBool>,
 }
 
 impl tonic::service::Interceptor for Gate {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if !self.ready.load(Ordering::Acquire) {
             return Err(Status::unavailable("rollpointd is still recovering; try again in a moment"));
         }
-        if let Some(info) = request.extensions().get::<UdsConnectInfo>() {
+        let caller = if let Some(info) = request.extensions().get::<UdsConnectInfo>() {
             let cred = info.peer_cred.ok_or_else(|| Status::permission_denied("peer credentials unavailable"))?;
             let supplementary = cred.pid().map(supplementary_groups).unwrap_or_default();
             if !self.policy.allows(cred.uid(), cred.gid(), &supplementary) {
@@ -45,15 +109,20 @@ impl tonic::service::Interceptor for Gate {
                     cred.uid()
                 )));
             }
-            return Ok(request);
-        }
-        if let Some(info) = request.extensions().get::<TcpConnectInfo>() {
-            // The TCP listener only binds loopback addresses (see server.rs).
-            if info.remote_addr().is_some_and(|a| a.ip().is_loopback()) {
-                return Ok(request);
-            }
-            return Err(Status::permission_denied("only loopback clients are accepted over TCP"));
-        }
+            Caller::Local { uid: cred.uid() }
+        } else {
+            let header = request
+                .metadata()
+                .get("authorization")
+                .ok_or_else(|| Status::unauthenticated("an \"authorization: Bearer <token>\" header is required over TCP"))?;
+            let secret = header
+                .to_str()
+                .ok()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .ok_or_else(|| Status::unauthenticated("the authorization header must read \"Bearer <token>\""))?;
+            Caller::Token(self.tokens.authenticate(secret.trim()).ok_or_else(|| Status::unauthenticated("unknown token"))?)
+        };
+        request.extensions_mut().insert(caller);
         Ok(request)
     }
 }

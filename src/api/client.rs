@@ -8,6 +8,10 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::proto::container_service_client::ContainerServiceClient;
 use super::proto::snapshot_service_client::SnapshotServiceClient;
+use super::proto::token_service_client::TokenServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 
 /// Where the daemon is.
 #[derive(Debug, Clone)]
@@ -21,6 +25,8 @@ pub enum Target {
 pub enum ConnectError {
     #[error("cannot connect to rollpointd at {target}: {source}")]
     Transport { target: String, source: tonic::transport::Error },
+    #[error("the token holds characters that cannot be sent in a header")]
+    BadToken,
 }
 
 pub async fn connect(target: &Target) -> Result<Channel, ConnectError> {
@@ -45,20 +51,50 @@ pub async fn connect(target: &Target) -> Result<Channel, ConnectError> {
     }
 }
 
+/// Adds `authorization: Bearer <token>` to every call when a token is set
+/// (TCP); the Unix socket needs none.
+#[derive(Clone, Default)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel with the caller's bearer token, if any.
+pub type AuthedChannel = InterceptedService<Channel, Bearer>;
+
 /// Clients of every rollpoint service over one channel.
 #[derive(Clone)]
 pub struct Clients {
-    pub containers: ContainerServiceClient<Channel>,
-    pub snapshots: SnapshotServiceClient<Channel>,
+    pub containers: ContainerServiceClient<AuthedChannel>,
+    pub snapshots: SnapshotServiceClient<AuthedChannel>,
+    pub tokens: TokenServiceClient<AuthedChannel>,
     pub channel: Channel,
 }
 
 impl Clients {
     pub async fn connect(target: &Target) -> Result<Clients, ConnectError> {
+        Clients::connect_with_token(target, None).await
+    }
+
+    /// Connects and sends `token` as a bearer token with every call.
+    pub async fn connect_with_token(target: &Target, token: Option<&str>) -> Result<Clients, ConnectError> {
         let channel = connect(target).await?;
+        let bearer = match token {
+            Some(token) => Bearer(Some(
+                format!("Bearer {token}").parse().map_err(|_| ConnectError::BadToken)?,
+            )),
+            None => Bearer(None),
+        };
         Ok(Clients {
-            containers: ContainerServiceClient::new(channel.clone()),
-            snapshots: SnapshotServiceClient::new(channel.clone()),
+            containers: ContainerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            snapshots: SnapshotServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            tokens: TokenServiceClient::with_interceptor(channel.clone(), bearer),
             channel,
         })
     }

@@ -6,6 +6,8 @@ use tonic::{Request, Response, Status};
 
 use super::proto::container_service_server::ContainerService;
 use super::proto::*;
+use super::auth::authorize;
+use super::tokens::Scope;
 use super::{blocking, convert};
 use crate::engine::{Engine, RegisterRequest};
 
@@ -19,6 +21,7 @@ impl ContainerService for Containers {
         &self,
         request: Request<RegisterContainerRequest>,
     ) -> Result<Response<RegisterContainerResponse>, Status> {
+        authorize(&request, Scope::Admin, None)?;
         let request = request.into_inner();
         let lifecycle = convert::lifecycle_from_proto(request.lifecycle).map_err(super::status::from_engine)?;
         let record = blocking(&self.engine, move |engine| {
@@ -38,6 +41,7 @@ impl ContainerService for Containers {
         &self,
         request: Request<GetContainerRequest>,
     ) -> Result<Response<GetContainerResponse>, Status> {
+        authorize(&request, Scope::Read, Some(&request.get_ref().id))?;
         let id = request.into_inner().id;
         let container = blocking(&self.engine, move |engine| {
             let record = engine.container(&id)?;
@@ -51,6 +55,7 @@ impl ContainerService for Containers {
         &self,
         request: Request<ListContainersRequest>,
     ) -> Result<Response<ListContainersResponse>, Status> {
+        authorize(&request, Scope::Read, None)?;
         let request = request.into_inner();
         let response = blocking(&self.engine, move |engine| {
             let page = engine.list_containers(request.page_size, &request.page_token)?;
@@ -69,6 +74,7 @@ impl ContainerService for Containers {
         &self,
         request: Request<UnregisterContainerRequest>,
     ) -> Result<Response<UnregisterContainerResponse>, Status> {
+        authorize(&request, Scope::Admin, Some(&request.get_ref().id))?;
         let request = request.into_inner();
         let deleted = blocking(&self.engine, move |engine| {
             engine.unregister_container(&request.id, request.delete_snapshots, request.keep_snapshots)

@@ -9,6 +9,8 @@ pub mod proto;
 pub mod server;
 mod snapshots;
 pub mod status;
+mod token_service;
+pub mod tokens;
 
 use std::sync::Arc;
 

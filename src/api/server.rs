@@ -14,6 +14,9 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use super::auth::{Gate, UnixPolicy};
+use super::proto::token_service_server::TokenServiceServer;
+use super::token_service::Tokens;
+use super::tokens::TokenBook;
 use super::containers::Containers;
 use super::proto::container_service_server::ContainerServiceServer;
 use super::proto::snapshot_service_server::SnapshotServiceServer;
@@ -22,7 +25,7 @@ use super::snapshots::Snapshots;
 use crate::engine::Engine;
 
 /// Names of the services reported by the health service.
-pub const SERVICES: [&str; 2] = ["rollpoint.v1.ContainerService", "rollpoint.v1.SnapshotService"];
+pub const SERVICES: [&str; 3] = ["rollpoint.v1.ContainerService", "rollpoint.v1.SnapshotService", "rollpoint.v1.TokenService"];
 
 /// Largest request the daemon decodes.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -54,7 +57,12 @@ pub struct Services {
 type HealthService = tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
 
 impl Services {
-    pub async fn new(engine: Arc<Engine>, policy: UnixPolicy, ready: Arc<AtomicBool>) -> (Services, HealthReporter) {
+    pub async fn new(
+        engine: Arc<Engine>,
+        policy: UnixPolicy,
+        tokens: Arc<TokenBook>,
+        ready: Arc<AtomicBool>,
+    ) -> (Services, HealthReporter) {
         let reporter = HealthReporter::new();
         let health = tonic_health::pb::health_server::HealthServer::new(
             tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
@@ -63,7 +71,7 @@ impl Services {
             reporter.set_service_status(service, ServingStatus::NotServing).await;
         }
         reporter.set_service_status("", ServingStatus::NotServing).await;
-        (Services { engine, gate: Gate { policy: Arc::new(policy), ready }, health }, reporter)
+        (Services { engine, gate: Gate { policy: Arc::new(policy), tokens, ready }, health }, reporter)
     }
 
     fn router(&self) -> Result<tonic::transport::server::Router, ServerError> {
@@ -79,12 +87,14 @@ impl Services {
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let snapshots = SnapshotServiceServer::new(Snapshots { engine: self.engine.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let tokens = TokenServiceServer::new(Tokens { book: self.gate.tokens.clone() }).max_decoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Server::builder()
             .add_service(self.health.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(tonic::service::interceptor::InterceptedService::new(containers, self.gate.clone()))
-            .add_service(tonic::service::interceptor::InterceptedService::new(snapshots, self.gate.clone())))
+            .add_service(tonic::service::interceptor::InterceptedService::new(snapshots, self.gate.clone()))
+            .add_service(tonic::service::interceptor::InterceptedService::new(tokens, self.gate.clone())))
     }
 
     /// Serves on a bound Unix listener until `shutdown` resolves.

@@ -6,6 +6,8 @@ use tonic::{Request, Response, Status};
 
 use super::proto::snapshot_service_server::SnapshotService;
 use super::proto::*;
+use super::auth::authorize;
+use super::tokens::Scope;
 use super::{blocking, convert};
 use crate::engine::{CreateRequest, Engine, EngineError, UpdateRequest};
 use crate::store::SnapshotOrigin;
@@ -20,6 +22,7 @@ impl SnapshotService for Snapshots {
         &self,
         request: Request<CreateSnapshotRequest>,
     ) -> Result<Response<CreateSnapshotResponse>, Status> {
+        authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?;
         let request = request.into_inner();
         let record = blocking(&self.engine, move |engine| {
             engine.create_snapshot(CreateRequest {
@@ -39,6 +42,7 @@ impl SnapshotService for Snapshots {
         &self,
         request: Request<GetSnapshotRequest>,
     ) -> Result<Response<GetSnapshotResponse>, Status> {
+        authorize(&request, Scope::Read, Some(&request.get_ref().container))?;
         let request = request.into_inner();
         let record =
             blocking(&self.engine, move |engine| engine.snapshot(&request.container, &request.snapshot)).await?;
@@ -49,6 +53,7 @@ impl SnapshotService for Snapshots {
         &self,
         request: Request<ListSnapshotsRequest>,
     ) -> Result<Response<ListSnapshotsResponse>, Status> {
+        authorize(&request, Scope::Read, Some(&request.get_ref().container))?;
         let request = request.into_inner();
         let page = blocking(&self.engine, move |engine| {
             engine.list_snapshots(&request.container, request.page_size, &request.page_token)
@@ -64,6 +69,7 @@ impl SnapshotService for Snapshots {
         &self,
         request: Request<UpdateSnapshotRequest>,
     ) -> Result<Response<UpdateSnapshotResponse>, Status> {
+        authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?;
         let request = request.into_inner();
         let update = update_from_mask(&request).map_err(super::status::from_engine)?;
         let record =
@@ -76,6 +82,7 @@ impl SnapshotService for Snapshots {
         &self,
         request: Request<DeleteSnapshotRequest>,
     ) -> Result<Response<DeleteSnapshotResponse>, Status> {
+        authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?;
         let request = request.into_inner();
         let record =
             blocking(&self.engine, move |engine| engine.delete_snapshot(&request.container, &request.snapshot)).await?;
@@ -86,6 +93,7 @@ impl SnapshotService for Snapshots {
         &self,
         request: Request<RestoreSnapshotRequest>,
     ) -> Result<Response<RestoreSnapshotResponse>, Status> {
+        authorize(&request, Scope::Restore, Some(&request.get_ref().container))?;
         let request = request.into_inner();
         let outcome = blocking(&self.engine, move |engine| {
             engine.restore_snapshot(&request.container, &request.snapshot, &request.request_id)

@@ -1,1 +1,11 @@
-fn main() {}
+//! rollpoint: the command-line client of rollpointd. Logic lives in
+//! `rollpoint::cli`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use rollpoint::cli::Cli;
+
+fn main() -> ExitCode {
+    rollpoint::cli::run(Cli::parse())
+}

@@ -45,7 +45,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "PATH", env = "ROLLPOINT_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// Reach rollpointd over TCP instead of its socket, e.g. http://127.0.0.1:7443.
-    #[arg(long, global = true, value_name = "URL", env = "ROLLPOINT_ENDPOINT")]
+    #[arg(long, global = true, value_name = "URL", env = "ROLLPOINT_ENDPOINT", conflicts_with = "socket")]
     pub endpoint: Option<String>,
     /// Print JSON for scripts: one document per command (lists are arrays;
     /// timestamps RFC 3339 UTC; durations in the unit their key names, e.g. frozen_for_ms).
@@ -64,7 +64,8 @@ pub enum Command {
     /// Put a container back to a snapshot (stops it, swaps its volume, starts it).
     ///
     /// The state the container had just before is kept as a snapshot of origin
-    /// pre-restore; restore that one to undo. A progress line goes to stderr;
+    /// pre-restore; restore that one to undo. A progress line goes to stderr
+    /// (not with --json);
     /// the result (restored snapshot, pre-restore snapshot, timings and steps)
     /// to stdout.
     Restore(RestoreArgs),

@@ -10,6 +10,7 @@ use std::time::Duration;
 pub mod logging;
 
 use crate::api::auth::UnixPolicy;
+use crate::api::tokens::{KeyError, TokenBook};
 use crate::api::server::{self, Services};
 use crate::backend::btrfs::BtrfsBackend;
 use crate::config::Config;
@@ -26,6 +27,8 @@ const EXPIRY_REPLAN: Duration = Duration::from_secs(3600);
 pub enum DaemonError {
     #[error("opening the store in {path}: {source}")]
     Store { path: PathBuf, source: crate::store::StoreError },
+    #[error("token key: {0}")]
+    TokenKey(#[from] KeyError),
     #[error("cgroups: {0}")]
     Freezer(#[from] crate::freezer::FreezerError),
     #[error("start-up recovery: {0}")]
@@ -40,9 +43,10 @@ pub enum DaemonError {
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let store = Store::open(&config.state_dir)
         .map_err(|source| DaemonError::Store { path: config.state_dir.clone(), source })?;
+    let store = Arc::new(store);
     let freezer = CgroupFreezer::from_mountinfo()?;
     let engine = Arc::new(Engine::new(
-        Arc::new(store),
+        store.clone(),
         Arc::new(BtrfsBackend::new()),
         Arc::new(freezer),
         Arc::new(HostLifecycle),
@@ -53,7 +57,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let group = group_id(&config.socket_group);
     let policy = UnixPolicy { group, uids: config.allowed_uids.clone() };
     let ready = Arc::new(AtomicBool::new(false));
-    let (services, health) = Services::new(engine.clone(), policy, ready.clone()).await;
+    let key_file = config.state_dir.join("token.key");
+    let tokens = Arc::new(TokenBook::open(store.clone(), &key_file)?);
+    let (services, health) = Services::new(engine.clone(), policy, tokens, ready.clone()).await;
 
     let unix = server::bind_unix(&config.socket, group).await?;
     let tcp = match config.listen {

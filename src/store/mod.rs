@@ -27,6 +27,7 @@ pub struct Store {
     snapshots: sled::Tree,
     intents: sled::Tree,
     requests: sled::Tree,
+    tokens: sled::Tree,
 }
 
 impl Store {
@@ -39,6 +40,7 @@ impl Store {
             snapshots: db.open_tree("snapshots")?,
             intents: db.open_tree("intents")?,
             requests: db.open_tree("requests")?,
+            tokens: db.open_tree("tokens")?,
             dir: dir.join("db"),
             db,
         })
@@ -151,6 +153,35 @@ impl Store {
 
     pub fn record_request_answer<T: Serialize>(&self, request_id: &str, answer: &T) -> Result<(), StoreError> {
         put(&self.requests, request_id.as_bytes(), answer)
+    }
+}
+
+impl Store {
+    // -------------------------------------------------------------- tokens
+
+    pub fn token(&self, name: &str) -> Result<Option<TokenRecord>, StoreError> {
+        get(&self.tokens, name.as_bytes())
+    }
+
+    /// Inserts a token unless one with that name exists; false if it did.
+    /// Durable on return.
+    pub fn insert_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        let value = encode(token)?;
+        let inserted = self.tokens.compare_and_swap(token.name.as_bytes(), None as Option<&[u8]>, Some(value))?.is_ok();
+        self.make_durable()?;
+        Ok(inserted)
+    }
+
+    /// Every token, ordered by name.
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        scan(&self.tokens, b"")
+    }
+
+    /// Removes a token; false if there was none. Durable on return.
+    pub fn remove_token(&self, name: &str) -> Result<bool, StoreError> {
+        let removed = self.tokens.remove(name.as_bytes())?.is_some();
+        self.make_durable()?;
+        Ok(removed)
     }
 }
 

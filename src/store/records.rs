@@ -141,3 +141,16 @@ pub enum RestoreStep {
     /// Starting the container again.
     Starting,
 }
+
+/// A bearer token for the TCP listener. Only a keyed hash of its secret is
+/// kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// Empty: every container.
+    pub containers: Vec<String>,
+    /// Hex of blake3::keyed_hash(daemon key, secret).
+    pub secret_hash: String,
+    pub create_time: DateTime<Utc>,
+}

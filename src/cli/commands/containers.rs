@@ -1,0 +1,120 @@
+//! `rollpoint container ...`
+
+use super::{all_pages, Context};
+use crate::api::proto;
+use crate::cli::args::{ContainerCommand, RegisterArgs, UnregisterArgs};
+use crate::cli::error::CliError;
+use crate::cli::views::{ContainerView, ListView, UnregisterView};
+
+pub async fn run(context: &mut Context, command: ContainerCommand) -> Result<(), CliError> {
+    match command {
+        ContainerCommand::Register(args) => {
+            let response = context.clients.containers.register_container(register_request(args)).await;
+            let container = response.map_err(|status| context.fail(status))?.into_inner().container;
+            context.emit(&ContainerView::from(container.unwrap_or_default()));
+        }
+        ContainerCommand::List => {
+            let client = context.clients.containers.clone();
+            let containers = all_pages(None, |page_size, page_token| {
+                let mut client = client.clone();
+                async move {
+                    let page =
+                        client.list_containers(proto::ListContainersRequest { page_size, page_token }).await?.into_inner();
+                    Ok((page.containers, page.next_page_token))
+                }
+            })
+            .await
+            .map_err(|status| context.fail(status))?;
+            context.emit(&ListView(containers.into_iter().map(ContainerView::from).collect()));
+        }
+        ContainerCommand::Show { id } => {
+            let response = context.clients.containers.get_container(proto::GetContainerRequest { id }).await;
+            let container = response.map_err(|status| context.fail(status))?.into_inner().container;
+            context.emit(&ContainerView::from(container.unwrap_or_default()));
+        }
+        ContainerCommand::Unregister(UnregisterArgs { id, delete_snapshots, keep_snapshots }) => {
+            let request = proto::UnregisterContainerRequest { id: id.clone(), delete_snapshots, keep_snapshots };
+            let response = context.clients.containers.unregister_container(request).await;
+            let snapshots_deleted = response.map_err(|status| context.fail(status))?.into_inner().snapshots_deleted;
+            context.emit(&UnregisterView { id, snapshots_deleted });
+        }
+    }
+    Ok(())
+}
+
+/// The lifecycle is commands, a systemd unit, or none (clap ensures at most one).
+pub fn register_request(args: RegisterArgs) -> proto::RegisterContainerRequest {
+    use proto::lifecycle::Kind;
+    let kind = match (args.stop_command, args.start_command, args.systemd_unit) {
+        (Some(stop), Some(start), _) => Kind::Command(proto::CommandLifecycle {
+            stop: stop.0,
+            start: start.0,
+            timeout_seconds: args.command_timeout.unwrap_or(0),
+        }),
+        (_, _, Some(unit)) => {
+            Kind::Systemd(proto::SystemdLifecycle { unit, timeout_seconds: args.systemd_timeout.unwrap_or(0) })
+        }
+        _ => Kind::None(proto::NoLifecycle {}),
+    };
+    proto::RegisterContainerRequest {
+        id: args.id,
+        cgroup: args.cgroup,
+        subvolume: args.subvolume,
+        lifecycle: Some(proto::Lifecycle { kind: Some(kind) }),
+        labels: args.labels.into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::args::{Cli, Command};
+
+    fn register(argv: &[&str]) -> proto::RegisterContainerRequest {
+        let base = ["rollpoint", "container", "register", "db-1", "--cgroup", "db.scope", "--subvolume", "/srv/db"];
+        let cli = Cli::try_parse_from(base.iter().chain(argv)).unwrap();
+        match cli.command {
+            Command::Container(ContainerCommand::Register(args)) => register_request(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_lifecycle_is_none() {
+        let request = register(&["--label", "env=prod", "--label", "team=db"]);
+        assert_eq!(request.lifecycle.unwrap().kind, Some(proto::lifecycle::Kind::None(proto::NoLifecycle {})));
+        assert_eq!(request.labels.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(request.labels.len(), 2);
+    }
+
+    #[test]
+    fn commands_are_split_on_whitespace() {
+        let request = register(&["--stop-command", "docker stop db-1", "--start-command", "docker  start db-1", "--command-timeout", "60"]);
+        let expected = proto::CommandLifecycle {
+            stop: vec!["docker".into(), "stop".into(), "db-1".into()],
+            start: vec!["docker".into(), "start".into(), "db-1".into()],
+            timeout_seconds: 60,
+        };
+        assert_eq!(request.lifecycle.unwrap().kind, Some(proto::lifecycle::Kind::Command(expected)));
+    }
+
+    #[test]
+    fn systemd_unit() {
+        let request = register(&["--systemd-unit", "db-1.service"]);
+        let expected = proto::SystemdLifecycle { unit: "db-1.service".into(), timeout_seconds: 0 };
+        assert_eq!(request.lifecycle.unwrap().kind, Some(proto::lifecycle::Kind::Systemd(expected)));
+    }
+
+    #[test]
+    fn lifecycles_exclude_each_other_and_commands_come_in_pairs() {
+        let base = ["rollpoint", "container", "register", "db-1", "--cgroup", "c", "--subvolume", "/s"];
+        let parse = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra)).map(|_| ());
+        assert!(parse(&["--stop-command", "a", "--start-command", "b", "--systemd-unit", "u"]).is_err());
+        assert!(parse(&["--stop-command", "a"]).is_err());
+        assert!(parse(&["--command-timeout", "5"]).is_err());
+        assert!(parse(&["--label", "novalue"]).is_err());
+        assert!(parse(&["--stop-command", " ", "--start-command", "b"]).is_err());
+    }
+}

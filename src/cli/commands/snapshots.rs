@@ -1,0 +1,145 @@
+//! `rollpoint snapshot ...`
+
+use super::{all_pages, Context};
+use crate::api::proto;
+use crate::cli::args::{CreateArgs, SnapshotCommand, UpdateArgs};
+use crate::cli::error::CliError;
+use crate::cli::views::{DeletedView, ListView, SnapshotView};
+
+pub async fn run(context: &mut Context, command: SnapshotCommand) -> Result<(), CliError> {
+    let snapshots = &mut context.clients.snapshots;
+    let response = match command {
+        SnapshotCommand::Create(CreateArgs { container, name, alias, expire_days, comment }) => {
+            let request = proto::CreateSnapshotRequest {
+                container,
+                name: name.unwrap_or_default(),
+                alias: alias.unwrap_or_default(),
+                expiry_days: expire_days.unwrap_or(0),
+                comment: comment.unwrap_or_default(),
+            };
+            snapshots.create_snapshot(request).await.map(|response| response.into_inner().snapshot)
+        }
+        SnapshotCommand::Show { container, snapshot } => snapshots
+            .get_snapshot(proto::GetSnapshotRequest { container, snapshot })
+            .await
+            .map(|response| response.into_inner().snapshot),
+        SnapshotCommand::Update(args) => {
+            snapshots.update_snapshot(update_request(args)).await.map(|response| response.into_inner().snapshot)
+        }
+        SnapshotCommand::Delete { container, snapshot } => {
+            let request = proto::DeleteSnapshotRequest { container, snapshot };
+            let deleted = snapshots.delete_snapshot(request).await.map_err(|status| context.fail(status))?;
+            context.emit(&DeletedView(SnapshotView::from(deleted.into_inner().snapshot.unwrap_or_default())));
+            return Ok(());
+        }
+        SnapshotCommand::List { container, limit } => {
+            let client = snapshots.clone();
+            let limit = limit.map(|limit| usize::try_from(limit).unwrap_or(usize::MAX));
+            let list = all_pages(limit, |page_size, page_token| {
+                let mut client = client.clone();
+                let container = container.clone();
+                async move {
+                    let request = proto::ListSnapshotsRequest { container, page_size, page_token };
+                    let page = client.list_snapshots(request).await?.into_inner();
+                    Ok((page.snapshots, page.next_page_token))
+                }
+            })
+            .await
+            .map_err(|status| context.fail(status))?;
+            context.emit(&ListView(list.into_iter().map(SnapshotView::from).collect()));
+            return Ok(());
+        }
+    };
+    let snapshot = response.map_err(|status| context.fail(status))?;
+    context.emit(&SnapshotView::from(snapshot.unwrap_or_default()));
+    Ok(())
+}
+
+/// The update_mask names exactly the fields given on the command line, so
+/// `--clear-alias` (an empty alias) and `--expire-days 0` (never) are sent
+/// as changes rather than read as "unset".
+pub fn update_request(args: UpdateArgs) -> proto::UpdateSnapshotRequest {
+    let mut update_mask = Vec::new();
+    if args.alias.is_some() || args.clear_alias {
+        update_mask.push("alias".to_owned());
+    }
+    if args.expire_days.is_some() {
+        update_mask.push("expiry_days".to_owned());
+    }
+    proto::UpdateSnapshotRequest {
+        container: args.container,
+        snapshot: args.snapshot,
+        alias: args.alias.unwrap_or_default(),
+        expiry_days: args.expire_days.unwrap_or(0),
+        update_mask,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::args::{Cli, Command};
+
+    fn update(extra: &[&str]) -> Result<proto::UpdateSnapshotRequest, clap::Error> {
+        let base = ["rollpoint", "snapshot", "update", "db-1", "snap-1"];
+        let cli = Cli::try_parse_from(base.iter().chain(extra))?;
+        match cli.command {
+            Command::Snapshot(SnapshotCommand::Update(args)) => Ok(update_request(args)),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn mask_names_only_the_alias() {
+        let request = update(&["--alias", "rollback-point"]).unwrap();
+        assert_eq!(request.update_mask, ["alias"]);
+        assert_eq!(request.alias, "rollback-point");
+    }
+
+    #[test]
+    fn clear_alias_sends_an_empty_alias_in_the_mask() {
+        let request = update(&["--clear-alias"]).unwrap();
+        assert_eq!(request.update_mask, ["alias"]);
+        assert_eq!(request.alias, "");
+    }
+
+    #[test]
+    fn zero_expiry_means_never_and_is_in_the_mask() {
+        let request = update(&["--expire-days", "0"]).unwrap();
+        assert_eq!(request.update_mask, ["expiry_days"]);
+        assert_eq!(request.expiry_days, 0);
+    }
+
+    #[test]
+    fn both_fields() {
+        let request = update(&["--clear-alias", "--expire-days", "7"]).unwrap();
+        assert_eq!(request.update_mask, ["alias", "expiry_days"]);
+        assert_eq!(request.expiry_days, 7);
+    }
+
+    #[test]
+    fn nothing_to_change_or_contradictions_are_usage_errors() {
+        assert!(update(&[]).is_err());
+        assert!(update(&["--alias", "a", "--clear-alias"]).is_err());
+    }
+
+    #[test]
+    fn create_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "rollpoint", "snapshot", "create", "db-1", "--alias", "rollback-point", "--expire-days", "7", "--json",
+        ])
+        .unwrap();
+        assert!(cli.global.json);
+        match cli.command {
+            Command::Snapshot(SnapshotCommand::Create(args)) => {
+                assert_eq!(args.container, "db-1");
+                assert_eq!(args.alias.as_deref(), Some("rollback-point"));
+                assert_eq!(args.expire_days, Some(7));
+                assert_eq!(args.name, None);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The one place where failures become a message on stderr and an exit code.
+
+use std::process::ExitCode;
+
+use tonic::Code;
+
+use crate::api::client::{ConnectError, Target};
+
+/// The daemon refused or failed the request.
+pub const EXIT_SERVER: u8 = 1;
+/// Bad usage (clap exits with this code itself).
+pub const EXIT_USAGE: u8 = 2;
+/// The daemon cannot be reached.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{source}")]
+    Connect { target: Target, source: ConnectError },
+    #[error("{}: {}", code_words(.status.code()), .status.message())]
+    Status { target: Target, status: tonic::Status },
+}
+
+impl CliError {
+    pub fn status(target: &Target, status: tonic::Status) -> CliError {
+        CliError::Status { target: target.clone(), status }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Connect { .. } => EXIT_UNREACHABLE,
+            // A call that fails at the transport (daemon gone mid-call) comes as UNAVAILABLE.
+            CliError::Status { status, .. } if status.code() == Code::Unavailable => EXIT_UNREACHABLE,
+            CliError::Status { .. } => EXIT_SERVER,
+        }
+    }
+
+    /// The lines printed to stderr: the error with its causes, then a hint.
+    pub fn report(&self) -> String {
+        let mut text = format!("rollpoint: {}", chain(self));
+        if let Some(hint) = self.hint() {
+            text.push_str("\nrollpoint: ");
+            text.push_str(&hint);
+        }
+        text
+    }
+
+    fn hint(&self) -> Option<String> {
+        let target = match self {
+            CliError::Connect { target, .. } => target,
+            CliError::Status { target, status } if status.code() == Code::Unavailable => target,
+            _ => return None,
+        };
+        let denied = matches!(self, CliError::Connect { .. }) && io_kind(self) == Some(std::io::ErrorKind::PermissionDenied);
+        Some(match target {
+            Target::Unix(path) if denied => {
+                format!("no permission on socket {}: run as root or as a member of the daemon's socket group", path.display())
+            }
+            Target::Unix(path) => format!("is rollpointd running? socket: {} (--socket, ROLLPOINT_SOCKET)", path.display()),
+            Target::Tcp(url) => format!("is rollpointd running? endpoint: {url} (--endpoint, ROLLPOINT_ENDPOINT)"),
+        })
+    }
+
+    pub fn exit(&self) -> ExitCode {
+        eprintln!("{}", self.report());
+        ExitCode::from(self.exit_code())
+    }
+}
+
+/// The error and its sources, `: `-separated, skipping a source whose text
+/// the previous one already shows.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn io_kind(error: &dyn std::error::Error) -> Option<std::io::ErrorKind> {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// gRPC status codes in words, as printed after `rollpoint: `.
+pub fn code_words(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown error",
+        Code::InvalidArgument => "invalid argument",
+        Code::DeadlineExceeded => "deadline exceeded",
+        Code::NotFound => "not found",
+        Code::AlreadyExists => "already exists",
+        Code::PermissionDenied => "permission denied",
+        Code::ResourceExhausted => "resource exhausted",
+        Code::FailedPrecondition => "failed precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out of range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal error",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_print_code_in_words_and_exit_1() {
+        let error = CliError::status(&Target::Unix("/s".into()), tonic::Status::not_found("container db-9 not found"));
+        assert_eq!(error.report(), "rollpoint: not found: container db-9 not found");
+        assert_eq!(error.exit_code(), EXIT_SERVER);
+    }
+
+    #[test]
+    fn unavailable_hints_at_the_daemon_and_exits_3() {
+        let error = CliError::status(&Target::Unix("/run/x.sock".into()), tonic::Status::unavailable("connection reset"));
+        assert_eq!(
+            error.report(),
+            "rollpoint: unavailable: connection reset\n\
+             rollpoint: is rollpointd running? socket: /run/x.sock (--socket, ROLLPOINT_SOCKET)"
+        );
+        assert_eq!(error.exit_code(), EXIT_UNREACHABLE);
+    }
+}

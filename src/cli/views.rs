@@ -1,0 +1,263 @@
+//! What the CLI shows: API messages turned into plain structs, serialized as
+//! they are for --json and formatted by `output` for people. Field names are
+//! part of the CLI's contract with scripts: timestamps are RFC 3339 (UTC),
+//! durations are float milliseconds in keys ending in `_ms`, "none" is null.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::api::proto;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotView {
+    pub name: String,
+    pub container: String,
+    pub resource_name: String,
+    /// Null when the snapshot has no alias.
+    pub alias: Option<String>,
+    pub create_time: Option<DateTime<Utc>>,
+    /// Null when the snapshot never expires.
+    pub expire_time: Option<DateTime<Utc>>,
+    pub frozen_for_ms: f64,
+    pub duration_ms: f64,
+    /// ready, creating, deleting, lost or unspecified.
+    pub state: &'static str,
+    /// api, schedule, pre-restore or unspecified.
+    pub origin: &'static str,
+    pub read_only: bool,
+    pub location: String,
+    pub uuid: String,
+    pub comment: String,
+    pub exclusive_bytes: u64,
+}
+
+impl From<proto::Snapshot> for SnapshotView {
+    fn from(snapshot: proto::Snapshot) -> SnapshotView {
+        SnapshotView {
+            state: state_word(snapshot.state()),
+            origin: origin_word(snapshot.origin()),
+            alias: non_empty(snapshot.alias),
+            create_time: snapshot.create_time.and_then(time),
+            expire_time: snapshot.expire_time.and_then(time),
+            frozen_for_ms: millis(snapshot.frozen_for),
+            duration_ms: millis(snapshot.duration),
+            name: snapshot.name,
+            container: snapshot.container,
+            resource_name: snapshot.resource_name,
+            read_only: snapshot.read_only,
+            location: snapshot.location,
+            uuid: snapshot.uuid,
+            comment: snapshot.comment,
+            exclusive_bytes: snapshot.exclusive_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerView {
+    pub id: String,
+    pub cgroup: String,
+    pub subvolume: String,
+    pub backend: String,
+    pub snapshot_dir: String,
+    pub lifecycle: LifecycleView,
+    pub labels: BTreeMap<String, String>,
+    pub create_time: Option<DateTime<Utc>>,
+    pub snapshot_count: u32,
+}
+
+impl From<proto::Container> for ContainerView {
+    fn from(container: proto::Container) -> ContainerView {
+        ContainerView {
+            lifecycle: LifecycleView::from(container.lifecycle),
+            labels: container.labels.into_iter().collect(),
+            create_time: container.create_time.and_then(time),
+            id: container.id,
+            cgroup: container.cgroup,
+            subvolume: container.subvolume,
+            backend: container.backend,
+            snapshot_dir: container.snapshot_dir,
+            snapshot_count: container.snapshot_count,
+        }
+    }
+}
+
+/// `{"kind": "none"}`, `{"kind": "command", "stop": [...], ...}` or
+/// `{"kind": "systemd", "unit": ..., ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum LifecycleView {
+    None,
+    Command { stop: Vec<String>, start: Vec<String>, timeout_seconds: u32 },
+    Systemd { unit: String, timeout_seconds: u32 },
+}
+
+impl From<Option<proto::Lifecycle>> for LifecycleView {
+    fn from(lifecycle: Option<proto::Lifecycle>) -> LifecycleView {
+        use proto::lifecycle::Kind;
+        match lifecycle.and_then(|lifecycle| lifecycle.kind) {
+            None | Some(Kind::None(_)) => LifecycleView::None,
+            Some(Kind::Command(command)) => LifecycleView::Command {
+                stop: command.stop,
+                start: command.start,
+                timeout_seconds: command.timeout_seconds,
+            },
+            Some(Kind::Systemd(systemd)) => {
+                LifecycleView::Systemd { unit: systemd.unit, timeout_seconds: systemd.timeout_seconds }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RestoreView {
+    pub container: String,
+    pub restored: Option<SnapshotView>,
+    /// Restore this one to undo; null when nothing was done.
+    pub pre_restore_snapshot: Option<String>,
+    pub already_restored: bool,
+    pub total_ms: f64,
+    pub downtime_ms: f64,
+    pub daemon_time_ms: f64,
+    pub steps: Vec<StepView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepView {
+    pub name: String,
+    pub took_ms: f64,
+}
+
+impl RestoreView {
+    pub fn new(container: &str, response: proto::RestoreSnapshotResponse) -> RestoreView {
+        RestoreView {
+            container: container.to_owned(),
+            restored: response.restored.map(SnapshotView::from),
+            pre_restore_snapshot: non_empty(response.pre_restore_snapshot),
+            already_restored: response.already_restored,
+            total_ms: millis(response.total),
+            downtime_ms: millis(response.downtime),
+            daemon_time_ms: millis(response.daemon_time),
+            steps: response.steps.into_iter().map(|step| StepView { took_ms: millis(step.took), name: step.name }).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnregisterView {
+    pub id: String,
+    pub snapshots_deleted: u32,
+}
+
+/// A list: a JSON array, a table for people.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct ListView<T>(pub Vec<T>);
+
+/// What `snapshot delete` prints: the snapshot as it was.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct DeletedView(pub SnapshotView);
+
+fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+fn time(timestamp: prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).ok()?)
+}
+
+fn millis(duration: Option<prost_types::Duration>) -> f64 {
+    // Lossy above 2^53 ns (104 days): far beyond any freeze or restore.
+    #[allow(clippy::cast_precision_loss)]
+    duration.map_or(0.0, |d| d.seconds as f64 * 1e3 + f64::from(d.nanos) / 1e6)
+}
+
+fn state_word(state: proto::SnapshotState) -> &'static str {
+    match state {
+        proto::SnapshotState::Unspecified => "unspecified",
+        proto::SnapshotState::Creating => "creating",
+        proto::SnapshotState::Ready => "ready",
+        proto::SnapshotState::Deleting => "deleting",
+        proto::SnapshotState::Lost => "lost",
+    }
+}
+
+fn origin_word(origin: proto::SnapshotOrigin) -> &'static str {
+    match origin {
+        proto::SnapshotOrigin::Unspecified => "unspecified",
+        proto::SnapshotOrigin::Api => "api",
+        proto::SnapshotOrigin::Schedule => "schedule",
+        proto::SnapshotOrigin::PreRestore => "pre-restore",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample_snapshot() -> proto::Snapshot {
+        proto::Snapshot {
+            name: "snap-2026-05-04".into(),
+            container: "db-1".into(),
+            alias: "rollback-point".into(),
+            create_time: Some(prost_types::Timestamp { seconds: 1_777_888_800, nanos: 500_000_000 }),
+            expire_time: None,
+            frozen_for: Some(prost_types::Duration { seconds: 0, nanos: 3_250_000 }),
+            duration: Some(prost_types::Duration { seconds: 1, nanos: 500_000_000 }),
+            state: proto::SnapshotState::Ready as i32,
+            origin: proto::SnapshotOrigin::PreRestore as i32,
+            read_only: true,
+            location: "/srv/.snapshots/db-1/snap-2026-05-04".into(),
+            uuid: "0b3c".into(),
+            resource_name: "containers/db-1/snapshots/snap-2026-05-04".into(),
+            comment: String::new(),
+            exclusive_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn snapshot_json_uses_rfc3339_and_milliseconds() {
+        let json = serde_json::to_value(SnapshotView::from(sample_snapshot())).unwrap();
+        assert_eq!(json["name"], "snap-2026-05-04");
+        assert_eq!(json["alias"], "rollback-point");
+        assert_eq!(json["create_time"], "2026-05-04T10:00:00.500Z");
+        assert_eq!(json["expire_time"], serde_json::Value::Null);
+        assert_eq!(json["frozen_for_ms"], 3.25);
+        assert_eq!(json["duration_ms"], 1500.0);
+        assert_eq!(json["state"], "ready");
+        assert_eq!(json["origin"], "pre-restore");
+        assert_eq!(json["read_only"], true);
+    }
+
+    #[test]
+    fn empty_alias_is_null() {
+        let snapshot = proto::Snapshot { alias: String::new(), ..sample_snapshot() };
+        let json = serde_json::to_value(SnapshotView::from(snapshot)).unwrap();
+        assert_eq!(json["alias"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn lifecycle_json_is_tagged_by_kind() {
+        let none = serde_json::to_value(LifecycleView::from(None)).unwrap();
+        assert_eq!(none, serde_json::json!({"kind": "none"}));
+        let systemd = LifecycleView::from(Some(proto::Lifecycle {
+            kind: Some(proto::lifecycle::Kind::Systemd(proto::SystemdLifecycle {
+                unit: "db.service".into(),
+                timeout_seconds: 0,
+            })),
+        }));
+        assert_eq!(
+            serde_json::to_value(systemd).unwrap(),
+            serde_json::json!({"kind": "systemd", "unit": "db.service", "timeout_seconds": 0})
+        );
+    }
+
+    #[test]
+    fn list_is_a_json_array() {
+        let list = ListView(vec![SnapshotView::from(sample_snapshot())]);
+        assert!(serde_json::to_value(list).unwrap().is_array());
+    }
+}
