@@ -34,6 +34,8 @@ pub struct Config {
     pub lock_wait_ms: u64,
     /// Expiry of pre-restore snapshots, in days (0 = never).
     pub pre_restore_expiry_days: u32,
+    /// Events older than this many days are pruned (0 = keep forever).
+    pub event_retention_days: u32,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             freeze_budget_ms: millis(engine.freeze_budget),
             lock_wait_ms: millis(engine.lock_wait),
             pre_restore_expiry_days: engine.pre_restore_expiry_days,
+            event_retention_days: 90,
         }
     }
 }

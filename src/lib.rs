@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod events;
 pub mod freezer;
 pub mod lifecycle;
 pub mod store;

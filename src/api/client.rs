@@ -8,6 +8,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::proto::container_service_client::ContainerServiceClient;
 use super::proto::snapshot_service_client::SnapshotServiceClient;
+use super::proto::event_service_client::EventServiceClient;
 use super::proto::token_service_client::TokenServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -74,6 +75,7 @@ pub struct Clients {
     pub containers: ContainerServiceClient<AuthedChannel>,
     pub snapshots: SnapshotServiceClient<AuthedChannel>,
     pub tokens: TokenServiceClient<AuthedChannel>,
+    pub events: EventServiceClient<AuthedChannel>,
     pub channel: Channel,
 }
 
@@ -94,7 +96,8 @@ impl Clients {
         Ok(Clients {
             containers: ContainerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             snapshots: SnapshotServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            tokens: TokenServiceClient::with_interceptor(channel.clone(), bearer),
+            tokens: TokenServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            events: EventServiceClient::with_interceptor(channel.clone(), bearer),
             channel,
         })
     }

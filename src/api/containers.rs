@@ -21,7 +21,7 @@ impl ContainerService for Containers {
         &self,
         request: Request<RegisterContainerRequest>,
     ) -> Result<Response<RegisterContainerResponse>, Status> {
-        authorize(&request, Scope::Admin, None)?;
+        let caller = authorize(&request, Scope::Admin, None)?;
         let request = request.into_inner();
         let lifecycle = convert::lifecycle_from_proto(request.lifecycle).map_err(super::status::from_engine)?;
         let record = blocking(&self.engine, move |engine| {
@@ -31,6 +31,7 @@ impl ContainerService for Containers {
                 subvolume: request.subvolume,
                 lifecycle,
                 labels: request.labels.into_iter().collect(),
+                actor: caller.actor(),
             })
         })
         .await?;
@@ -74,10 +75,10 @@ impl ContainerService for Containers {
         &self,
         request: Request<UnregisterContainerRequest>,
     ) -> Result<Response<UnregisterContainerResponse>, Status> {
-        authorize(&request, Scope::Admin, Some(&request.get_ref().id))?;
+        let actor = authorize(&request, Scope::Admin, Some(&request.get_ref().id))?.actor();
         let request = request.into_inner();
         let deleted = blocking(&self.engine, move |engine| {
-            engine.unregister_container(&request.id, request.delete_snapshots, request.keep_snapshots)
+            engine.unregister_container(&request.id, request.delete_snapshots, request.keep_snapshots, &actor)
         })
         .await?;
         Ok(Response::new(UnregisterContainerResponse { snapshots_deleted: deleted }))

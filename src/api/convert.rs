@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::proto;
 use crate::engine::{EngineError, RestoreOutcome};
-use crate::store::{ContainerRecord, LifecycleSpec, SnapshotOrigin, SnapshotRecord, SnapshotState};
+use crate::store::{ContainerRecord, EventRecord, LifecycleSpec, SnapshotOrigin, SnapshotRecord, SnapshotState};
 
 /// Default timeout of lifecycle commands and units.
 pub const DEFAULT_LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -121,5 +121,21 @@ pub fn restore(outcome: &RestoreOutcome) -> proto::RestoreSnapshotResponse {
             .iter()
             .map(|(name, took)| proto::RestoreStep { name: name.clone(), took: Some(duration(*took)) })
             .collect(),
+    }
+}
+
+pub fn event(record: &EventRecord) -> proto::Event {
+    proto::Event {
+        sequence: record.sequence,
+        time: Some(timestamp(record.time)),
+        kind: record.kind.clone(),
+        container: record.container.clone(),
+        snapshot: record.snapshot.clone(),
+        entry: record.entry.clone(),
+        actor: record.actor.clone(),
+        outcome: record.outcome.clone(),
+        duration: record.duration.map(duration),
+        frozen_for: record.frozen_for.map(duration),
+        detail: record.detail.clone(),
     }
 }

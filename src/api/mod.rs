@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client;
 mod containers;
 pub mod convert;
+mod events;
 pub mod proto;
 pub mod server;
 mod snapshots;

@@ -14,6 +14,8 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use super::auth::{Gate, UnixPolicy};
+use super::events::Events;
+use super::proto::event_service_server::EventServiceServer;
 use super::proto::token_service_server::TokenServiceServer;
 use super::token_service::Tokens;
 use super::tokens::TokenBook;
@@ -25,7 +27,12 @@ use super::snapshots::Snapshots;
 use crate::engine::Engine;
 
 /// Names of the services reported by the health service.
-pub const SERVICES: [&str; 3] = ["rollpoint.v1.ContainerService", "rollpoint.v1.SnapshotService", "rollpoint.v1.TokenService"];
+pub const SERVICES: [&str; 4] = [
+    "rollpoint.v1.ContainerService",
+    "rollpoint.v1.SnapshotService",
+    "rollpoint.v1.TokenService",
+    "rollpoint.v1.EventService",
+];
 
 /// Largest request the daemon decodes.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -88,13 +95,15 @@ impl Services {
         let snapshots = SnapshotServiceServer::new(Snapshots { engine: self.engine.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let tokens = TokenServiceServer::new(Tokens { book: self.gate.tokens.clone() }).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let events = EventServiceServer::new(Events { engine: self.engine.clone() });
         Ok(Server::builder()
             .add_service(self.health.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(tonic::service::interceptor::InterceptedService::new(containers, self.gate.clone()))
             .add_service(tonic::service::interceptor::InterceptedService::new(snapshots, self.gate.clone()))
-            .add_service(tonic::service::interceptor::InterceptedService::new(tokens, self.gate.clone())))
+            .add_service(tonic::service::interceptor::InterceptedService::new(tokens, self.gate.clone()))
+            .add_service(tonic::service::interceptor::InterceptedService::new(events, self.gate.clone())))
     }
 
     /// Serves on a bound Unix listener until `shutdown` resolves.

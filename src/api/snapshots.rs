@@ -22,7 +22,7 @@ impl SnapshotService for Snapshots {
         &self,
         request: Request<CreateSnapshotRequest>,
     ) -> Result<Response<CreateSnapshotResponse>, Status> {
-        authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?;
+        let actor = authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?.actor();
         let request = request.into_inner();
         let record = blocking(&self.engine, move |engine| {
             engine.create_snapshot(CreateRequest {
@@ -32,6 +32,7 @@ impl SnapshotService for Snapshots {
                 expiry_days: request.expiry_days,
                 comment: request.comment,
                 origin: SnapshotOrigin::Api,
+                actor,
             })
         })
         .await?;
@@ -82,10 +83,10 @@ impl SnapshotService for Snapshots {
         &self,
         request: Request<DeleteSnapshotRequest>,
     ) -> Result<Response<DeleteSnapshotResponse>, Status> {
-        authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?;
+        let actor = authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?.actor();
         let request = request.into_inner();
         let record =
-            blocking(&self.engine, move |engine| engine.delete_snapshot(&request.container, &request.snapshot)).await?;
+            blocking(&self.engine, move |engine| engine.delete_snapshot(&request.container, &request.snapshot, &actor)).await?;
         Ok(Response::new(DeleteSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
     }
 
@@ -93,10 +94,10 @@ impl SnapshotService for Snapshots {
         &self,
         request: Request<RestoreSnapshotRequest>,
     ) -> Result<Response<RestoreSnapshotResponse>, Status> {
-        authorize(&request, Scope::Restore, Some(&request.get_ref().container))?;
+        let actor = authorize(&request, Scope::Restore, Some(&request.get_ref().container))?.actor();
         let request = request.into_inner();
         let outcome = blocking(&self.engine, move |engine| {
-            engine.restore_snapshot(&request.container, &request.snapshot, &request.request_id)
+            engine.restore_snapshot(&request.container, &request.snapshot, &request.request_id, &actor)
         })
         .await?;
         Ok(Response::new(convert::restore(&outcome)))

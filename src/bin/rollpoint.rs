@@ -3,9 +3,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use rollpoint::cli::Cli;
 
 fn main() -> ExitCode {
-    rollpoint::cli::run(Cli::parse())
+    rollpoint::cli::run(Cli::parse_command_line())
 }

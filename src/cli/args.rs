@@ -3,9 +3,13 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgGroup, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::DEFAULT_SOCKET;
+
+const GLOBAL: &str = "Global options";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -39,17 +43,58 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the process's arguments, exiting with a usage error (2) or the
+    /// help; see `try_parse_command_line_from`.
+    pub fn parse_command_line() -> Cli {
+        Cli::resolve(Cli::command().get_matches()).unwrap_or_else(|error| error.exit())
+    }
+
+    /// Like `Parser::try_parse_from`, and settles where the daemon is: the
+    /// command line beats the environment, so `--socket` wins over
+    /// ROLLPOINT_ENDPOINT; `--socket` with `--endpoint` is a usage error.
+    /// (clap's own conflicts would also fire on values from the environment.)
+    pub fn try_parse_command_line_from<I, T>(argv: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Cli::resolve(Cli::command().try_get_matches_from(argv)?)
+    }
+
+    fn resolve(matches: ArgMatches) -> Result<Cli, clap::Error> {
+        let mut cli = Cli::from_arg_matches(&matches).map_err(|error| error.format(&mut Cli::command()))?;
+        let from_command_line = |id| matches.value_source(id) == Some(ValueSource::CommandLine);
+        if from_command_line("endpoint") && from_command_line("socket") {
+            let message = "--socket and --endpoint exclude each other: give one";
+            return Err(Cli::command().error(ErrorKind::ArgumentConflict, message));
+        }
+        if from_command_line("socket") {
+            cli.global.endpoint = None;
+        }
+        Ok(cli)
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct GlobalArgs {
     /// Unix socket of rollpointd.
-    #[arg(long, global = true, value_name = "PATH", env = "ROLLPOINT_SOCKET", default_value = DEFAULT_SOCKET)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "PATH", env = "ROLLPOINT_SOCKET", hide_env_values = true, default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// Reach rollpointd over TCP instead of its socket, e.g. http://127.0.0.1:7443.
-    #[arg(long, global = true, value_name = "URL", env = "ROLLPOINT_ENDPOINT", conflicts_with = "socket")]
+    ///
+    /// Wins over ROLLPOINT_SOCKET; an explicit --socket wins over ROLLPOINT_ENDPOINT.
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "URL", env = "ROLLPOINT_ENDPOINT", hide_env_values = true, value_parser = parse_endpoint)]
     pub endpoint: Option<String>,
-    /// Print JSON for scripts: one document per command (lists are arrays;
-    /// timestamps RFC 3339 UTC; durations in the unit their key names, e.g. frozen_for_ms).
-    #[arg(long, global = true)]
+    /// Bearer token for --endpoint (TCP); the Unix socket knows the caller
+    /// without one. Prefer the environment variable: flags show in `ps`.
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "SECRET", env = "ROLLPOINT_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    pub token: Option<String>,
+    /// Print JSON for scripts, one document per command.
+    ///
+    /// Lists are arrays; timestamps are RFC 3339 (UTC); durations are numbers
+    /// in the unit their key names (frozen_for_ms); absent values are null.
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 }
 
@@ -127,6 +172,22 @@ pub struct RegisterArgs {
     /// Time allowed to each stop and start of the unit [default: 30].
     #[arg(long, value_name = "SECS", requires = "systemd_unit")]
     pub systemd_timeout: Option<u32>,
+}
+
+fn parse_endpoint(value: &str) -> Result<String, String> {
+    match value.parse::<tonic::transport::Uri>() {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => Ok(value.to_owned()),
+        _ => Err(format!("expected http://HOST:PORT, got {value:?}")),
+    }
+}
+
+fn parse_token(value: &str) -> Result<String, String> {
+    // It travels in an `authorization` header: visible ASCII only.
+    if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_graphic()) {
+        Ok(value.to_owned())
+    } else {
+        Err("a token is printable ASCII without spaces".into())
+    }
 }
 
 /// An argv list given as one whitespace-separated string.
@@ -240,4 +301,60 @@ pub struct RestoreArgs {
     /// answer instead of restoring again.
     #[arg(long, value_name = "ID")]
     pub request_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_command_line_from(std::iter::once("rollpoint").chain(argv.iter().copied()))
+    }
+
+    #[test]
+    fn command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = parse(&["snapshot", "list", "db-1", "--json", "--socket", "/tmp/s"]).unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.socket, PathBuf::from("/tmp/s"));
+        assert_eq!(cli.global.endpoint, None);
+        let cli = parse(&["--endpoint", "http://127.0.0.1:7443", "container", "list"]).unwrap();
+        assert_eq!(cli.global.endpoint.as_deref(), Some("http://127.0.0.1:7443"));
+    }
+
+    #[test]
+    fn socket_and_endpoint_together_are_a_usage_error() {
+        let error = parse(&["--socket", "/s", "--endpoint", "http://h:1", "container", "list"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(error.exit_code(), 2);
+    }
+
+    #[test]
+    fn token_must_fit_a_header() {
+        assert!(parse(&["--token", "rp_abc123", "container", "list"]).is_ok());
+        assert!(parse(&["--token", "two words", "container", "list"]).is_err());
+    }
+
+    #[test]
+    fn endpoint_must_be_a_url() {
+        assert!(parse(&["--endpoint", "127.0.0.1:7443", "container", "list"]).is_err());
+    }
+
+    #[test]
+    fn restore_and_unregister_flags() {
+        let cli = parse(&["restore", "db-1", "rollback-point", "--request-id", "r-1"]).unwrap();
+        match cli.command {
+            Command::Restore(args) => {
+                assert_eq!((args.container.as_str(), args.snapshot.as_str()), ("db-1", "rollback-point"));
+                assert_eq!(args.request_id.as_deref(), Some("r-1"));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(parse(&["container", "unregister", "db-1", "--delete-snapshots", "--keep-snapshots"]).is_err());
+        assert!(parse(&["snapshot", "list", "db-1", "--limit", "-1"]).is_err());
+    }
 }

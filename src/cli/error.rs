@@ -18,20 +18,34 @@ pub enum CliError {
     #[error("{source}")]
     Connect { target: Target, source: ConnectError },
     #[error("{}: {}", code_words(.status.code()), .status.message())]
-    Status { target: Target, status: tonic::Status },
+    Status { target: Target, status: tonic::Status, hint: Option<&'static str> },
+    #[error("cannot write the output")]
+    Output { source: std::io::Error },
 }
 
 impl CliError {
     pub fn status(target: &Target, status: tonic::Status) -> CliError {
-        CliError::Status { target: target.clone(), status }
+        CliError::Status { target: target.clone(), status, hint: None }
+    }
+
+    /// Adds what to do on the command line when the daemon answers `code`;
+    /// its messages name API fields, not flags.
+    pub fn hint_on(mut self, code: Code, text: &'static str) -> CliError {
+        if let CliError::Status { status, hint, .. } = &mut self {
+            if status.code() == code {
+                *hint = Some(text);
+            }
+        }
+        self
     }
 
     pub fn exit_code(&self) -> u8 {
         match self {
+            CliError::Connect { source: ConnectError::BadToken, .. } => EXIT_USAGE,
             CliError::Connect { .. } => EXIT_UNREACHABLE,
             // A call that fails at the transport (daemon gone mid-call) comes as UNAVAILABLE.
             CliError::Status { status, .. } if status.code() == Code::Unavailable => EXIT_UNREACHABLE,
-            CliError::Status { .. } => EXIT_SERVER,
+            CliError::Status { .. } | CliError::Output { .. } => EXIT_SERVER,
         }
     }
 
@@ -47,16 +61,24 @@ impl CliError {
 
     fn hint(&self) -> Option<String> {
         let target = match self {
+            CliError::Connect { source: ConnectError::BadToken, .. } => return None,
             CliError::Connect { target, .. } => target,
-            CliError::Status { target, status } if status.code() == Code::Unavailable => target,
-            _ => return None,
+            CliError::Status { target, status, .. } if status.code() == Code::Unavailable => target,
+            CliError::Status { hint, .. } => return hint.map(str::to_owned),
+            CliError::Output { .. } => return None,
         };
-        let denied = matches!(self, CliError::Connect { .. }) && io_kind(self) == Some(std::io::ErrorKind::PermissionDenied);
+        let denied =
+            matches!(self, CliError::Connect { .. }) && io_kind(self) == Some(std::io::ErrorKind::PermissionDenied);
         Some(match target {
             Target::Unix(path) if denied => {
-                format!("no permission on socket {}: run as root or as a member of the daemon's socket group", path.display())
+                format!(
+                    "no permission on socket {}: run as root or as a member of the daemon's socket group",
+                    path.display()
+                )
             }
-            Target::Unix(path) => format!("is rollpointd running? socket: {} (--socket, ROLLPOINT_SOCKET)", path.display()),
+            Target::Unix(path) => {
+                format!("is rollpointd running? socket: {} (--socket, ROLLPOINT_SOCKET)", path.display())
+            }
             Target::Tcp(url) => format!("is rollpointd running? endpoint: {url} (--endpoint, ROLLPOINT_ENDPOINT)"),
         })
     }
@@ -129,8 +151,19 @@ mod tests {
     }
 
     #[test]
+    fn a_command_can_add_a_hint_for_one_code() {
+        let target = Target::Unix("/s".into());
+        let error = CliError::status(&target, tonic::Status::failed_precondition("has snapshots"))
+            .hint_on(Code::FailedPrecondition, "use --delete-snapshots");
+        assert_eq!(error.report(), "rollpoint: failed precondition: has snapshots\nrollpoint: use --delete-snapshots");
+        let other = CliError::status(&target, tonic::Status::not_found("x")).hint_on(Code::FailedPrecondition, "use");
+        assert_eq!(other.report(), "rollpoint: not found: x");
+    }
+
+    #[test]
     fn unavailable_hints_at_the_daemon_and_exits_3() {
-        let error = CliError::status(&Target::Unix("/run/x.sock".into()), tonic::Status::unavailable("connection reset"));
+        let error =
+            CliError::status(&Target::Unix("/run/x.sock".into()), tonic::Status::unavailable("connection reset"));
         assert_eq!(
             error.report(),
             "rollpoint: unavailable: connection reset\n\

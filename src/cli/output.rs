@@ -3,29 +3,34 @@
 //! resource through `key_values`.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::views::{
-    ContainerView, DeletedView, LifecycleView, ListView, RestoreView, SnapshotView, UnregisterView,
-};
+use super::views::{ContainerView, DeletedView, LifecycleView, ListView, RestoreView, SnapshotView, UnregisterView};
 
 /// Text of a view for people; JSON comes from its `Serialize`.
 pub trait Human {
     fn human(&self) -> String;
 }
 
-/// Prints `view` to stdout as JSON or for people.
-pub fn emit<V: Human + Serialize>(view: &V, json: bool) {
-    if json {
-        // Our views hold strings, numbers and maps with string keys only.
-        match serde_json::to_string_pretty(view) {
-            Ok(text) => println!("{text}"),
-            Err(error) => eprintln!("rollpoint: cannot encode JSON: {error}"),
-        }
+/// Prints `view` to stdout as JSON or for people. A reader that went away
+/// (`rollpoint ... | head`) is not an error.
+pub fn emit<V: Human + Serialize>(view: &V, json: bool) -> std::io::Result<()> {
+    let text = if json {
+        // Our views hold strings, numbers and maps with string keys only, so
+        // this cannot fail; map it anyway rather than panic.
+        let mut text = serde_json::to_string_pretty(view).map_err(std::io::Error::other)?;
+        text.push('\n');
+        text
     } else {
-        print!("{}", view.human());
+        view.human()
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result,
     }
 }
 
@@ -120,7 +125,12 @@ fn lifecycle(lifecycle: &LifecycleView) -> String {
     match lifecycle {
         LifecycleView::None => "none".to_owned(),
         LifecycleView::Command { stop, start, timeout_seconds } => {
-            format!("command (stop: {}; start: {}; timeout: {})", stop.join(" "), start.join(" "), timeout(*timeout_seconds))
+            format!(
+                "command (stop: {}; start: {}; timeout: {})",
+                stop.join(" "),
+                start.join(" "),
+                timeout(*timeout_seconds)
+            )
         }
         LifecycleView::Systemd { unit, timeout_seconds } => {
             format!("systemd unit {unit} (timeout: {})", timeout(*timeout_seconds))

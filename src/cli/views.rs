@@ -140,7 +140,11 @@ impl RestoreView {
             total_ms: millis(response.total),
             downtime_ms: millis(response.downtime),
             daemon_time_ms: millis(response.daemon_time),
-            steps: response.steps.into_iter().map(|step| StepView { took_ms: millis(step.took), name: step.name }).collect(),
+            steps: response
+                .steps
+                .into_iter()
+                .map(|step| StepView { took_ms: millis(step.took), name: step.name })
+                .collect(),
         }
     }
 }

@@ -102,6 +102,19 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
     });
 
+    if config.event_retention_days > 0 {
+        let engine = engine.clone();
+        let stop = stop.clone();
+        let retention = chrono::Duration::days(i64::from(config.event_retention_days));
+        tasks.spawn(async move {
+            tokio::select! {
+                () = prune_events(engine, retention) => {}
+                () = stopped(stop) => {}
+            }
+            Ok(())
+        });
+    }
+
     wait_for_signal().await?;
     tracing::info!("shutting down");
     let _ = stop_sender.send(true);
@@ -161,6 +174,23 @@ async fn expiry_timer(engine: Arc<Engine>) {
             }
             () = engine.expiry_changed() => {}
         }
+    }
+}
+
+/// Prunes events past their retention at start and then once a day.
+async fn prune_events(engine: Arc<Engine>, retention: chrono::Duration) {
+    loop {
+        let engine_now = engine.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            engine_now.store().prune_events(chrono::Utc::now() - retention)
+        })
+        .await;
+        match pruned {
+            Ok(Ok(count)) if count > 0 => tracing::info!(count, "old events pruned"),
+            Ok(Err(error)) => tracing::error!(%error, "pruning events"),
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::error::{EngineError, EngineResult};
 use super::names;
+use crate::events::Event;
 use super::paging::{paginate, Page};
 use super::Engine;
 use crate::store::{ContainerRecord, LifecycleSpec};
@@ -15,6 +16,8 @@ pub struct RegisterRequest {
     pub subvolume: String,
     pub lifecycle: LifecycleSpec,
     pub labels: BTreeMap<String, String>,
+    /// Who asked, for the timeline.
+    pub actor: String,
 }
 
 /// Longest argv of a lifecycle command, in arguments and in bytes.
@@ -42,6 +45,7 @@ impl Engine {
                 what: format!("a container ({}) with subvolume {}", other.id, volume.path.display()),
             });
         }
+        let request_actor = request.actor;
         let record = ContainerRecord {
             id: request.id,
             cgroup,
@@ -56,6 +60,12 @@ impl Engine {
         if !self.store.insert_container(&record)? {
             return Err(EngineError::AlreadyExists { what: format!("container {}", record.id) });
         }
+        self.emit(
+            Event::new("container.registered", "ok")
+                .container(&record.id)
+                .actor(&request_actor)
+                .detail(format!("cgroup {}, subvolume {}", record.cgroup.display(), record.volume.display())),
+        );
         self.store.make_durable()?;
         tracing::info!(container = %record.id, cgroup = %record.cgroup.display(), volume = %record.volume.display(), "container registered");
         Ok(record)
@@ -84,7 +94,13 @@ impl Engine {
     /// Forgets a container. With snapshots recorded, the caller must say
     /// whether to delete them (`delete_snapshots`) or leave them on disk
     /// (`keep_snapshots`); returns how many were deleted.
-    pub fn unregister_container(&self, id: &str, delete_snapshots: bool, keep_snapshots: bool) -> EngineResult<u32> {
+    pub fn unregister_container(
+        &self,
+        id: &str,
+        delete_snapshots: bool,
+        keep_snapshots: bool,
+        actor: &str,
+    ) -> EngineResult<u32> {
         let container = self.container(id)?;
         if delete_snapshots && keep_snapshots {
             return Err(EngineError::invalid("delete_snapshots", "cannot be set together with keep_snapshots"));
@@ -102,13 +118,19 @@ impl Engine {
         let mut deleted = 0;
         for snapshot in snapshots {
             if delete_snapshots {
-                self.delete_locked(&container, snapshot)?;
+                self.delete_locked(&container, snapshot, Event::new("snapshot.deleted", "ok").actor(actor))?;
                 deleted += 1;
             } else {
                 self.store.remove_snapshot(id, &snapshot.name)?;
             }
         }
         self.store.remove_container(id)?;
+        self.emit(
+            Event::new("container.unregistered", "ok")
+                .container(id)
+                .actor(actor)
+                .detail(format!("{deleted} snapshots deleted")),
+        );
         self.store.make_durable()?;
         self.locks.forget(id);
         tracing::info!(container = %id, snapshots_deleted = deleted, "container unregistered");

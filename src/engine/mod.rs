@@ -34,6 +34,7 @@ pub use restore::RestoreOutcome;
 pub use snapshots::{CreateRequest, UpdateRequest};
 
 use crate::backend::Backend;
+use crate::events::{Event, EventLog};
 use crate::freezer::Freezer;
 use crate::lifecycle::Lifecycle;
 use crate::store::Store;
@@ -69,6 +70,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     config: EngineConfig,
     locks: ContainerLocks,
+    events: EventLog,
     /// Woken whenever the earliest expiry may have changed.
     expiry_changed: tokio::sync::Notify,
 }
@@ -82,6 +84,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Self {
+        let events = EventLog::new(store.clone());
         Engine {
             store,
             backend,
@@ -90,12 +93,26 @@ impl Engine {
             clock,
             config,
             locks: ContainerLocks::default(),
+            events,
             expiry_changed: tokio::sync::Notify::new(),
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The audit timeline.
+    pub fn events(&self) -> &EventLog {
+        &self.events
+    }
+
+    /// Appends an event to the timeline; a failure to record is logged, not
+    /// turned into a failure of the action it records.
+    pub(crate) fn emit(&self, event: Event) {
+        if let Err(error) = self.events.append(event, self.clock.now()) {
+            tracing::error!(%error, "could not record an event");
+        }
     }
 
     pub fn config(&self) -> &EngineConfig {

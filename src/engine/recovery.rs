@@ -11,6 +11,7 @@
 
 use super::error::EngineResult;
 use super::Engine;
+use crate::events::Event;
 use crate::freezer::{FreezeState, FreezerError};
 use crate::store::{Intent, SnapshotState};
 
@@ -78,8 +79,8 @@ impl Engine {
             self.store.end_intent(id)?;
         }
         self.reconcile(&mut report)?;
+        self.record_report(&report);
         self.store.make_durable()?;
-        log_report(&report);
         Ok(report)
     }
 
@@ -104,29 +105,24 @@ impl Engine {
     }
 }
 
-fn log_report(report: &RecoveryReport) {
-    for cgroup in &report.thawed {
-        tracing::warn!(cgroup = %cgroup, "recovery: thawed a cgroup the daemon had frozen before it stopped");
-    }
-    for snapshot in &report.rolled_back {
-        tracing::warn!(snapshot = %snapshot, "recovery: removed a snapshot that was never confirmed");
-    }
-    for snapshot in &report.completed {
-        tracing::info!(snapshot = %snapshot, "recovery: kept a snapshot recorded just before the stop");
-    }
-    for snapshot in &report.deletes_finished {
-        tracing::info!(snapshot = %snapshot, "recovery: finished a delete");
-    }
-    for restore in &report.restores_finished {
-        tracing::warn!(restore = %restore, "recovery: finished a restore that had swapped");
-    }
-    for restore in &report.restores_rolled_back {
-        tracing::warn!(restore = %restore, "recovery: rolled back a restore that had not swapped");
-    }
-    for snapshot in &report.lost {
-        tracing::error!(snapshot = %snapshot, "recovery: recorded snapshot has no volume; marked LOST");
-    }
-    for location in &report.unknown {
-        tracing::warn!(location = %location, "recovery: snapshot volume without a record; left in place");
+impl Engine {
+    /// Logs each recovery action and records it as a `recovery` event.
+    fn record_report(&self, report: &RecoveryReport) {
+        let groups: [(&Vec<String>, &str, &str); 8] = [
+            (&report.thawed, "ok", "thawed a cgroup the daemon had frozen before it stopped"),
+            (&report.rolled_back, "ok", "removed a snapshot that was never confirmed"),
+            (&report.completed, "ok", "kept a snapshot recorded just before the stop"),
+            (&report.deletes_finished, "ok", "finished a delete"),
+            (&report.restores_finished, "ok", "finished a restore that had swapped"),
+            (&report.restores_rolled_back, "ok", "rolled back a restore that had not swapped"),
+            (&report.lost, "failed", "recorded snapshot has no volume; marked LOST"),
+            (&report.unknown, "failed", "snapshot volume without a record; left in place"),
+        ];
+        for (items, outcome, what) in groups {
+            for item in items {
+                tracing::warn!(subject = %item, "recovery: {what}");
+                self.emit(Event::new("recovery", outcome).actor("daemon").detail(format!("{what}: {item}")));
+            }
+        }
     }
 }

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{EngineError, EngineResult};
 use super::fault;
 use super::names;
+use crate::events::Event;
 use super::snapshots::{expiry_from, volume_of};
 use super::Engine;
 use crate::freezer::FreezerError;
@@ -80,7 +81,31 @@ impl Engine {
     /// the snapshot last restored, with no writes since, changes nothing.
     /// Waits for another operation on the container (up to the lock wait),
     /// then refuses with ABORTED.
-    pub fn restore_snapshot(&self, container: &str, reference: &str, request_id: &str) -> EngineResult<RestoreOutcome> {
+    pub fn restore_snapshot(
+        &self,
+        container: &str,
+        reference: &str,
+        request_id: &str,
+        actor: &str,
+    ) -> EngineResult<RestoreOutcome> {
+        let container_id = container.to_owned();
+        let result = self.restore_inner(container, reference, request_id, actor);
+        if let Err(error) = &result {
+            if !matches!(error, EngineError::InvalidArgument { .. } | EngineError::NotFound { .. }) {
+                self.emit(
+                    Event::new("restore.failed", "failed")
+                        .container(&container_id)
+                        .snapshot(reference)
+                        .actor(actor)
+                        .detail(error.to_string()),
+                );
+                let _ = self.store.make_durable();
+            }
+        }
+        result
+    }
+
+    fn restore_inner(&self, container: &str, reference: &str, request_id: &str, actor: &str) -> EngineResult<RestoreOutcome> {
         let mut steps = Steps::new();
         let container = self.container_for("container", container)?;
         names::snapshot_name("snapshot", reference)?;
@@ -121,6 +146,13 @@ impl Engine {
             step: RestoreStep::Stopping,
             request_id: request_id.to_owned(),
         };
+        self.emit(
+            Event::new("restore.started", "ok")
+                .container(&container.id)
+                .snapshot(&target.name)
+                .actor(actor)
+                .detail(format!("previous state will be kept as {pre_restore_name}")),
+        );
         let intent_id = self.store.begin_intent(&Intent::Restore(intent.clone()))?;
         fault::point("restore.stopping");
         steps.done("prepare", false);
@@ -179,6 +211,19 @@ impl Engine {
         if let Some(key) = &request_key {
             self.store.record_request_answer(key, &outcome)?;
         }
+        self.emit(
+            Event::new("restore.finished", "ok")
+                .container(&container.id)
+                .snapshot(&outcome.restored.name)
+                .actor(actor)
+                .duration(outcome.total)
+                .detail(format!(
+                    "previous state kept as {}; daemon {:.1} ms, down {:.1} ms",
+                    outcome.pre_restore_snapshot,
+                    outcome.daemon_time.as_secs_f64() * 1e3,
+                    outcome.downtime.as_secs_f64() * 1e3
+                )),
+        );
         self.store.make_durable()?;
         tracing::info!(
             container = %container.id, snapshot = %outcome.restored.name, pre_restore = %outcome.pre_restore_snapshot,

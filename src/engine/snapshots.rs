@@ -8,6 +8,7 @@ use super::error::{EngineError, EngineResult};
 use super::fault;
 use super::freeze_window::Window;
 use super::names;
+use crate::events::Event;
 use super::paging::{paginate, Page};
 use super::Engine;
 use crate::backend::VolumeInfo;
@@ -25,6 +26,8 @@ pub struct CreateRequest {
     pub expiry_days: u32,
     pub comment: String,
     pub origin: SnapshotOrigin,
+    /// Who asked, for the timeline (`uid:0`, `token:ci`, `schedule`).
+    pub actor: String,
 }
 
 /// Which fields of a snapshot to change.
@@ -102,6 +105,16 @@ impl Engine {
                 self.store.end_intent(intent_id)?;
                 self.store.make_durable()?;
                 tracing::warn!(container = %container.id, snapshot = %name, %error, "snapshot failed");
+                self.emit(
+                    Event::new("snapshot.failed", "failed")
+                        .container(&container.id)
+                        .snapshot(&name)
+                        .entry(origin_entry(&request.origin))
+                        .actor(&request.actor)
+                        .duration(started.elapsed())
+                        .detail(error.to_string()),
+                );
+                self.store.make_durable()?;
                 return Err(error);
             }
         };
@@ -125,6 +138,19 @@ impl Engine {
         };
         self.save_with_alias(&record, existing)?;
         self.store.end_intent(intent_id)?;
+        self.emit(
+            Event::new("snapshot.created", "ok")
+                .container(&record.container)
+                .snapshot(&record.name)
+                .entry(origin_entry(&record.origin))
+                .actor(&request.actor)
+                .duration(record.duration)
+                .frozen_for(record.frozen_for)
+                .detail(match &record.alias {
+                    Some(alias) => format!("alias {alias}"),
+                    None => String::new(),
+                }),
+        );
         self.store.make_durable()?;
         fault::point("create.recorded");
         self.expiry_changed.notify_one();
@@ -217,18 +243,20 @@ impl Engine {
     }
 
     /// Deletes a snapshot (by name or alias) from disk and from the record.
-    pub fn delete_snapshot(&self, container: &str, reference: &str) -> EngineResult<SnapshotRecord> {
+    pub fn delete_snapshot(&self, container: &str, reference: &str, actor: &str) -> EngineResult<SnapshotRecord> {
         let container = self.container_for("container", container)?;
         let _guard = self.locks.lock(&container.id, self.config.lock_wait)?;
         let snapshot = self.find_snapshot(&container, reference)?;
-        self.delete_locked(&container, snapshot)
+        self.delete_locked(&container, snapshot, Event::new("snapshot.deleted", "ok").actor(actor))
     }
 
-    /// Deletes with the container's lock held: intent, mark, remove, forget.
+    /// Deletes with the container's lock held: intent, mark, remove, forget;
+    /// `event` (kind and actor) is completed and recorded.
     pub(super) fn delete_locked(
         &self,
         container: &ContainerRecord,
         mut snapshot: SnapshotRecord,
+        event: Event,
     ) -> EngineResult<SnapshotRecord> {
         let intent = Intent::Delete {
             container: container.id.clone(),
@@ -243,6 +271,7 @@ impl Engine {
         fault::point("delete.removed");
         self.store.remove_snapshot(&container.id, &snapshot.name)?;
         self.store.end_intent(intent_id)?;
+        self.emit(event.container(&container.id).snapshot(&snapshot.name));
         self.store.make_durable()?;
         tracing::info!(container = %container.id, snapshot = %snapshot.name, "snapshot deleted");
         Ok(snapshot)
@@ -276,7 +305,8 @@ impl Engine {
             // Re-read under the lock: it may have been deleted or updated.
             match self.store.snapshot(&container.id, &snapshot.name)? {
                 Some(current) if current.expire_time.is_some_and(|t| t <= now) => {
-                    let deleted = self.delete_locked(&container, current)?;
+                    let deleted =
+                        self.delete_locked(&container, current, Event::new("snapshot.expired", "ok").actor("daemon"))?;
                     tracing::info!(container = %deleted.container, snapshot = %deleted.name, "snapshot expired");
                     expired.push(deleted);
                 }
@@ -298,4 +328,12 @@ pub(super) fn expiry_from(now: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>
 /// Oldest first; the name breaks ties. Also the page token.
 fn sort_key(snapshot: &SnapshotRecord) -> String {
     format!("{:020}|{}", snapshot.create_time.timestamp_nanos_opt().unwrap_or(0).max(0), snapshot.name)
+}
+
+/// The schedule entry behind a snapshot, for the timeline.
+fn origin_entry(origin: &SnapshotOrigin) -> &str {
+    match origin {
+        SnapshotOrigin::Schedule { entry } => entry,
+        _ => "",
+    }
 }

@@ -50,6 +50,7 @@ fn create(engine: &Engine, name: &str, alias: &str, expiry_days: u32) -> EngineR
         expiry_days,
         comment: String::new(),
         origin: SnapshotOrigin::Api,
+        actor: "test".into(),
     })
 }
 
@@ -193,8 +194,8 @@ fn recovery_thaws_rolls_back_and_reconciles() {
 fn unregister_asks_what_to_do_with_snapshots() {
     let f = fixture();
     let snapshot = create(&f.engine, "s", "", 0).unwrap();
-    assert!(matches!(f.engine.unregister_container("db-1", false, false), Err(EngineError::FailedPrecondition { .. })));
-    assert_eq!(f.engine.unregister_container("db-1", true, false).unwrap(), 1);
+    assert!(matches!(f.engine.unregister_container("db-1", false, false, "test"), Err(EngineError::FailedPrecondition { .. })));
+    assert_eq!(f.engine.unregister_container("db-1", true, false, "test").unwrap(), 1);
     assert!(!f.backend.exists(&snapshot.location));
     assert!(matches!(f.engine.container("db-1"), Err(EngineError::NotFound { .. })));
 }
@@ -208,7 +209,7 @@ fn restore_brings_back_the_snapshot_and_keeps_the_present() {
     create(&f.engine, "", "rollback-point", 7).unwrap();
     f.backend.write(VOLUME, "v2 broken by the migration");
     f.clock.advance(chrono::Duration::minutes(5));
-    let outcome = f.engine.restore_snapshot("db-1", "rollback-point", "").unwrap();
+    let outcome = f.engine.restore_snapshot("db-1", "rollback-point", "", "test").unwrap();
     assert_eq!(f.backend.content(VOLUME), "v1");
     assert!(!f.backend.volumes.lock()[VOLUME].read_only, "the restored volume must be writable");
     assert_eq!(outcome.pre_restore_snapshot, "pre-restore-2026-05-04");
@@ -226,7 +227,7 @@ fn restore_brings_back_the_snapshot_and_keeps_the_present() {
     assert!(!f.backend.volumes.lock().keys().any(|k| k.contains("staging")));
 
     // Undo: restore the pre-restore snapshot.
-    f.engine.restore_snapshot("db-1", &outcome.pre_restore_snapshot, "").unwrap();
+    f.engine.restore_snapshot("db-1", &outcome.pre_restore_snapshot, "", "test").unwrap();
     assert_eq!(f.backend.content(VOLUME), "v2 broken by the migration");
 }
 
@@ -234,13 +235,13 @@ fn restore_brings_back_the_snapshot_and_keeps_the_present() {
 fn repeating_a_restore_changes_nothing() {
     let f = fixture();
     create(&f.engine, "s", "", 0).unwrap();
-    let first = f.engine.restore_snapshot("db-1", "s", "").unwrap();
-    let again = f.engine.restore_snapshot("db-1", "s", "").unwrap();
+    let first = f.engine.restore_snapshot("db-1", "s", "", "test").unwrap();
+    let again = f.engine.restore_snapshot("db-1", "s", "", "test").unwrap();
     assert!(again.already_restored);
     assert_eq!(f.engine.list_snapshots("db-1", 0, "").unwrap().items.len(), 2, "a second swap was made");
     // After a write it is a real restore again.
     f.backend.write(VOLUME, "changed");
-    let third = f.engine.restore_snapshot("db-1", "s", "").unwrap();
+    let third = f.engine.restore_snapshot("db-1", "s", "", "test").unwrap();
     assert!(!third.already_restored);
     assert_ne!(third.pre_restore_snapshot, first.pre_restore_snapshot);
 }
@@ -249,9 +250,9 @@ fn repeating_a_restore_changes_nothing() {
 fn a_request_id_repeat_returns_the_first_answer() {
     let f = fixture();
     create(&f.engine, "s", "", 0).unwrap();
-    let first = f.engine.restore_snapshot("db-1", "s", "req-1").unwrap();
+    let first = f.engine.restore_snapshot("db-1", "s", "req-1", "test").unwrap();
     f.backend.write(VOLUME, "changed");
-    let repeat = f.engine.restore_snapshot("db-1", "s", "req-1").unwrap();
+    let repeat = f.engine.restore_snapshot("db-1", "s", "req-1", "test").unwrap();
     assert_eq!(repeat, first);
     assert_eq!(f.backend.content(VOLUME), "changed", "a repeated request id restored again");
 }
@@ -263,7 +264,7 @@ fn a_failed_stop_leaves_everything_as_it_was() {
     create(&f.engine, "s", "", 0).unwrap();
     f.backend.write(VOLUME, "present 2");
     *f.lifecycle.fail_stop.lock() = true;
-    let error = f.engine.restore_snapshot("db-1", "s", "").unwrap_err();
+    let error = f.engine.restore_snapshot("db-1", "s", "", "test").unwrap_err();
     assert!(matches!(error, EngineError::FailedPrecondition { .. }), "{error:?}");
     assert_eq!(f.backend.content(VOLUME), "present 2");
     assert!(f.engine.store().intents().unwrap().is_empty());
@@ -273,10 +274,10 @@ fn a_failed_stop_leaves_everything_as_it_was() {
 #[test]
 fn restore_refuses_unknown_and_foreign_snapshots() {
     let f = fixture();
-    assert!(matches!(f.engine.restore_snapshot("db-1", "nope", ""), Err(EngineError::NotFound { .. })));
-    assert!(matches!(f.engine.restore_snapshot("db-2", "s", ""), Err(EngineError::NotFound { .. })));
+    assert!(matches!(f.engine.restore_snapshot("db-1", "nope", "", "test"), Err(EngineError::NotFound { .. })));
+    assert!(matches!(f.engine.restore_snapshot("db-2", "s", "", "test"), Err(EngineError::NotFound { .. })));
     assert!(matches!(
-        f.engine.restore_snapshot("db-1", "s", &"x".repeat(200)),
+        f.engine.restore_snapshot("db-1", "s", &"x".repeat(200), "test"),
         Err(EngineError::InvalidArgument { field: "request_id", .. })
     ));
 }
@@ -341,4 +342,21 @@ fn recovery_finishes_or_rolls_back_a_restore_at_every_step() {
             assert!(report.unknown.is_empty(), "{step:?}: {:?}", report.unknown);
         }
     }
+}
+
+#[test]
+fn the_timeline_records_each_action_in_order() {
+    let f = fixture();
+    create(&f.engine, "s", "rollback-point", 1).unwrap();
+    f.engine.restore_snapshot("db-1", "rollback-point", "", "uid:0").unwrap();
+    f.clock.advance(chrono::Duration::days(2));
+    f.engine.expire_due().unwrap();
+    let events = f.engine.store().events_after(0, 100).unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["container.registered", "snapshot.created", "restore.started", "restore.finished", "snapshot.expired"]);
+    assert!(events.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    assert_eq!(events[1].snapshot, "s");
+    assert!(events[1].frozen_for.is_some());
+    assert_eq!(events[3].actor, "uid:0");
+    assert_eq!(events[4].actor, "daemon");
 }

@@ -11,6 +11,7 @@ pub mod records;
 
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -28,6 +29,7 @@ pub struct Store {
     intents: sled::Tree,
     requests: sled::Tree,
     tokens: sled::Tree,
+    events: sled::Tree,
 }
 
 impl Store {
@@ -41,6 +43,7 @@ impl Store {
             intents: db.open_tree("intents")?,
             requests: db.open_tree("requests")?,
             tokens: db.open_tree("tokens")?,
+            events: db.open_tree("events")?,
             dir: dir.join("db"),
             db,
         })
@@ -181,6 +184,45 @@ impl Store {
     pub fn remove_token(&self, name: &str) -> Result<bool, StoreError> {
         let removed = self.tokens.remove(name.as_bytes())?.is_some();
         self.make_durable()?;
+        Ok(removed)
+    }
+}
+
+impl Store {
+    // -------------------------------------------------------------- events
+
+    /// Appends an event, giving it the next sequence number (from 1).
+    /// Not durable by itself: it is made durable with the operation it
+    /// records, or by [`Store::make_durable`].
+    pub fn append_event(&self, event: &mut EventRecord) -> Result<(), StoreError> {
+        event.sequence = self.db.generate_id()? + 1;
+        put(&self.events, &event.sequence.to_be_bytes(), event)
+    }
+
+    /// Events after `after` in sequence order, at most `limit`.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let start = after.saturating_add(1).to_be_bytes();
+        self.events.range(start..).take(limit).map(|item| decode(&item?.1)).collect()
+    }
+
+    /// Events before `before` (exclusive), newest first, at most `limit`.
+    pub fn events_before(&self, before: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let end = before.to_be_bytes();
+        self.events.range(..end).rev().take(limit).map(|item| decode(&item?.1)).collect()
+    }
+
+    /// Removes events older than `cutoff`; returns how many.
+    pub fn prune_events(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for item in self.events.iter() {
+            let (key, value) = item?;
+            let event: EventRecord = decode(&value)?;
+            if event.time >= cutoff {
+                break;
+            }
+            self.events.remove(key)?;
+            removed += 1;
+        }
         Ok(removed)
     }
 }

@@ -154,3 +154,23 @@ pub struct TokenRecord {
     pub secret_hash: String,
     pub create_time: DateTime<Utc>,
 }
+
+/// One entry of the audit timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct EventRecord {
+    /// Given by the store at append; increasing.
+    pub sequence: u64,
+    pub time: DateTime<Utc>,
+    /// `snapshot.created`, `restore.finished`, `schedule.fired`...
+    pub kind: String,
+    pub container: String,
+    pub snapshot: String,
+    pub entry: String,
+    /// `uid:0`, `token:ci`, `schedule`, `daemon`.
+    pub actor: String,
+    /// `ok`, `failed`, `late`, `missed`, `skipped`.
+    pub outcome: String,
+    pub duration: Option<Duration>,
+    pub frozen_for: Option<Duration>,
+    pub detail: String,
+}

@@ -1,4 +1,5 @@
 pub mod cgroup;
+pub mod daemon;
 pub mod loop_btrfs;
 pub mod workload;
 

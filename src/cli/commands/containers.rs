@@ -11,32 +11,40 @@ pub async fn run(context: &mut Context, command: ContainerCommand) -> Result<(),
         ContainerCommand::Register(args) => {
             let response = context.clients.containers.register_container(register_request(args)).await;
             let container = response.map_err(|status| context.fail(status))?.into_inner().container;
-            context.emit(&ContainerView::from(container.unwrap_or_default()));
+            context.emit(&ContainerView::from(container.unwrap_or_default()))?;
         }
         ContainerCommand::List => {
             let client = context.clients.containers.clone();
             let containers = all_pages(None, |page_size, page_token| {
                 let mut client = client.clone();
                 async move {
-                    let page =
-                        client.list_containers(proto::ListContainersRequest { page_size, page_token }).await?.into_inner();
+                    let page = client
+                        .list_containers(proto::ListContainersRequest { page_size, page_token })
+                        .await?
+                        .into_inner();
                     Ok((page.containers, page.next_page_token))
                 }
             })
             .await
             .map_err(|status| context.fail(status))?;
-            context.emit(&ListView(containers.into_iter().map(ContainerView::from).collect()));
+            context.emit(&ListView(containers.into_iter().map(ContainerView::from).collect()))?;
         }
         ContainerCommand::Show { id } => {
             let response = context.clients.containers.get_container(proto::GetContainerRequest { id }).await;
             let container = response.map_err(|status| context.fail(status))?.into_inner().container;
-            context.emit(&ContainerView::from(container.unwrap_or_default()));
+            context.emit(&ContainerView::from(container.unwrap_or_default()))?;
         }
         ContainerCommand::Unregister(UnregisterArgs { id, delete_snapshots, keep_snapshots }) => {
             let request = proto::UnregisterContainerRequest { id: id.clone(), delete_snapshots, keep_snapshots };
             let response = context.clients.containers.unregister_container(request).await;
-            let snapshots_deleted = response.map_err(|status| context.fail(status))?.into_inner().snapshots_deleted;
-            context.emit(&UnregisterView { id, snapshots_deleted });
+            let snapshots_deleted = response
+                .map_err(|status| {
+                    let hint = "add --delete-snapshots to delete them, or --keep-snapshots to leave them on disk";
+                    context.fail(status).hint_on(tonic::Code::FailedPrecondition, hint)
+                })?
+                .into_inner()
+                .snapshots_deleted;
+            context.emit(&UnregisterView { id, snapshots_deleted })?;
         }
     }
     Ok(())
@@ -91,7 +99,14 @@ mod tests {
 
     #[test]
     fn commands_are_split_on_whitespace() {
-        let request = register(&["--stop-command", "docker stop db-1", "--start-command", "docker  start db-1", "--command-timeout", "60"]);
+        let request = register(&[
+            "--stop-command",
+            "docker stop db-1",
+            "--start-command",
+            "docker  start db-1",
+            "--command-timeout",
+            "60",
+        ]);
         let expected = proto::CommandLifecycle {
             stop: vec!["docker".into(), "stop".into(), "db-1".into()],
             start: vec!["docker".into(), "start".into(), "db-1".into()],

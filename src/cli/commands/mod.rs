@@ -13,8 +13,6 @@ use super::error::CliError;
 use super::output::{emit, Human};
 use crate::api::client::{Clients, Target};
 
-pub use snapshots::update_request;
-
 /// What every command needs: the connection and how to print.
 pub struct Context {
     pub clients: Clients,
@@ -23,8 +21,8 @@ pub struct Context {
 }
 
 impl Context {
-    fn emit<V: Human + Serialize>(&self, view: &V) {
-        emit(view, self.json);
+    fn emit<V: Human + Serialize>(&self, view: &V) -> Result<(), CliError> {
+        emit(view, self.json).map_err(|source| CliError::Output { source })
     }
 
     fn fail(&self, status: tonic::Status) -> CliError {

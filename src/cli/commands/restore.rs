@@ -17,6 +17,6 @@ pub async fn run(context: &mut Context, args: RestoreArgs) -> Result<(), CliErro
         request_id: args.request_id.unwrap_or_default(),
     };
     let response = context.clients.snapshots.restore_snapshot(request).await.map_err(|status| context.fail(status))?;
-    context.emit(&RestoreView::new(&args.container, response.into_inner()));
+    context.emit(&RestoreView::new(&args.container, response.into_inner()))?;
     Ok(())
 }

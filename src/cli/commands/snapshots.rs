@@ -29,7 +29,7 @@ pub async fn run(context: &mut Context, command: SnapshotCommand) -> Result<(), 
         SnapshotCommand::Delete { container, snapshot } => {
             let request = proto::DeleteSnapshotRequest { container, snapshot };
             let deleted = snapshots.delete_snapshot(request).await.map_err(|status| context.fail(status))?;
-            context.emit(&DeletedView(SnapshotView::from(deleted.into_inner().snapshot.unwrap_or_default())));
+            context.emit(&DeletedView(SnapshotView::from(deleted.into_inner().snapshot.unwrap_or_default())))?;
             return Ok(());
         }
         SnapshotCommand::List { container, limit } => {
@@ -46,12 +46,12 @@ pub async fn run(context: &mut Context, command: SnapshotCommand) -> Result<(), 
             })
             .await
             .map_err(|status| context.fail(status))?;
-            context.emit(&ListView(list.into_iter().map(SnapshotView::from).collect()));
+            context.emit(&ListView(list.into_iter().map(SnapshotView::from).collect()))?;
             return Ok(());
         }
     };
     let snapshot = response.map_err(|status| context.fail(status))?;
-    context.emit(&SnapshotView::from(snapshot.unwrap_or_default()));
+    context.emit(&SnapshotView::from(snapshot.unwrap_or_default()))?;
     Ok(())
 }
 
@@ -127,10 +127,8 @@ mod tests {
 
     #[test]
     fn create_flags_parse() {
-        let cli = Cli::try_parse_from([
-            "rollpoint", "snapshot", "create", "db-1", "--alias", "rollback-point", "--expire-days", "7", "--json",
-        ])
-        .unwrap();
+        let argv = "rollpoint snapshot create db-1 --alias rollback-point --expire-days 7 --json";
+        let cli = Cli::try_parse_from(argv.split_whitespace()).unwrap();
         assert!(cli.global.json);
         match cli.command {
             Command::Snapshot(SnapshotCommand::Create(args)) => {

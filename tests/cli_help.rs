@@ -1,0 +1,88 @@
+//! The `rollpoint` binary without a daemon: help, usage errors, and what it
+//! says and returns when the daemon cannot be reached.
+
+use std::process::{Command, Output};
+
+use clap::CommandFactory;
+use rollpoint::cli::{Cli, EXIT_UNREACHABLE, EXIT_USAGE};
+
+fn rollpoint(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rollpoint"));
+    command.args(args).env_remove("ROLLPOINT_SOCKET").env_remove("ROLLPOINT_ENDPOINT");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run rollpoint")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn every_command_argument_and_flag_has_help() {
+    fn walk(command: &clap::Command, path: &str) {
+        let path = format!("{path} {}", command.get_name());
+        assert!(command.get_about().is_some(), "{path} has no about");
+        for arg in command.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            assert!(builtin || arg.get_help().is_some(), "{path} {} has no help", arg.get_id());
+        }
+        for sub in command.get_subcommands().filter(|sub| sub.get_name() != "help") {
+            walk(sub, &path);
+        }
+    }
+    walk(&Cli::command(), "");
+}
+
+#[test]
+fn top_level_help_lists_commands_and_an_example() {
+    let output = rollpoint(&["--help"], &[]);
+    assert!(output.status.success());
+    let help = text(&output.stdout);
+    for needle in ["container", "snapshot", "restore", "--socket", "--endpoint", "--json", "ROLLPOINT_SOCKET"] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+    assert!(help.contains("rollpoint snapshot create db-1 --alias rollback-point --expire-days 7"));
+    assert!(help.contains("Exit status"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["snapshot", "update", "db-1", "snap-1"][..],
+        &["snapshot", "update", "db-1", "snap-1", "--alias", "a", "--clear-alias"],
+        &["container", "register", "db-1", "--cgroup", "c"],
+        &["--socket", "/s", "--endpoint", "http://127.0.0.1:1", "container", "list"],
+        &["frobnicate"],
+    ] {
+        let output = rollpoint(args, &[]);
+        assert_eq!(output.status.code(), Some(i32::from(EXIT_USAGE)), "{args:?}");
+    }
+}
+
+#[test]
+fn unreachable_daemon_exits_3_with_a_hint() {
+    let output = rollpoint(&["--socket", "/nonexistent/rollpoint.sock", "container", "list"], &[]);
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_UNREACHABLE)));
+    assert!(output.stdout.is_empty());
+    let stderr = text(&output.stderr);
+    assert!(stderr.starts_with("rollpoint: "), "{stderr}");
+    assert!(stderr.contains("is rollpointd running? socket: /nonexistent/rollpoint.sock"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn environment_picks_the_daemon_and_the_command_line_wins() {
+    let endpoint = [("ROLLPOINT_ENDPOINT", "http://127.0.0.1:1")];
+    let output = rollpoint(&["container", "list"], &endpoint);
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_UNREACHABLE)));
+    assert!(text(&output.stderr).contains("endpoint: http://127.0.0.1:1"));
+
+    let output = rollpoint(&["container", "list", "--socket", "/nonexistent/cli.sock"], &endpoint);
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_UNREACHABLE)));
+    assert!(text(&output.stderr).contains("socket: /nonexistent/cli.sock"));
+
+    let output = rollpoint(&["container", "list"], &[("ROLLPOINT_SOCKET", "/nonexistent/env.sock")]);
+    assert!(text(&output.stderr).contains("socket: /nonexistent/env.sock"));
+}
