@@ -1,11 +1,24 @@
-//! Logging: `--log-level`, else `RUST_LOG`, else `info`, to stderr.
+//! Logging: to journald (structured fields: container, snapshot, entry,
+//! kind...) when the journal socket exists, to stderr otherwise. The filter
+//! comes from `--log-level`, else `RUST_LOG`, else `info`.
 
+use std::path::Path;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 pub fn init(level: Option<&str>) {
     let filter = level
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let journald = Path::new(JOURNAL_SOCKET).exists().then(tracing_journald::layer).and_then(Result::ok);
+    let registry = tracing_subscriber::registry().with(filter);
+    match journald {
+        Some(journald) => registry.with(journald.with_syslog_identifier("rollpointd".into())).init(),
+        None => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).init(),
+    }
 }
