@@ -34,6 +34,9 @@ pub struct Config {
     pub lock_wait_ms: u64,
     /// Expiry of pre-restore snapshots, in days (0 = never).
     pub pre_restore_expiry_days: u32,
+    /// Most operations in flight at once; more are refused with
+    /// RESOURCE_EXHAUSTED.
+    pub max_concurrent_operations: usize,
     /// Events older than this many days are pruned (0 = keep forever).
     pub event_retention_days: u32,
 }
@@ -51,6 +54,7 @@ impl Default for Config {
             lock_wait_ms: millis(engine.lock_wait),
             pre_restore_expiry_days: engine.pre_restore_expiry_days,
             event_retention_days: 90,
+            max_concurrent_operations: engine.max_concurrent_operations,
         }
     }
 }
@@ -90,6 +94,7 @@ impl Config {
             freeze_budget: Duration::from_millis(self.freeze_budget_ms),
             lock_wait: Duration::from_millis(self.lock_wait_ms),
             pre_restore_expiry_days: self.pre_restore_expiry_days,
+            max_concurrent_operations: self.max_concurrent_operations.max(1),
         }
     }
 }

@@ -23,8 +23,14 @@ where
     T: Send + 'static,
     F: FnOnce(&Engine) -> EngineResult<T> + Send + 'static,
 {
+    let permit = engine.admit().map_err(status::from_engine)?;
     let engine = engine.clone();
-    match tokio::task::spawn_blocking(move || call(&engine)).await {
+    match tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        call(&engine)
+    })
+    .await
+    {
         Ok(result) => result.map_err(status::from_engine),
         Err(join) => Err(status::from_engine(EngineError::Internal { reason: format!("engine task failed: {join}") })),
     }

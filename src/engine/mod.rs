@@ -50,6 +50,9 @@ pub struct EngineConfig {
     pub lock_wait: Duration,
     /// Expiry of pre-restore snapshots, in days (0 = never).
     pub pre_restore_expiry_days: u32,
+    /// Most engine calls in flight at once; past it calls are refused with
+    /// RESOURCE_EXHAUSTED instead of queueing without bound.
+    pub max_concurrent_operations: usize,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +61,7 @@ impl Default for EngineConfig {
             freeze_budget: Duration::from_secs(2),
             lock_wait: Duration::from_secs(30),
             pre_restore_expiry_days: 7,
+            max_concurrent_operations: 64,
         }
     }
 }
@@ -71,6 +75,7 @@ pub struct Engine {
     config: EngineConfig,
     locks: ContainerLocks,
     events: EventLog,
+    admission: Arc<tokio::sync::Semaphore>,
     /// Woken whenever the earliest expiry may have changed.
     expiry_changed: tokio::sync::Notify,
 }
@@ -85,6 +90,7 @@ impl Engine {
         config: EngineConfig,
     ) -> Self {
         let events = EventLog::new(store.clone());
+        let admission = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_operations));
         Engine {
             store,
             backend,
@@ -94,12 +100,23 @@ impl Engine {
             config,
             locks: ContainerLocks::default(),
             events,
+            admission,
             expiry_changed: tokio::sync::Notify::new(),
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// A place among the operations in flight, or RESOURCE_EXHAUSTED.
+    pub fn admit(&self) -> EngineResult<tokio::sync::OwnedSemaphorePermit> {
+        self.admission.clone().try_acquire_owned().map_err(|_| EngineError::ResourceExhausted {
+            reason: format!(
+                "{} operations are in flight, the most this daemon takes at once; retry shortly",
+                self.config.max_concurrent_operations
+            ),
+        })
     }
 
     /// The audit timeline.
