@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod logging;
+pub mod notify;
 
 use crate::api::auth::UnixPolicy;
 use crate::api::tokens::{KeyError, TokenBook};
@@ -88,7 +89,19 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tracing::info!(?report, "start-up recovery done");
     ready.store(true, Ordering::Release);
     server::report_serving(&health).await;
+    notify::notify("READY=1\nSTATUS=serving");
     tracing::info!("serving");
+    if let Some(interval) = notify::watchdog_interval() {
+        let engine = engine.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                () = notify::watchdog(engine, interval) => {}
+                () = stopped(stop) => {}
+            }
+            Ok(())
+        });
+    }
 
     tasks.spawn({
         let engine = engine.clone();
@@ -117,6 +130,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
     wait_for_signal().await?;
     tracing::info!("shutting down");
+    notify::notify("STOPPING=1");
     let _ = stop_sender.send(true);
     while let Some(result) = tasks.join_next().await {
         if let Ok(Err(error)) = result {
