@@ -47,7 +47,7 @@ impl Cli {
     /// Parses the process's arguments, exiting with a usage error (2) or the
     /// help; see `try_parse_command_line_from`.
     pub fn parse_command_line() -> Cli {
-        Cli::resolve(Cli::command().get_matches()).unwrap_or_else(|error| error.exit())
+        Cli::resolve(&Cli::command().get_matches()).unwrap_or_else(|error| error.exit())
     }
 
     /// Like `Parser::try_parse_from`, and settles where the daemon is: the
@@ -59,11 +59,11 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        Cli::resolve(Cli::command().try_get_matches_from(argv)?)
+        Cli::resolve(&Cli::command().try_get_matches_from(argv)?)
     }
 
-    fn resolve(matches: ArgMatches) -> Result<Cli, clap::Error> {
-        let mut cli = Cli::from_arg_matches(&matches).map_err(|error| error.format(&mut Cli::command()))?;
+    fn resolve(matches: &ArgMatches) -> Result<Cli, clap::Error> {
+        let mut cli = Cli::from_arg_matches(matches).map_err(|error| error.format(&mut Cli::command()))?;
         let from_command_line = |id| matches.value_source(id) == Some(ValueSource::CommandLine);
         if from_command_line("endpoint") && from_command_line("socket") {
             let message = "--socket and --endpoint exclude each other: give one";

@@ -61,11 +61,10 @@ impl CliError {
 
     fn hint(&self) -> Option<String> {
         let target = match self {
-            CliError::Connect { source: ConnectError::BadToken, .. } => return None,
+            CliError::Connect { source: ConnectError::BadToken, .. } | CliError::Output { .. } => return None,
             CliError::Connect { target, .. } => target,
             CliError::Status { target, status, .. } if status.code() == Code::Unavailable => target,
             CliError::Status { hint, .. } => return hint.map(str::to_owned),
-            CliError::Output { .. } => return None,
         };
         let denied =
             matches!(self, CliError::Connect { .. }) && io_kind(self) == Some(std::io::ErrorKind::PermissionDenied);

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use super::error::{EngineError, EngineResult};
 use super::names;
-use crate::events::Event;
 use super::paging::{paginate, Page};
 use super::Engine;
+use crate::events::Event;
 use crate::store::{ContainerRecord, LifecycleSpec};
 
 #[derive(Debug, Clone, Default)]
@@ -61,10 +61,11 @@ impl Engine {
             return Err(EngineError::AlreadyExists { what: format!("container {}", record.id) });
         }
         self.emit(
-            Event::new("container.registered", "ok")
-                .container(&record.id)
-                .actor(&request_actor)
-                .detail(format!("cgroup {}, subvolume {}", record.cgroup.display(), record.volume.display())),
+            Event::new("container.registered", "ok").container(&record.id).actor(&request_actor).detail(format!(
+                "cgroup {}, subvolume {}",
+                record.cgroup.display(),
+                record.volume.display()
+            )),
         );
         self.store.make_durable()?;
         tracing::info!(container = %record.id, cgroup = %record.cgroup.display(), volume = %record.volume.display(), "container registered");

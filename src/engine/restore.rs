@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 use super::error::{EngineError, EngineResult};
 use super::fault;
 use super::names;
-use crate::events::Event;
 use super::snapshots::{expiry_from, volume_of};
 use super::Engine;
+use crate::events::Event;
 use crate::freezer::FreezerError;
 use crate::store::{
     ContainerRecord, Intent, IntentId, LastRestore, RestoreIntent, RestoreStep, SnapshotOrigin, SnapshotRecord,
@@ -105,12 +105,21 @@ impl Engine {
         result
     }
 
-    fn restore_inner(&self, container: &str, reference: &str, request_id: &str, actor: &str) -> EngineResult<RestoreOutcome> {
+    fn restore_inner(
+        &self,
+        container: &str,
+        reference: &str,
+        request_id: &str,
+        actor: &str,
+    ) -> EngineResult<RestoreOutcome> {
         let mut steps = Steps::new();
         let container = self.container_for("container", container)?;
         names::snapshot_name("snapshot", reference)?;
         if request_id.len() > MAX_REQUEST_ID || request_id.chars().any(char::is_control) {
-            return Err(EngineError::invalid("request_id", format!("at most {MAX_REQUEST_ID} characters, no control characters")));
+            return Err(EngineError::invalid(
+                "request_id",
+                format!("at most {MAX_REQUEST_ID} characters, no control characters"),
+            ));
         }
         let request_key = (!request_id.is_empty()).then(|| format!("{}/{request_id}", container.id));
         let _guard = self.locks.lock(&container.id, self.config.lock_wait)?;
@@ -132,8 +141,9 @@ impl Engine {
 
         let now = self.clock.now();
         let existing = self.store.snapshots_of(&container.id)?;
-        let pre_restore_name = names::default_name_with_prefix("pre-restore", now, |n| existing.iter().any(|s| s.answers_to(n)));
         let volume = volume_of(&container);
+        let pre_restore_name =
+            names::default_name_with_prefix("pre-restore", now, |n| self.name_taken(&existing, &volume, n));
         let mut intent = RestoreIntent {
             container: container.id.clone(),
             target: target.name.clone(),
@@ -159,7 +169,9 @@ impl Engine {
 
         if let Err(error) = self.stop_container(&container) {
             self.roll_back_restore(intent_id, &container, &intent)?;
-            return Err(EngineError::FailedPrecondition { reason: format!("stopping container {}: {error}", container.id) });
+            return Err(EngineError::FailedPrecondition {
+                reason: format!("stopping container {}: {error}", container.id),
+            });
         }
         steps.done("stop", true);
 
@@ -234,7 +246,11 @@ impl Engine {
 
     /// The answer for a restore to the snapshot the container runs from
     /// already, unwritten since: nothing to do.
-    fn already_restored(&self, container: &ContainerRecord, target: &SnapshotRecord) -> EngineResult<Option<RestoreOutcome>> {
+    fn already_restored(
+        &self,
+        container: &ContainerRecord,
+        target: &SnapshotRecord,
+    ) -> EngineResult<Option<RestoreOutcome>> {
         let Some(last) = &container.last_restore else { return Ok(None) };
         if last.snapshot != target.name {
             return Ok(None);

@@ -8,10 +8,10 @@ use super::error::{EngineError, EngineResult};
 use super::fault;
 use super::freeze_window::Window;
 use super::names;
-use crate::events::Event;
 use super::paging::{paginate, Page};
 use super::Engine;
 use crate::backend::VolumeInfo;
+use crate::events::Event;
 use crate::freezer::FreezeState;
 use crate::store::{ContainerRecord, Intent, SnapshotOrigin, SnapshotRecord, SnapshotState};
 
@@ -57,9 +57,10 @@ impl Engine {
         let _guard = self.locks.lock(&container.id, self.config.lock_wait)?;
         let existing = self.store.snapshots_of(&container.id)?;
         let now = self.clock.now();
+        let volume = volume_of(&container);
         let name = if request.name.is_empty() {
-            names::default_snapshot_name(now, |n| existing.iter().any(|s| s.answers_to(n)))
-        } else if existing.iter().any(|s| s.answers_to(&request.name)) {
+            names::default_snapshot_name(now, |n| self.name_taken(&existing, &volume, n))
+        } else if self.name_taken(&existing, &volume, &request.name) {
             return Err(EngineError::AlreadyExists {
                 what: format!("snapshot {:?} of container {}", request.name, container.id),
             });
@@ -73,7 +74,6 @@ impl Engine {
             ));
         }
 
-        let volume = volume_of(&container);
         let location = self.backend.location(&volume, &name);
         let frozen_by_others = self.freezer.state(&container.cgroup)? != FreezeState::Thawed;
         let intent = Intent::Create {
@@ -159,6 +159,14 @@ impl Engine {
             frozen_for_us = record.frozen_for.as_micros() as u64, "snapshot created"
         );
         Ok(record)
+    }
+
+    /// Whether a snapshot name is in use: by a record (as a name or an
+    /// alias), or by a volume on disk that no record knows (a leftover that
+    /// recovery reported; never overwritten).
+    pub(super) fn name_taken(&self, existing: &[SnapshotRecord], volume: &VolumeInfo, name: &str) -> bool {
+        existing.iter().any(|s| s.answers_to(name))
+            || self.backend.snapshot_exists(&self.backend.location(volume, name)).unwrap_or(true)
     }
 
     /// Writes `record`, taking its alias away from any other snapshot of the

@@ -194,7 +194,10 @@ fn recovery_thaws_rolls_back_and_reconciles() {
 fn unregister_asks_what_to_do_with_snapshots() {
     let f = fixture();
     let snapshot = create(&f.engine, "s", "", 0).unwrap();
-    assert!(matches!(f.engine.unregister_container("db-1", false, false, "test"), Err(EngineError::FailedPrecondition { .. })));
+    assert!(matches!(
+        f.engine.unregister_container("db-1", false, false, "test"),
+        Err(EngineError::FailedPrecondition { .. })
+    ));
     assert_eq!(f.engine.unregister_container("db-1", true, false, "test").unwrap(), 1);
     assert!(!f.backend.exists(&snapshot.location));
     assert!(matches!(f.engine.container("db-1"), Err(EngineError::NotFound { .. })));
@@ -288,7 +291,13 @@ fn restore_refuses_unknown_and_foreign_snapshots() {
 #[test]
 fn recovery_finishes_or_rolls_back_a_restore_at_every_step() {
     use crate::store::{RestoreIntent, RestoreStep};
-    for step in [RestoreStep::Stopping, RestoreStep::Cloning, RestoreStep::Exchanging, RestoreStep::Recording, RestoreStep::Starting] {
+    for step in [
+        RestoreStep::Stopping,
+        RestoreStep::Cloning,
+        RestoreStep::Exchanging,
+        RestoreStep::Recording,
+        RestoreStep::Starting,
+    ] {
         for exchanged in [false, true] {
             if matches!(step, RestoreStep::Stopping | RestoreStep::Cloning) && exchanged {
                 continue;
@@ -353,10 +362,22 @@ fn the_timeline_records_each_action_in_order() {
     f.engine.expire_due().unwrap();
     let events = f.engine.store().events_after(0, 100).unwrap();
     let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(kinds, ["container.registered", "snapshot.created", "restore.started", "restore.finished", "snapshot.expired"]);
+    assert_eq!(
+        kinds,
+        ["container.registered", "snapshot.created", "restore.started", "restore.finished", "snapshot.expired"]
+    );
     assert!(events.windows(2).all(|w| w[0].sequence < w[1].sequence));
     assert_eq!(events[1].snapshot, "s");
     assert!(events[1].frozen_for.is_some());
     assert_eq!(events[3].actor, "uid:0");
     assert_eq!(events[4].actor, "daemon");
+}
+
+#[test]
+fn names_held_by_volumes_without_records_are_skipped() {
+    let f = fixture();
+    // A subvolume left from a forgotten registration, with today's name.
+    f.backend.add("/fake/.rollpoint/db-1/snap-2026-05-04", FakeVolume { read_only: true, ..FakeVolume::default() });
+    assert_eq!(create(&f.engine, "", "", 0).unwrap().name, "snap-2026-05-04-2");
+    assert!(matches!(create(&f.engine, "snap-2026-05-04", "", 0), Err(EngineError::AlreadyExists { .. })));
 }
