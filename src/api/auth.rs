@@ -71,7 +71,8 @@ impl Caller {
 /// the call is about one. Local callers allowed on the socket hold every
 /// scope.
 pub fn authorize<T>(request: &Request<T>, scope: Scope, container: Option<&str>) -> Result<Caller, Status> {
-    let caller = request.extensions().get::<Caller>().cloned().ok_or_else(|| Status::permission_denied("no caller identity"))?;
+    let caller =
+        request.extensions().get::<Caller>().cloned().ok_or_else(|| Status::permission_denied("no caller identity"))?;
     caller.allows(scope, container)?;
     Ok(caller)
 }
@@ -111,16 +112,17 @@ impl tonic::service::Interceptor for Gate {
             }
             Caller::Local { uid: cred.uid() }
         } else {
-            let header = request
-                .metadata()
-                .get("authorization")
-                .ok_or_else(|| Status::unauthenticated("an \"authorization: Bearer <token>\" header is required over TCP"))?;
+            let header = request.metadata().get("authorization").ok_or_else(|| {
+                Status::unauthenticated("an \"authorization: Bearer <token>\" header is required over TCP")
+            })?;
             let secret = header
                 .to_str()
                 .ok()
                 .and_then(|h| h.strip_prefix("Bearer "))
                 .ok_or_else(|| Status::unauthenticated("the authorization header must read \"Bearer <token>\""))?;
-            Caller::Token(self.tokens.authenticate(secret.trim()).ok_or_else(|| Status::unauthenticated("unknown token"))?)
+            Caller::Token(
+                self.tokens.authenticate(secret.trim()).ok_or_else(|| Status::unauthenticated("unknown token"))?,
+            )
         };
         request.extensions_mut().insert(caller);
         Ok(request)

@@ -7,8 +7,8 @@ use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::proto::container_service_client::ContainerServiceClient;
-use super::proto::snapshot_service_client::SnapshotServiceClient;
 use super::proto::event_service_client::EventServiceClient;
+use super::proto::snapshot_service_client::SnapshotServiceClient;
 use super::proto::token_service_client::TokenServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -88,9 +88,7 @@ impl Clients {
     pub async fn connect_with_token(target: &Target, token: Option<&str>) -> Result<Clients, ConnectError> {
         let channel = connect(target).await?;
         let bearer = match token {
-            Some(token) => Bearer(Some(
-                format!("Bearer {token}").parse().map_err(|_| ConnectError::BadToken)?,
-            )),
+            Some(token) => Bearer(Some(format!("Bearer {token}").parse().map_err(|_| ConnectError::BadToken)?)),
             None => Bearer(None),
         };
         Ok(Clients {

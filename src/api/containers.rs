@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::auth::authorize;
 use super::proto::container_service_server::ContainerService;
 use super::proto::*;
-use super::auth::authorize;
 use super::tokens::Scope;
 use super::{blocking, convert};
 use crate::engine::{Engine, RegisterRequest};

@@ -22,7 +22,10 @@ pub struct Events {
     pub engine: Arc<Engine>,
 }
 
-fn time(timestamp: Option<prost_types::Timestamp>, field: &'static str) -> Result<Option<chrono::DateTime<chrono::Utc>>, Status> {
+fn time(
+    timestamp: Option<prost_types::Timestamp>,
+    field: &'static str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, Status> {
     timestamp
         .map(|t| {
             chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
@@ -53,7 +56,10 @@ impl EventService for Events {
 
     type WatchEventsStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
 
-    async fn watch_events(&self, request: Request<WatchEventsRequest>) -> Result<Response<Self::WatchEventsStream>, Status> {
+    async fn watch_events(
+        &self,
+        request: Request<WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let container = request.get_ref().container.clone();
         authorize(&request, Scope::Read, (!container.is_empty()).then_some(container.as_str()))?;
         let WatchEventsRequest { after_sequence, container } = request.into_inner();

@@ -14,16 +14,16 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use super::auth::{Gate, UnixPolicy};
-use super::events::Events;
-use super::proto::event_service_server::EventServiceServer;
-use super::proto::token_service_server::TokenServiceServer;
-use super::token_service::Tokens;
-use super::tokens::TokenBook;
 use super::containers::Containers;
+use super::events::Events;
 use super::proto::container_service_server::ContainerServiceServer;
+use super::proto::event_service_server::EventServiceServer;
 use super::proto::snapshot_service_server::SnapshotServiceServer;
+use super::proto::token_service_server::TokenServiceServer;
 use super::proto::FILE_DESCRIPTOR_SET;
 use super::snapshots::Snapshots;
+use super::token_service::Tokens;
+use super::tokens::TokenBook;
 use crate::engine::Engine;
 
 /// Names of the services reported by the health service.
@@ -94,7 +94,8 @@ impl Services {
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let snapshots = SnapshotServiceServer::new(Snapshots { engine: self.engine.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let tokens = TokenServiceServer::new(Tokens { book: self.gate.tokens.clone() }).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let tokens = TokenServiceServer::new(Tokens { book: self.gate.tokens.clone() })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let events = EventServiceServer::new(Events { engine: self.engine.clone() });
         Ok(Server::builder()
             .add_service(self.health.clone())

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::auth::authorize;
 use super::proto::snapshot_service_server::SnapshotService;
 use super::proto::*;
-use super::auth::authorize;
 use super::tokens::Scope;
 use super::{blocking, convert};
 use crate::engine::{CreateRequest, Engine, EngineError, UpdateRequest};
@@ -86,7 +86,8 @@ impl SnapshotService for Snapshots {
         let actor = authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?.actor();
         let request = request.into_inner();
         let record =
-            blocking(&self.engine, move |engine| engine.delete_snapshot(&request.container, &request.snapshot, &actor)).await?;
+            blocking(&self.engine, move |engine| engine.delete_snapshot(&request.container, &request.snapshot, &actor))
+                .await?;
         Ok(Response::new(DeleteSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
     }
 

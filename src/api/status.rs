@@ -31,10 +31,11 @@ fn code_of(error: &EngineError) -> Code {
         EngineError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
         EngineError::ResourceExhausted { .. } => Code::ResourceExhausted,
         EngineError::Backend(backend) => match backend {
-            BackendError::NotBtrfs { .. } | BackendError::NotSubvolume { .. } | BackendError::NotFound { .. } => {
-                Code::FailedPrecondition
-            }
-            BackendError::NotAbsolute { .. } => Code::InvalidArgument,
+            BackendError::NotBtrfs { .. }
+            | BackendError::NotSubvolume { .. }
+            | BackendError::NotFound { .. }
+            | BackendError::InsideSnapshotFolder { .. } => Code::FailedPrecondition,
+            BackendError::NotAbsolute { .. } | BackendError::InvalidName { .. } => Code::InvalidArgument,
             BackendError::AlreadyExists { .. } => Code::AlreadyExists,
             BackendError::NoSpace { .. } => Code::ResourceExhausted,
             _ => Code::Internal,
@@ -59,6 +60,12 @@ mod tests {
         let status = from_engine(EngineError::invalid("name", "must not contain '/'"));
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().starts_with("name: "));
+    }
+
+    #[test]
+    fn a_snapshot_given_as_volume_is_a_failed_precondition() {
+        let error = EngineError::Backend(BackendError::InsideSnapshotFolder { path: "/fs/.rollpoint/db/s".into() });
+        assert_eq!(from_engine(error).code(), Code::FailedPrecondition);
     }
 
     #[test]

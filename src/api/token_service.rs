@@ -5,11 +5,11 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::auth::authorize_token_management;
+use super::convert;
 use super::proto::token_service_server::TokenService;
 use super::proto::*;
 use super::status::from_engine;
 use super::tokens::TokenBook;
-use super::convert;
 use crate::store::TokenRecord;
 
 pub struct Tokens {
@@ -27,10 +27,14 @@ fn token(record: &TokenRecord) -> Token {
 
 #[tonic::async_trait]
 impl TokenService for Tokens {
-    async fn create_token(&self, request: Request<CreateTokenRequest>) -> Result<Response<CreateTokenResponse>, Status> {
+    async fn create_token(
+        &self,
+        request: Request<CreateTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
         let caller = authorize_token_management(&request)?;
         let request = request.into_inner();
-        let (record, secret) = self.book.create(&request.name, &request.scopes, &request.containers).map_err(from_engine)?;
+        let (record, secret) =
+            self.book.create(&request.name, &request.scopes, &request.containers).map_err(from_engine)?;
         tracing::info!(token = %record.name, scopes = ?record.scopes, actor = %caller.actor(), "token created");
         Ok(Response::new(CreateTokenResponse { token: Some(token(&record)), secret }))
     }
@@ -41,7 +45,10 @@ impl TokenService for Tokens {
         Ok(Response::new(ListTokensResponse { tokens: tokens.iter().map(token).collect() }))
     }
 
-    async fn revoke_token(&self, request: Request<RevokeTokenRequest>) -> Result<Response<RevokeTokenResponse>, Status> {
+    async fn revoke_token(
+        &self,
+        request: Request<RevokeTokenRequest>,
+    ) -> Result<Response<RevokeTokenResponse>, Status> {
         let caller = authorize_token_management(&request)?;
         let name = request.into_inner().name;
         self.book.revoke(&name).map_err(from_engine)?;

@@ -85,11 +85,17 @@ impl TokenBook {
     pub fn create(&self, name: &str, scopes: &[String], containers: &[String]) -> EngineResult<(TokenRecord, String)> {
         names::container_id("name", name)?;
         if scopes.is_empty() {
-            return Err(EngineError::invalid("scopes", "give at least one of read, snapshot, restore, schedule, admin"));
+            return Err(EngineError::invalid(
+                "scopes",
+                "give at least one of read, snapshot, restore, schedule, admin",
+            ));
         }
         for scope in scopes {
             if Scope::parse(scope).is_none() {
-                return Err(EngineError::invalid("scopes", format!("{scope:?} is not one of read, snapshot, restore, schedule, admin")));
+                return Err(EngineError::invalid(
+                    "scopes",
+                    format!("{scope:?} is not one of read, snapshot, restore, schedule, admin"),
+                ));
             }
         }
         if containers.len() > 64 {
@@ -98,7 +104,8 @@ impl TokenBook {
         for container in containers {
             names::container_id("containers", container)?;
         }
-        let random = random_bytes().map_err(|e| EngineError::Internal { reason: format!("reading /dev/urandom: {e}") })?;
+        let random =
+            random_bytes().map_err(|e| EngineError::Internal { reason: format!("reading /dev/urandom: {e}") })?;
         let secret = format!("rpt.{name}.{}", hex(&random));
         let record = TokenRecord {
             name: name.to_owned(),
@@ -187,8 +194,14 @@ mod tests {
     #[test]
     fn bad_scopes_and_names_are_named() {
         let (_dir, book) = book();
-        assert!(matches!(book.create("ci", &["root".into()], &[]), Err(EngineError::InvalidArgument { field: "scopes", .. })));
-        assert!(matches!(book.create("C I", &["read".into()], &[]), Err(EngineError::InvalidArgument { field: "name", .. })));
+        assert!(matches!(
+            book.create("ci", &["root".into()], &[]),
+            Err(EngineError::InvalidArgument { field: "scopes", .. })
+        ));
+        assert!(matches!(
+            book.create("C I", &["read".into()], &[]),
+            Err(EngineError::InvalidArgument { field: "name", .. })
+        ));
         book.create("ci", &["read".into()], &[]).unwrap();
         assert!(matches!(book.create("ci", &["read".into()], &[]), Err(EngineError::AlreadyExists { .. })));
     }

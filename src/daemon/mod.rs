@@ -11,8 +11,8 @@ pub mod logging;
 pub mod notify;
 
 use crate::api::auth::UnixPolicy;
-use crate::api::tokens::{KeyError, TokenBook};
 use crate::api::server::{self, Services};
+use crate::api::tokens::{KeyError, TokenBook};
 use crate::backend::btrfs::BtrfsBackend;
 use crate::config::Config;
 use crate::engine::{Engine, SystemClock};
@@ -195,10 +195,8 @@ async fn expiry_timer(engine: Arc<Engine>) {
 async fn prune_events(engine: Arc<Engine>, retention: chrono::Duration) {
     loop {
         let engine_now = engine.clone();
-        let pruned = tokio::task::spawn_blocking(move || {
-            engine_now.store().prune_events(chrono::Utc::now() - retention)
-        })
-        .await;
+        let pruned =
+            tokio::task::spawn_blocking(move || engine_now.store().prune_events(chrono::Utc::now() - retention)).await;
         match pruned {
             Ok(Ok(count)) if count > 0 => tracing::info!(count, "old events pruned"),
             Ok(Err(error)) => tracing::error!(%error, "pruning events"),

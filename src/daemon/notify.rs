@@ -42,9 +42,10 @@ pub async fn watchdog(engine: Arc<Engine>, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
         let probe = engine.clone();
-        let alive = tokio::time::timeout(interval, tokio::task::spawn_blocking(move || probe.store().containers().is_ok()))
-            .await
-            .is_ok_and(|answer| answer.is_ok_and(|ok| ok));
+        let alive =
+            tokio::time::timeout(interval, tokio::task::spawn_blocking(move || probe.store().containers().is_ok()))
+                .await
+                .is_ok_and(|answer| answer.is_ok_and(|ok| ok));
         if alive {
             notify("WATCHDOG=1");
         } else {

@@ -44,15 +44,22 @@ pub fn list(
         n => usize::try_from(n).unwrap_or(MAX_PAGE).min(MAX_PAGE),
     };
     let mut cursor: u64 = if page_token.is_empty() {
-        if oldest_first { 0 } else { u64::MAX }
+        if oldest_first {
+            0
+        } else {
+            u64::MAX
+        }
     } else {
         page_token.parse().map_err(|_| EngineError::invalid("page_token", "is not a token this daemon issued"))?
     };
     let mut page = Vec::new();
     let mut more = false;
     'scan: loop {
-        let chunk =
-            if oldest_first { store.events_after(cursor, SCAN_CHUNK)? } else { store.events_before(cursor, SCAN_CHUNK)? };
+        let chunk = if oldest_first {
+            store.events_after(cursor, SCAN_CHUNK)?
+        } else {
+            store.events_before(cursor, SCAN_CHUNK)?
+        };
         let exhausted = chunk.len() < SCAN_CHUNK;
         for event in chunk {
             cursor = event.sequence;
@@ -91,8 +98,9 @@ mod tests {
 
     #[test]
     fn pages_newest_first_and_filters() {
-        let kinds: Vec<(&str, &str)> =
-            (0..25).map(|i| if i % 2 == 0 { ("snapshot.created", "db-1") } else { ("restore.finished", "db-2") }).collect();
+        let kinds: Vec<(&str, &str)> = (0..25)
+            .map(|i| if i % 2 == 0 { ("snapshot.created", "db-1") } else { ("restore.finished", "db-2") })
+            .collect();
         let (_dir, store) = store_with(&kinds);
         let filter = EventFilter { container: "db-1".into(), ..Default::default() };
         let (first, token) = list(&store, &filter, 5, "", false).unwrap();

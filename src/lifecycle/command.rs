@@ -18,7 +18,12 @@ const WAIT_STEP: Duration = Duration::from_millis(5);
 
 /// Runs `argv` to completion within `timeout`; with `cgroup`, the process
 /// joins that cgroup before it execs.
-pub fn run_command(what: &'static str, argv: &[String], timeout: Duration, cgroup: Option<&Path>) -> Result<(), LifecycleError> {
+pub fn run_command(
+    what: &'static str,
+    argv: &[String],
+    timeout: Duration,
+    cgroup: Option<&Path>,
+) -> Result<(), LifecycleError> {
     let program = argv.first().cloned().unwrap_or_default();
     let spawn_error = |source| LifecycleError::Spawn { what, program: program.clone(), source };
     let output = memfd(what).map_err(spawn_error)?;
@@ -83,11 +88,17 @@ fn finish(
     let mut text = String::new();
     let _ = output.rewind();
     let _ = output.by_ref().take(OUTPUT_LIMIT).read_to_string(&mut text);
-    Err(LifecycleError::Failed { what, program: program.to_owned(), status: status.to_string(), output: text.trim().to_owned() })
+    Err(LifecycleError::Failed {
+        what,
+        program: program.to_owned(),
+        status: status.to_string(),
+        output: text.trim().to_owned(),
+    })
 }
 
 fn memfd(name: &str) -> std::io::Result<std::fs::File> {
-    let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC).map_err(std::io::Error::from)?;
+    let fd =
+        nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC).map_err(std::io::Error::from)?;
     Ok(std::fs::File::from(fd))
 }
 
@@ -102,15 +113,21 @@ mod tests {
     #[test]
     fn success_failure_and_output() {
         run_command("start command", &argv(&["/bin/true"]), Duration::from_secs(5), None).unwrap();
-        let error = run_command("stop command", &argv(&["/bin/sh", "-c", "echo nope >&2; exit 3"]), Duration::from_secs(5), None)
-            .unwrap_err();
+        let error = run_command(
+            "stop command",
+            &argv(&["/bin/sh", "-c", "echo nope >&2; exit 3"]),
+            Duration::from_secs(5),
+            None,
+        )
+        .unwrap_err();
         let text = error.to_string();
         assert!(text.contains("nope") && text.contains("3"), "{text}");
     }
 
     #[test]
     fn a_command_that_hangs_is_killed_at_its_timeout() {
-        let error = run_command("stop command", &argv(&["/bin/sleep", "30"]), Duration::from_millis(100), None).unwrap_err();
+        let error =
+            run_command("stop command", &argv(&["/bin/sleep", "30"]), Duration::from_millis(100), None).unwrap_err();
         assert!(matches!(error, LifecycleError::Timeout { .. }), "{error}");
     }
 
@@ -118,7 +135,8 @@ mod tests {
     fn a_background_child_does_not_hold_the_command_open() {
         // The shell exits at once, leaving a sleeper with its stdout.
         let started = Instant::now();
-        run_command("start command", &argv(&["/bin/sh", "-c", "/bin/sleep 3 & exit 0"]), Duration::from_secs(10), None).unwrap();
+        run_command("start command", &argv(&["/bin/sh", "-c", "/bin/sleep 3 & exit 0"]), Duration::from_secs(10), None)
+            .unwrap();
         assert!(started.elapsed() < Duration::from_secs(3));
     }
 

@@ -58,5 +58,8 @@ impl Lifecycle for HostLifecycle {
 }
 
 fn systemd_unavailable(unit: &str) -> LifecycleError {
-    LifecycleError::Systemd { unit: unit.to_owned(), reason: "the systemd lifecycle is not available in this build".into() }
+    LifecycleError::Systemd {
+        unit: unit.to_owned(),
+        reason: "the systemd lifecycle is not available in this build".into(),
+    }
 }

@@ -260,6 +260,10 @@ impl TestDaemon {
             .arg(&self.socket)
             .args(&self.options.args)
             .env_remove(FAULT_ENV)
+            // Not ours to notify when the tests run under systemd; and a
+            // plain-text log.
+            .env_remove("NOTIFY_SOCKET")
+            .env("NO_COLOR", "1")
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
