@@ -180,18 +180,24 @@ impl TestDaemon {
     /// SIGKILLs the daemon (by the pid of our child) and reaps it. Returns its
     /// exit status, `None` when no daemon was running.
     pub fn kill9(&mut self) -> io::Result<Option<ExitStatus>> {
-        let Some(mut child) = self.child.take() else { return Ok(None) };
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        // Child::kill sends SIGKILL to the pid of this unreaped child.
-        child.kill()?;
-        child.wait().map(Some)
+        let Some(child) = self.child.as_mut() else { return Ok(None) };
+        let status = match child.try_wait()? {
+            Some(status) => status,
+            None => {
+                // Child::kill sends SIGKILL to the pid of this unreaped child.
+                child.kill()?;
+                child.wait()?
+            }
+        };
+        // Forgotten only once reaped: on an error above, drop tries again.
+        self.child = None;
+        Ok(Some(status))
     }
 
     /// Waits (bounded) for the daemon to end by itself, e.g. after a fault
     /// point killed it, and reaps it. `Ok(None)` when it still runs at the
-    /// deadline (it is left running).
+    /// deadline (it is left running). Blocks the calling thread, with short
+    /// sleeps.
     pub fn wait_for_exit(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -223,6 +229,8 @@ impl TestDaemon {
     }
 
     /// Everything the daemon wrote to stderr and stdout, every start so far.
+    /// Only the start markers where the daemon logs to journald instead
+    /// (when `/run/systemd/journal/socket` exists).
     pub fn log(&self) -> String {
         std::fs::read(&self.log).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
     }
