@@ -34,6 +34,10 @@ pub struct Config {
     pub lock_wait_ms: u64,
     /// Expiry of pre-restore snapshots, in days (0 = never).
     pub pre_restore_expiry_days: u32,
+    /// A schedule occurrence missed (daemon down, clock jump) fires once,
+    /// late, if it is at most this old (seconds); older ones are recorded as
+    /// missed.
+    pub schedule_grace_seconds: u64,
     /// Most operations in flight at once; more are refused with
     /// RESOURCE_EXHAUSTED.
     pub max_concurrent_operations: usize,
@@ -54,6 +58,7 @@ impl Default for Config {
             lock_wait_ms: millis(engine.lock_wait),
             pre_restore_expiry_days: engine.pre_restore_expiry_days,
             event_retention_days: 90,
+            schedule_grace_seconds: 3600,
             max_concurrent_operations: engine.max_concurrent_operations,
         }
     }

@@ -8,6 +8,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::proto::container_service_client::ContainerServiceClient;
 use super::proto::event_service_client::EventServiceClient;
+use super::proto::schedule_service_client::ScheduleServiceClient;
 use super::proto::snapshot_service_client::SnapshotServiceClient;
 use super::proto::token_service_client::TokenServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -76,6 +77,7 @@ pub struct Clients {
     pub snapshots: SnapshotServiceClient<AuthedChannel>,
     pub tokens: TokenServiceClient<AuthedChannel>,
     pub events: EventServiceClient<AuthedChannel>,
+    pub schedules: ScheduleServiceClient<AuthedChannel>,
     pub channel: Channel,
 }
 
@@ -95,7 +97,8 @@ impl Clients {
             containers: ContainerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             snapshots: SnapshotServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             tokens: TokenServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            events: EventServiceClient::with_interceptor(channel.clone(), bearer),
+            events: EventServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            schedules: ScheduleServiceClient::with_interceptor(channel.clone(), bearer),
             channel,
         })
     }

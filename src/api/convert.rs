@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 
 use super::proto;
 use crate::engine::{EngineError, RestoreOutcome};
-use crate::store::{ContainerRecord, EventRecord, LifecycleSpec, SnapshotOrigin, SnapshotRecord, SnapshotState};
+use crate::store::{
+    ContainerRecord, EntryAction, EntryRecord, EventRecord, LifecycleSpec, SnapshotOrigin, SnapshotRecord,
+    SnapshotState,
+};
 
 /// Default timeout of lifecycle commands and units.
 pub const DEFAULT_LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -137,5 +140,31 @@ pub fn event(record: &EventRecord) -> proto::Event {
         duration: record.duration.map(duration),
         frozen_for: record.frozen_for.map(duration),
         detail: record.detail.clone(),
+    }
+}
+
+pub fn entry(record: &EntryRecord, next_fire: Option<DateTime<Utc>>) -> proto::Entry {
+    use proto::entry::Action;
+    proto::Entry {
+        name: record.resource_name(),
+        id: record.id.clone(),
+        schedule: record.schedule.clone(),
+        time_zone: record.time_zone.clone(),
+        action: Some(match &record.action {
+            EntryAction::Snapshot { container, alias, expiry_days } => Action::Snapshot(proto::SnapshotAction {
+                container: container.clone(),
+                alias: alias.clone(),
+                expiry_days: *expiry_days,
+            }),
+            EntryAction::Command { command, timeout } => Action::Command(proto::CommandAction {
+                command: command.clone(),
+                timeout_seconds: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX),
+            }),
+        }),
+        comment: record.comment.clone(),
+        enabled: record.enabled,
+        last_fire_time: record.last_fire_time.map(timestamp),
+        next_fire_time: next_fire.map(timestamp),
+        last_outcome: record.last_outcome.clone(),
     }
 }

@@ -18,20 +18,23 @@ use super::containers::Containers;
 use super::events::Events;
 use super::proto::container_service_server::ContainerServiceServer;
 use super::proto::event_service_server::EventServiceServer;
+use super::proto::schedule_service_server::ScheduleServiceServer;
 use super::proto::snapshot_service_server::SnapshotServiceServer;
 use super::proto::token_service_server::TokenServiceServer;
 use super::proto::FILE_DESCRIPTOR_SET;
+use super::schedules::Schedules;
 use super::snapshots::Snapshots;
 use super::token_service::Tokens;
 use super::tokens::TokenBook;
 use crate::engine::Engine;
 
 /// Names of the services reported by the health service.
-pub const SERVICES: [&str; 4] = [
+pub const SERVICES: [&str; 5] = [
     "rollpoint.v1.ContainerService",
     "rollpoint.v1.SnapshotService",
     "rollpoint.v1.TokenService",
     "rollpoint.v1.EventService",
+    "rollpoint.v1.ScheduleService",
 ];
 
 /// Largest request the daemon decodes.
@@ -97,6 +100,8 @@ impl Services {
         let tokens = TokenServiceServer::new(Tokens { book: self.gate.tokens.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let events = EventServiceServer::new(Events { engine: self.engine.clone() });
+        let schedules = ScheduleServiceServer::new(Schedules { engine: self.engine.clone() })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Server::builder()
             .add_service(self.health.clone())
             .add_service(reflection_v1)
@@ -104,7 +109,8 @@ impl Services {
             .add_service(tonic::service::interceptor::InterceptedService::new(containers, self.gate.clone()))
             .add_service(tonic::service::interceptor::InterceptedService::new(snapshots, self.gate.clone()))
             .add_service(tonic::service::interceptor::InterceptedService::new(tokens, self.gate.clone()))
-            .add_service(tonic::service::interceptor::InterceptedService::new(events, self.gate.clone())))
+            .add_service(tonic::service::interceptor::InterceptedService::new(events, self.gate.clone()))
+            .add_service(tonic::service::interceptor::InterceptedService::new(schedules, self.gate.clone())))
     }
 
     /// Serves on a bound Unix listener until `shutdown` resolves.

@@ -7,8 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod args;
 pub mod logging;
 pub mod notify;
+mod schedule_host;
+
+pub use args::Args;
 
 use crate::api::auth::UnixPolicy;
 use crate::api::server::{self, Services};
@@ -18,6 +22,7 @@ use crate::config::Config;
 use crate::engine::{Engine, SystemClock};
 use crate::freezer::CgroupFreezer;
 use crate::lifecycle::HostLifecycle;
+use crate::scheduler::{Scheduler, SchedulerConfig, SystemWallClock};
 use crate::store::Store;
 
 /// Longest sleep of the expiry timer, so that a wall-clock jump is noticed
@@ -114,6 +119,34 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             Ok(())
         }
     });
+
+    {
+        let policy = crate::scheduler::Policy {
+            grace: chrono::TimeDelta::seconds(i64::try_from(config.schedule_grace_seconds).unwrap_or(i64::MAX)),
+            ..Default::default()
+        };
+        let scheduler = Scheduler::new(
+            Arc::new(schedule_host::EngineHost { engine: engine.clone() }),
+            Arc::new(SystemWallClock),
+            SchedulerConfig { policy, ..SchedulerConfig::default() },
+        );
+        let handle = scheduler.handle();
+        let engine = engine.clone();
+        let stop_scheduler = stop.clone();
+        tasks.spawn(async move {
+            scheduler.run(stopped(stop_scheduler)).await;
+            Ok(())
+        });
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = engine.entries_changed() => handle.entries_changed(),
+                    () = stopped(stop.clone()) => return Ok(()),
+                }
+            }
+        });
+    }
 
     if config.event_retention_days > 0 {
         let engine = engine.clone();

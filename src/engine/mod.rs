@@ -7,6 +7,7 @@
 
 mod clock;
 mod containers;
+pub mod entries;
 mod error;
 pub mod fault;
 mod freeze_window;
@@ -15,6 +16,7 @@ pub mod names;
 mod paging;
 mod recovery;
 mod restore;
+mod schedule_fire;
 mod snapshots;
 
 #[cfg(test)]
@@ -31,6 +33,7 @@ pub use error::{EngineError, EngineResult};
 pub use paging::Page;
 pub use recovery::RecoveryReport;
 pub use restore::RestoreOutcome;
+pub use schedule_fire::FireResult;
 pub use snapshots::{CreateRequest, UpdateRequest};
 
 use crate::backend::Backend;
@@ -78,6 +81,8 @@ pub struct Engine {
     admission: Arc<tokio::sync::Semaphore>,
     /// Woken whenever the earliest expiry may have changed.
     expiry_changed: tokio::sync::Notify,
+    /// Woken whenever schedule entries change.
+    entries_changed: tokio::sync::Notify,
 }
 
 impl Engine {
@@ -102,6 +107,7 @@ impl Engine {
             events,
             admission,
             expiry_changed: tokio::sync::Notify::new(),
+            entries_changed: tokio::sync::Notify::new(),
         }
     }
 

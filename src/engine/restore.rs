@@ -255,6 +255,10 @@ impl Engine {
         if last.snapshot != target.name {
             return Ok(None);
         }
+        // btrfs moves a subvolume's generation only when a transaction
+        // commits (up to 30 s after a write): write back first, or a write
+        // made just before this call goes unseen and the restore is skipped.
+        self.backend.flush(&volume_of(container))?;
         let current = self.backend.details(&container.volume.to_string_lossy())?;
         if current.generation != last.generation {
             return Ok(None);
@@ -316,6 +320,11 @@ impl Engine {
             };
             self.store.put_snapshots(&[&record])?;
         }
+        // The exchange itself changed the volume (its root folder's ctime) in
+        // a transaction not yet committed: commit it, so that the generation
+        // recorded is the one `already_restored` will read while nothing
+        // writes.
+        self.backend.flush(&volume_of(container))?;
         let mut container = container.clone();
         container.last_restore = Some(LastRestore {
             snapshot: intent.target.clone(),

@@ -381,3 +381,68 @@ fn names_held_by_volumes_without_records_are_skipped() {
     assert_eq!(create(&f.engine, "", "", 0).unwrap().name, "snap-2026-05-04-2");
     assert!(matches!(create(&f.engine, "snap-2026-05-04", "", 0), Err(EngineError::AlreadyExists { .. })));
 }
+
+// ------------------------------------------------------------------ entries
+
+fn snapshot_entry(schedule: &str) -> super::entries::EntrySpec {
+    super::entries::EntrySpec {
+        id: "nightly".into(),
+        schedule: schedule.into(),
+        time_zone: String::new(),
+        action: crate::store::EntryAction::Snapshot {
+            container: "db-1".into(),
+            alias: "rollback-point".into(),
+            expiry_days: 7,
+        },
+        comment: "pre-migration snapshot".into(),
+        enabled: true,
+    }
+}
+
+#[test]
+fn entries_are_checked_stored_and_fired() {
+    let f = fixture();
+    let entry = f.engine.create_entry("root", snapshot_entry("55 2 * * *"), "uid:0").unwrap();
+    assert_eq!(entry.resource_name(), "users/root/entries/nightly");
+    assert_eq!(entry.time_zone, "UTC");
+    // The fixture's clock is 2026-05-04 02:55:00: the next fire is tomorrow.
+    assert_eq!(
+        f.engine.next_fire(&entry, f.clock.now()),
+        Some(chrono::Utc.with_ymd_and_hms(2026, 5, 5, 2, 55, 0).unwrap())
+    );
+    let fired = f.engine.run_entry_now("users/root/entries/nightly", "uid:0").unwrap();
+    assert_eq!(fired.outcome, "ok");
+    let snapshot = fired.snapshot.unwrap();
+    assert_eq!(snapshot.alias.as_deref(), Some("rollback-point"));
+    assert_eq!(snapshot.origin, SnapshotOrigin::Schedule { entry: "users/root/entries/nightly".into() });
+    assert_eq!(snapshot.comment, "pre-migration snapshot");
+    let entry = f.engine.entry("users/root/entries/nightly").unwrap();
+    assert_eq!(entry.last_outcome, "ok");
+    let kinds: Vec<_> = f.engine.store().events_after(0, 100).unwrap().into_iter().map(|e| e.kind).collect();
+    assert!(
+        kinds.ends_with(&["schedule.created".to_string(), "schedule.fired".into(), "snapshot.created".into()]),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn bad_entries_name_the_field() {
+    let f = fixture();
+    let field = |result: EngineResult<crate::store::EntryRecord>| match result {
+        Err(EngineError::InvalidArgument { field, reason }) => (field, reason),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    };
+    let (name, reason) = field(f.engine.create_entry("root", snapshot_entry("61 * * * *"), "t"));
+    assert_eq!(name, "entry.schedule");
+    assert!(reason.contains("minute"), "{reason}");
+    let mut spec = snapshot_entry("* * * * *");
+    spec.time_zone = "Mars/Olympus".into();
+    assert_eq!(field(f.engine.create_entry("root", spec, "t")).0, "entry.time_zone");
+    assert_eq!(field(f.engine.create_entry("Root!", snapshot_entry("@daily"), "t")).0, "user");
+    assert!(matches!(f.engine.entry("users/root/nope"), Err(EngineError::InvalidArgument { field: "name", .. })));
+    f.engine.create_entry("root", snapshot_entry("@daily"), "t").unwrap();
+    assert!(matches!(
+        f.engine.create_entry("root", snapshot_entry("@daily"), "t"),
+        Err(EngineError::AlreadyExists { .. })
+    ));
+}

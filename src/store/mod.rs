@@ -30,6 +30,7 @@ pub struct Store {
     requests: sled::Tree,
     tokens: sled::Tree,
     events: sled::Tree,
+    entries: sled::Tree,
 }
 
 impl Store {
@@ -44,6 +45,7 @@ impl Store {
             requests: db.open_tree("requests")?,
             tokens: db.open_tree("tokens")?,
             events: db.open_tree("events")?,
+            entries: db.open_tree("entries")?,
             dir: dir.join("db"),
             db,
         })
@@ -225,6 +227,42 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+impl Store {
+    // ------------------------------------------------------------- entries
+
+    pub fn entry(&self, user: &str, id: &str) -> Result<Option<EntryRecord>, StoreError> {
+        get(&self.entries, &entry_key(user, id))
+    }
+
+    /// Inserts an entry unless one with that name exists; false if it did.
+    pub fn insert_entry(&self, entry: &EntryRecord) -> Result<bool, StoreError> {
+        let value = encode(entry)?;
+        Ok(self
+            .entries
+            .compare_and_swap(entry_key(&entry.user, &entry.id), None as Option<&[u8]>, Some(value))?
+            .is_ok())
+    }
+
+    pub fn put_entry(&self, entry: &EntryRecord) -> Result<(), StoreError> {
+        put(&self.entries, &entry_key(&entry.user, &entry.id), entry)
+    }
+
+    pub fn remove_entry(&self, user: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(self.entries.remove(entry_key(user, id))?.is_some())
+    }
+
+    /// Every entry of `user` (every entry when empty), ordered by name.
+    pub fn entries(&self, user: &str) -> Result<Vec<EntryRecord>, StoreError> {
+        let prefix = if user.is_empty() { Vec::new() } else { entry_key(user, "") };
+        scan(&self.entries, &prefix)
+    }
+}
+
+fn entry_key(user: &str, id: &str) -> Vec<u8> {
+    // User names never hold '/'.
+    format!("{user}/{id}").into_bytes()
 }
 
 fn snapshot_key(container: &str, name: &str) -> Vec<u8> {

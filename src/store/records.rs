@@ -174,3 +174,39 @@ pub struct EventRecord {
     pub frozen_for: Option<Duration>,
     pub detail: String,
 }
+
+/// A schedule entry: `users/{user}/entries/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryRecord {
+    pub user: String,
+    pub id: String,
+    /// As the user wrote it (crontab(5)).
+    pub schedule: String,
+    /// IANA name.
+    pub time_zone: String,
+    pub action: EntryAction,
+    pub comment: String,
+    pub enabled: bool,
+    pub create_time: DateTime<Utc>,
+    /// The due time of the last fire (on time, late or by RunEntry).
+    pub last_fire_time: Option<DateTime<Utc>>,
+    /// `ok`, `failed: ...`, `late by 12s`, `missed`, `skipped`.
+    pub last_outcome: String,
+    /// The scheduler's cursor: the due time of the last occurrence decided
+    /// (fired, skipped or missed). Occurrences after it are still to come.
+    #[serde(default)]
+    pub cursor: Option<DateTime<Utc>>,
+}
+
+impl EntryRecord {
+    pub fn resource_name(&self) -> String {
+        format!("users/{}/entries/{}", self.user, self.id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EntryAction {
+    Snapshot { container: String, alias: String, expiry_days: u32 },
+    Command { command: String, timeout: Duration },
+}

@@ -1,0 +1,209 @@
+//! `rollpoint.v1.ScheduleService`: cron entries that fire snapshots or
+//! commands.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+
+use super::auth::{authorize, Caller};
+use super::proto::schedule_service_server::ScheduleService;
+use super::proto::*;
+use super::status::from_engine;
+use super::tokens::Scope;
+use super::{blocking, convert};
+use crate::engine::entries::{parse_entry_name, EntryPatch, EntrySpec, DEFAULT_COMMAND_TIMEOUT};
+use crate::engine::{Engine, EngineError};
+use crate::store::{EntryAction, EntryRecord};
+
+pub struct Schedules {
+    pub engine: Arc<Engine>,
+}
+
+fn action_from_proto(action: Option<entry::Action>) -> Result<EntryAction, EngineError> {
+    match action {
+        Some(entry::Action::Snapshot(snapshot)) => Ok(EntryAction::Snapshot {
+            container: snapshot.container,
+            alias: snapshot.alias,
+            expiry_days: snapshot.expiry_days,
+        }),
+        Some(entry::Action::Command(command)) => Ok(EntryAction::Command {
+            command: command.command,
+            timeout: match command.timeout_seconds {
+                0 => DEFAULT_COMMAND_TIMEOUT,
+                seconds => Duration::from_secs(u64::from(seconds)),
+            },
+        }),
+        None => Err(EngineError::invalid("entry.action", "set snapshot or command")),
+    }
+}
+
+/// A snapshot entry needs the schedule scope for its container; a command
+/// entry runs as its user, so only root or that very user (on the socket)
+/// may create or change one.
+fn authorize_entry<T>(request: &Request<T>, user: &str, action: &EntryAction) -> Result<Caller, Status> {
+    match action {
+        EntryAction::Snapshot { container, .. } => authorize(request, Scope::Schedule, Some(container)),
+        EntryAction::Command { .. } => {
+            let caller = authorize(request, Scope::Schedule, None)?;
+            let allowed = match &caller {
+                Caller::Local { uid } => {
+                    *uid == 0
+                        || nix::unistd::User::from_name(user).ok().flatten().is_some_and(|u| u.uid.as_raw() == *uid)
+                }
+                Caller::Token(_) => false,
+            };
+            if allowed {
+                Ok(caller)
+            } else {
+                Err(Status::permission_denied(format!(
+                    "only root or {user} itself, on the Unix socket, may set a command entry for {user}"
+                )))
+            }
+        }
+    }
+}
+
+fn entry_message(engine: &Engine, entry: &EntryRecord) -> Entry {
+    convert::entry(entry, engine.next_fire(entry, chrono::Utc::now()))
+}
+
+#[tonic::async_trait]
+impl ScheduleService for Schedules {
+    async fn create_entry(&self, request: Request<CreateEntryRequest>) -> Result<Response<Entry>, Status> {
+        let user = request.get_ref().user.clone();
+        let entry =
+            request.get_ref().entry.clone().ok_or_else(|| from_engine(EngineError::invalid("entry", "is required")))?;
+        let action = action_from_proto(entry.action).map_err(from_engine)?;
+        let actor = authorize_entry(&request, &user, &action)?.actor();
+        let spec = EntrySpec {
+            id: entry.id,
+            schedule: entry.schedule,
+            time_zone: entry.time_zone,
+            action,
+            comment: entry.comment,
+            enabled: entry.enabled,
+        };
+        let created = blocking(&self.engine, move |engine| {
+            let record = engine.create_entry(&user, spec, &actor)?;
+            Ok(entry_message(engine, &record))
+        })
+        .await?;
+        Ok(Response::new(created))
+    }
+
+    async fn get_entry(&self, request: Request<GetEntryRequest>) -> Result<Response<Entry>, Status> {
+        authorize(&request, Scope::Read, None)?;
+        let name = request.into_inner().name;
+        let entry = blocking(&self.engine, move |engine| Ok(entry_message(engine, &engine.entry(&name)?))).await?;
+        Ok(Response::new(entry))
+    }
+
+    async fn list_entries(
+        &self,
+        request: Request<ListEntriesRequest>,
+    ) -> Result<Response<ListEntriesResponse>, Status> {
+        authorize(&request, Scope::Read, None)?;
+        let request = request.into_inner();
+        let response = blocking(&self.engine, move |engine| {
+            let page = engine.list_entries(&request.user, request.page_size, &request.page_token)?;
+            Ok(ListEntriesResponse {
+                entries: page.items.iter().map(|e| entry_message(engine, e)).collect(),
+                next_page_token: page.next_page_token,
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn update_entry(&self, request: Request<UpdateEntryRequest>) -> Result<Response<Entry>, Status> {
+        let name = request.get_ref().name.clone();
+        let (user, _) = parse_entry_name(&name).map_err(from_engine)?;
+        let current = {
+            let name = name.clone();
+            blocking(&self.engine, move |engine| engine.entry(&name)).await?
+        };
+        let update = request.get_ref().entry.clone().unwrap_or_default();
+        let mask = request.get_ref().update_mask.clone();
+        let patch = patch_from_mask(update, &mask).map_err(from_engine)?;
+        let action = patch.action.clone().unwrap_or_else(|| current.action.clone());
+        // Authorized for the entry as it is and as it will be.
+        authorize_entry(&request, &user, &current.action)?;
+        let actor = authorize_entry(&request, &user, &action)?.actor();
+        let updated = blocking(&self.engine, move |engine| {
+            let record = engine.update_entry(&name, patch, &actor)?;
+            Ok(entry_message(engine, &record))
+        })
+        .await?;
+        Ok(Response::new(updated))
+    }
+
+    async fn delete_entry(
+        &self,
+        request: Request<DeleteEntryRequest>,
+    ) -> Result<Response<DeleteEntryResponse>, Status> {
+        let name = request.get_ref().name.clone();
+        let (user, _) = parse_entry_name(&name).map_err(from_engine)?;
+        let current = {
+            let name = name.clone();
+            blocking(&self.engine, move |engine| engine.entry(&name)).await?
+        };
+        let actor = authorize_entry(&request, &user, &current.action)?.actor();
+        blocking(&self.engine, move |engine| engine.delete_entry(&name, &actor)).await?;
+        Ok(Response::new(DeleteEntryResponse {}))
+    }
+
+    async fn run_entry(&self, request: Request<RunEntryRequest>) -> Result<Response<RunEntryResponse>, Status> {
+        let name = request.get_ref().name.clone();
+        let (user, _) = parse_entry_name(&name).map_err(from_engine)?;
+        let current = {
+            let name = name.clone();
+            blocking(&self.engine, move |engine| engine.entry(&name)).await?
+        };
+        let actor = authorize_entry(&request, &user, &current.action)?.actor();
+        let response = blocking(&self.engine, move |engine| {
+            let fired = engine.run_entry_now(&name, &actor)?;
+            let entry = engine.entry(&name)?;
+            Ok(RunEntryResponse {
+                entry: Some(entry_message(engine, &entry)),
+                outcome: fired.outcome,
+                detail: fired.detail,
+                snapshot: fired.snapshot.as_ref().map(convert::snapshot),
+            })
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+}
+
+/// Which fields an update changes: those named in `update_mask`, or, with no
+/// mask, those that are set.
+fn patch_from_mask(update: Entry, mask: &[String]) -> Result<EntryPatch, EngineError> {
+    let action = || action_from_proto(update.action.clone());
+    if mask.is_empty() {
+        return Ok(EntryPatch {
+            schedule: Some(update.schedule.clone()).filter(|s| !s.is_empty()),
+            time_zone: Some(update.time_zone.clone()).filter(|s| !s.is_empty()),
+            action: update.action.as_ref().map(|_| action()).transpose()?,
+            comment: Some(update.comment.clone()).filter(|s| !s.is_empty()),
+            enabled: None,
+        });
+    }
+    let mut patch = EntryPatch::default();
+    for field in mask {
+        match field.as_str() {
+            "schedule" => patch.schedule = Some(update.schedule.clone()),
+            "time_zone" => patch.time_zone = Some(update.time_zone.clone()),
+            "action" | "snapshot" | "command" => patch.action = Some(action()?),
+            "comment" => patch.comment = Some(update.comment.clone()),
+            "enabled" => patch.enabled = Some(update.enabled),
+            other => {
+                return Err(EngineError::invalid(
+                    "update_mask",
+                    format!("{other:?} cannot be updated; only schedule, time_zone, action, comment, enabled"),
+                ))
+            }
+        }
+    }
+    Ok(patch)
+}

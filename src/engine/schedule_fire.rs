@@ -1,0 +1,107 @@
+//! What happens when a schedule entry fires: its action runs (a snapshot
+//! through the engine, or a command as the entry's user), and the entry and
+//! the timeline record the outcome.
+
+use chrono::{DateTime, Utc};
+
+use super::entries::parse_entry_name;
+use super::error::EngineResult;
+use super::snapshots::CreateRequest;
+use super::Engine;
+use crate::events::Event;
+use crate::scheduler::{run_as_user, CommandAction, CommandError, CommandLimits, CommandOutcome};
+use crate::store::{EntryAction, SnapshotOrigin, SnapshotRecord};
+
+/// How an action ended.
+#[derive(Debug, Clone)]
+pub struct FireResult {
+    /// `ok` or `failed`.
+    pub outcome: String,
+    pub detail: String,
+    pub snapshot: Option<SnapshotRecord>,
+}
+
+impl Engine {
+    /// Fires an entry now, whatever its schedule (RunEntry).
+    pub fn run_entry_now(&self, name: &str, actor: &str) -> EngineResult<FireResult> {
+        let entry = self.entry(name)?;
+        let now = self.clock.now();
+        self.emit(Event::new("schedule.fired", "ok").entry(name).actor(actor).detail("run now"));
+        self.store.make_durable()?;
+        self.run_action(&entry.resource_name(), now, actor)
+    }
+
+    /// Runs the action of the entry `name` for the occurrence due at `due`,
+    /// and records the outcome on the entry.
+    pub fn run_action(&self, name: &str, due: DateTime<Utc>, actor: &str) -> EngineResult<FireResult> {
+        let entry = self.entry(name)?;
+        let result = match &entry.action {
+            EntryAction::Snapshot { container, alias, expiry_days } => {
+                let created = self.create_snapshot(CreateRequest {
+                    container: container.clone(),
+                    name: String::new(),
+                    alias: alias.clone(),
+                    expiry_days: *expiry_days,
+                    comment: entry.comment.clone(),
+                    origin: SnapshotOrigin::Schedule { entry: name.to_owned() },
+                    actor: actor.to_owned(),
+                });
+                match created {
+                    Ok(snapshot) => FireResult {
+                        outcome: "ok".into(),
+                        detail: format!("snapshot {} of {}", snapshot.name, snapshot.container),
+                        snapshot: Some(snapshot),
+                    },
+                    // The snapshot.failed event already holds the details.
+                    Err(error) => FireResult { outcome: "failed".into(), detail: error.to_string(), snapshot: None },
+                }
+            }
+            EntryAction::Command { command, timeout } => {
+                let started = std::time::Instant::now();
+                let limits = CommandLimits { timeout: *timeout, ..CommandLimits::default() };
+                let ran = run_as_user(&CommandAction { command: command.clone() }, &entry.user, &limits);
+                let (outcome, detail) = describe_command(ran);
+                self.emit(
+                    Event::new("schedule.command", &outcome)
+                        .entry(name)
+                        .actor(&format!("user:{}", entry.user))
+                        .duration(started.elapsed())
+                        .detail(detail.clone()),
+                );
+                FireResult { outcome, detail, snapshot: None }
+            }
+        };
+        // Re-read: the entry may have changed while the action ran.
+        let (user, id) = parse_entry_name(name)?;
+        if let Some(mut current) = self.store.entry(&user, &id)? {
+            current.last_fire_time = Some(due);
+            current.last_outcome =
+                if result.outcome == "ok" { "ok".into() } else { format!("failed: {}", result.detail) };
+            self.store.put_entry(&current)?;
+        }
+        self.store.make_durable()?;
+        Ok(result)
+    }
+}
+
+/// The outcome and a one-paragraph account of a command: status, time,
+/// and its output (bounded by the runner).
+fn describe_command(ran: Result<CommandOutcome, CommandError>) -> (String, String) {
+    let outcome = match ran {
+        Ok(outcome) => outcome,
+        Err(error) => return ("failed".to_owned(), error.to_string()),
+    };
+    let ok = outcome.status.success() && !outcome.timed_out;
+    let mut detail = if outcome.timed_out {
+        format!("timed out after {:.1} s; killed", outcome.duration.as_secs_f64())
+    } else {
+        format!("{} after {:.1} s", outcome.status, outcome.duration.as_secs_f64())
+    };
+    for (stream, captured) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
+        if !captured.bytes.is_empty() {
+            let cut = if captured.truncated { " (truncated)" } else { "" };
+            detail.push_str(&format!("\n{stream}{cut}:\n{}", String::from_utf8_lossy(&captured.bytes).trim_end()));
+        }
+    }
+    (if ok { "ok" } else { "failed" }.to_owned(), detail)
+}
