@@ -21,18 +21,38 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn every_command_argument_and_flag_has_help() {
-    fn walk(command: &clap::Command, path: &str) {
+    fn walk(command: &clap::Command, path: &str, seen: &mut Vec<String>) {
         let path = format!("{path} {}", command.get_name());
         assert!(command.get_about().is_some(), "{path} has no about");
         for arg in command.get_arguments() {
             let builtin = matches!(arg.get_id().as_str(), "help" | "version");
             assert!(builtin || arg.get_help().is_some(), "{path} {} has no help", arg.get_id());
+            if !builtin {
+                seen.push(format!("{path} {}", arg.get_id()));
+            }
         }
         for sub in command.get_subcommands().filter(|sub| sub.get_name() != "help") {
-            walk(sub, &path);
+            walk(sub, &path, seen);
         }
     }
-    walk(&Cli::command(), "");
+    let mut seen = Vec::new();
+    walk(&Cli::command(), "", &mut seen);
+    // The walk reaches every command, the newer ones included.
+    for arg in [
+        " rollpoint token create scopes",
+        " rollpoint token revoke name",
+        " rollpoint events since",
+        " rollpoint events follow",
+        " rollpoint schedule add snapshot",
+        " rollpoint schedule add command",
+        " rollpoint schedule list user",
+        " rollpoint schedule show name",
+        " rollpoint schedule rm user",
+        " rollpoint schedule run name",
+        " rollpoint schedule update disable",
+    ] {
+        assert!(seen.iter().any(|path| path == arg), "the help walk missed{arg}:\n{seen:#?}");
+    }
 }
 
 #[test]
@@ -45,6 +65,44 @@ fn top_level_help_lists_commands_and_an_example() {
     }
     assert!(help.contains("rollpoint snapshot create db-1 --alias rollback-point --expire-days 7"));
     assert!(help.contains("Exit status"));
+    for needle in ["token", "events", "schedule"] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+    assert!(help.contains(
+        "rollpoint schedule add --schedule \"55 2 * * *\" --snapshot db-1 --alias rollback-point \
+         --expire-days 7 --comment \"pre-migration snapshot\""
+    ));
+    assert!(help.contains("rollpoint events --container db-1 --since 24h"));
+}
+
+#[test]
+fn new_commands_have_examples_in_their_long_help() {
+    for (args, needles) in [
+        (
+            &["schedule", "--help"][..],
+            &["rollpoint schedule add --schedule \"55 2 * * *\" --snapshot db-1", "users/USER/entries/ID"][..],
+        ),
+        (
+            &["schedule", "add", "--help"],
+            &["--expire-days 7 --comment \"pre-migration snapshot\"", "crontab(5)", "[default: root]"],
+        ),
+        (&["schedule", "update", "--help"], &["--enable", "--disable", "[default: root]"]),
+        (
+            &["events", "--help"],
+            &["rollpoint events --container db-1 --since 24h", "RFC 3339", "--follow", "[default: 100]"],
+        ),
+        (
+            &["token", "create", "--help"],
+            &["read, snapshot, restore, schedule, admin", "rollpoint token create --name ci"],
+        ),
+    ] {
+        let output = rollpoint(args, &[]);
+        assert!(output.status.success(), "{args:?}");
+        let help = text(&output.stdout);
+        for needle in needles {
+            assert!(help.contains(needle), "{args:?} lacks {needle}:\n{help}");
+        }
+    }
 }
 
 #[test]
@@ -55,6 +113,16 @@ fn usage_errors_exit_2() {
         &["container", "register", "db-1", "--cgroup", "c"],
         &["--socket", "/s", "--endpoint", "http://127.0.0.1:1", "container", "list"],
         &["frobnicate"],
+        &["token", "create", "--name", "ci"],
+        &["token", "create", "--name", "ci", "--scope", "write"],
+        &["events", "--since", "yesterday"],
+        &["events", "--follow", "--until", "1h"],
+        &["schedule", "add", "--schedule", "@daily"],
+        &["schedule", "add", "--schedule", "@daily", "--snapshot", "db-1", "--command", "true"],
+        &["schedule", "update", "nightly"],
+        &["schedule", "update", "nightly", "--enable", "--disable"],
+        &["schedule", "show", "users/backup/entries/nightly", "--user", "root"],
+        &["schedule", "rm", "a/b"],
     ] {
         let output = rollpoint(args, &[]);
         assert_eq!(output.status.code(), Some(i32::from(EXIT_USAGE)), "{args:?}");

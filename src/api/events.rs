@@ -20,6 +20,8 @@ const CATCH_UP_CHUNK: usize = 256;
 
 pub struct Events {
     pub engine: Arc<Engine>,
+    /// Becomes true at shutdown; live streams end then.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 fn time(
@@ -65,44 +67,59 @@ impl EventService for Events {
         let WatchEventsRequest { after_sequence, container } = request.into_inner();
         let engine = self.engine.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        let mut stop = self.stop.clone();
         tokio::spawn(async move {
-            // Subscribe first, then catch up from the store: nothing appended
-            // in between is missed, and duplicates are dropped by sequence.
-            let mut live = engine.events().subscribe();
-            let mut last = after_sequence;
-            let wanted = |event: &EventRecord| container.is_empty() || event.container == container;
-            loop {
-                let chunk = {
-                    let engine = engine.clone();
-                    match tokio::task::spawn_blocking(move || engine.store().events_after(last, CATCH_UP_CHUNK)).await {
-                        Ok(Ok(chunk)) => chunk,
-                        _ => return,
-                    }
-                };
-                let caught_up = chunk.len() < CATCH_UP_CHUNK;
-                for event in chunk {
-                    last = event.sequence;
-                    if wanted(&event) && sender.send(Ok(convert::event(&event))).await.is_err() {
-                        return;
-                    }
-                }
-                if !caught_up {
-                    continue;
-                }
-                match live.recv().await {
-                    Ok(event) if event.sequence > last => {
-                        last = event.sequence;
-                        if wanted(&event) && sender.send(Ok(convert::event(&event))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    // Fell behind the live buffer: read the rest from the store.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
+            tokio::select! {
+                () = forward(engine, after_sequence, container, sender) => {}
+                _ = stop.wait_for(|stopping| *stopping) => {}
             }
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+    }
+}
+
+/// Sends the events after `after_sequence`, then the live ones, to `sender`
+/// until the client goes away. Subscribes first, then catches up from the
+/// store: nothing appended in between is missed, and duplicates are dropped
+/// by sequence.
+async fn forward(
+    engine: Arc<Engine>,
+    after_sequence: u64,
+    container: String,
+    sender: tokio::sync::mpsc::Sender<Result<Event, Status>>,
+) {
+    let mut live = engine.events().subscribe();
+    let mut last = after_sequence;
+    let wanted = |event: &EventRecord| container.is_empty() || event.container == container;
+    loop {
+        let chunk = {
+            let engine = engine.clone();
+            match tokio::task::spawn_blocking(move || engine.store().events_after(last, CATCH_UP_CHUNK)).await {
+                Ok(Ok(chunk)) => chunk,
+                _ => return,
+            }
+        };
+        let caught_up = chunk.len() < CATCH_UP_CHUNK;
+        for event in chunk {
+            last = event.sequence;
+            if wanted(&event) && sender.send(Ok(convert::event(&event))).await.is_err() {
+                return;
+            }
+        }
+        if !caught_up {
+            continue;
+        }
+        match live.recv().await {
+            Ok(event) if event.sequence > last => {
+                last = event.sequence;
+                if wanted(&event) && sender.send(Ok(convert::event(&event))).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            // Fell behind the live buffer: read the rest from the store.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
     }
 }

@@ -62,6 +62,9 @@ pub struct Services {
     engine: Arc<Engine>,
     gate: Gate,
     health: HealthService,
+    /// Set at shutdown: ends the live event streams, which graceful
+    /// shutdown would otherwise wait for.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 type HealthService = tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
@@ -72,6 +75,7 @@ impl Services {
         policy: UnixPolicy,
         tokens: Arc<TokenBook>,
         ready: Arc<AtomicBool>,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> (Services, HealthReporter) {
         let reporter = HealthReporter::new();
         let health = tonic_health::pb::health_server::HealthServer::new(
@@ -81,7 +85,7 @@ impl Services {
             reporter.set_service_status(service, ServingStatus::NotServing).await;
         }
         reporter.set_service_status("", ServingStatus::NotServing).await;
-        (Services { engine, gate: Gate { policy: Arc::new(policy), tokens, ready }, health }, reporter)
+        (Services { engine, gate: Gate { policy: Arc::new(policy), tokens, ready }, health, stop }, reporter)
     }
 
     fn router(&self) -> Result<tonic::transport::server::Router, ServerError> {
@@ -99,7 +103,7 @@ impl Services {
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let tokens = TokenServiceServer::new(Tokens { book: self.gate.tokens.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let events = EventServiceServer::new(Events { engine: self.engine.clone() });
+        let events = EventServiceServer::new(Events { engine: self.engine.clone(), stop: self.stop.clone() });
         let schedules = ScheduleServiceServer::new(Schedules { engine: self.engine.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Server::builder()

@@ -2,11 +2,15 @@
 //! `commands`; what it prints is in `output` and `views`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::builder::PossibleValuesParser;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgGroup, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::api::tokens::Scope;
 use crate::config::DEFAULT_SOCKET;
 
 const GLOBAL: &str = "Global options";
@@ -19,6 +23,9 @@ Examples:
   rollpoint snapshot list db-1
   rollpoint restore db-1 rollback-point
   rollpoint --json snapshot show db-1 rollback-point
+  rollpoint schedule add --schedule \"55 2 * * *\" --snapshot db-1 --alias rollback-point --expire-days 7 --comment \"pre-migration snapshot\"
+  rollpoint events --container db-1 --since 24h
+  rollpoint token create --name ci --scope snapshot --container db-1
 
 Exit status: 0 success, 1 the daemon refused or failed the request,
 2 usage error, 3 the daemon cannot be reached.";
@@ -72,6 +79,13 @@ impl Cli {
         if from_command_line("socket") {
             cli.global.endpoint = None;
         }
+        if let Command::Schedule(command) = &mut cli.command {
+            if let Some(entry) = command.entry_mut() {
+                entry.name = entry_name(&entry.name, entry.user.as_deref())
+                    .map_err(|message| Cli::command().error(ErrorKind::ArgumentConflict, message))?;
+                entry.user = None;
+            }
+        }
         Ok(cli)
     }
 }
@@ -114,6 +128,21 @@ pub enum Command {
     /// the result (restored snapshot, pre-restore snapshot, timings and steps)
     /// to stdout.
     Restore(RestoreArgs),
+    /// Create, list and revoke bearer tokens for the TCP listener.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Show the audit timeline: what the daemon did, when, for whom, how long.
+    ///
+    /// One line per event, oldest at the top: TIME (UTC, HH:MM:SS.mmm, with
+    /// the date on the first line and wherever it changes), KIND, CONTAINER,
+    /// SNAPSHOT, OUTCOME, DURATION, FROZEN and DETAIL (after the schedule
+    /// entry, if any). --json prints an array, oldest first, with each event's
+    /// sequence number and actor too.
+    #[command(after_long_help = EVENTS_EXAMPLES)]
+    Events(EventsArgs),
+    /// Schedule snapshots (or commands) on crontab(5) schedules.
+    #[command(subcommand, after_long_help = SCHEDULE_EXAMPLES)]
+    Schedule(ScheduleCommand),
 }
 
 // ---------------------------------------------------------------- containers
@@ -301,6 +330,299 @@ pub struct RestoreArgs {
     /// answer instead of restoring again.
     #[arg(long, value_name = "ID")]
     pub request_id: Option<String>,
+}
+
+// -------------------------------------------------------------------- tokens
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token and print its secret, once.
+    ///
+    /// The daemon keeps only a hash of the secret: store it when it is shown.
+    /// Send it with --token (or ROLLPOINT_TOKEN) and --endpoint, or as the
+    /// header "authorization: Bearer <secret>".
+    #[command(after_long_help = TOKEN_EXAMPLES)]
+    Create(TokenCreateArgs),
+    /// List every token (never their secrets).
+    List,
+    /// Revoke a token: calls that send it are refused from now on.
+    Revoke {
+        /// Token name.
+        name: String,
+    },
+}
+
+const TOKEN_EXAMPLES: &str = "\
+Examples:
+  rollpoint token create --name ci --scope snapshot --container db-1
+  rollpoint token create --name ops --scope read,restore
+  ROLLPOINT_TOKEN=<secret> rollpoint --endpoint http://127.0.0.1:7443 snapshot list db-1";
+
+#[derive(Args, Debug)]
+pub struct TokenCreateArgs {
+    /// Token name: 1-63 of [a-z0-9-].
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// What the token may do; repeat or comma-separate. Every scope includes
+    /// read; admin includes everything, token management too.
+    #[arg(long = "scope", value_name = "SCOPE", required = true, value_delimiter = ',',
+          value_parser = PossibleValuesParser::new(Scope::ALL.map(|(name, _)| name)))]
+    pub scopes: Vec<String>,
+    /// Limit the token to this container; repeat or comma-separate
+    /// [default: every container].
+    #[arg(long = "container", value_name = "ID", value_delimiter = ',')]
+    pub containers: Vec<String>,
+}
+
+// -------------------------------------------------------------------- events
+
+const EVENTS_EXAMPLES: &str = "\
+Examples:
+  rollpoint events --container db-1 --since 24h
+  rollpoint events --kind snapshot --since 2026-05-04T02:50:00Z --until 2026-05-04T03:10:00Z
+  rollpoint events --entry pre-migration --limit 20
+  rollpoint events --follow
+  rollpoint --json events --follow --kind restore | jq .";
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Only events of this container.
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
+    /// Only events of this schedule entry: users/USER/entries/ID, or an ID of root's.
+    #[arg(long, value_name = "NAME", value_parser = parse_entry_filter)]
+    pub entry: Option<String>,
+    /// Only events of this kind (snapshot.created); a prefix (snapshot) takes
+    /// every snapshot.* kind.
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Only events from this time on: an age (30m, 24h, 7d, 1h30m; units s m h
+    /// d w), a date (2026-05-04, midnight UTC) or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", value_parser = parse_time_bound)]
+    pub since: Option<TimeBound>,
+    /// Only events before this time; same forms as --since.
+    #[arg(long, value_name = "WHEN", value_parser = parse_time_bound, conflicts_with = "follow")]
+    pub until: Option<TimeBound>,
+    /// Show at most N events: the N newest (or, with --oldest-first, the N
+    /// oldest) of the range. 0 shows none, e.g. to --follow new ones only.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit: u32,
+    /// Take the N oldest events of the range (from --since on) instead of the
+    /// N newest; the timeline reads oldest at the top either way.
+    #[arg(long)]
+    pub oldest_first: bool,
+    /// Then print new events as they happen, until Ctrl-C; reconnects by
+    /// itself if the daemon goes away. With --json: one JSON object per line.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+/// A time given as an age ("24h": that long before now) or a point in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeBound {
+    Ago(Duration),
+    At(DateTime<Utc>),
+}
+
+impl TimeBound {
+    pub fn at(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            TimeBound::Ago(age) => chrono::Duration::from_std(age)
+                .ok()
+                .and_then(|age| now.checked_sub_signed(age))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            TimeBound::At(time) => time,
+        }
+    }
+}
+
+fn parse_time_bound(value: &str) -> Result<TimeBound, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(value) {
+        return Ok(TimeBound::At(time.with_timezone(&Utc)));
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        return Ok(TimeBound::At(date.and_time(chrono::NaiveTime::MIN).and_utc()));
+    }
+    parse_age(value).map(TimeBound::Ago).ok_or_else(|| {
+        format!("expected an age (30m, 24h, 7d), a date (2026-05-04) or an RFC 3339 time, got {value:?}")
+    })
+}
+
+/// `30m`, `24h`, `7d`, `1h30m`: numbers each followed by s, m, h, d or w.
+fn parse_age(value: &str) -> Option<Duration> {
+    let mut total: u64 = 0;
+    let mut rest = value;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let (number, tail) = rest.split_at(digits);
+        let mut chars = tail.chars();
+        let unit: u64 = match chars.next()? {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return None,
+        };
+        total = total.checked_add(number.parse::<u64>().ok()?.checked_mul(unit)?)?;
+        rest = chars.as_str();
+    }
+    Some(Duration::from_secs(total))
+}
+
+// ----------------------------------------------------------------- schedules
+
+const SCHEDULE_EXAMPLES: &str = "\
+Examples:
+  # snapshot db-1 every night at 02:55 UTC, five minutes before the migration
+  rollpoint schedule add --schedule \"55 2 * * *\" --snapshot db-1 --alias rollback-point \\
+      --expire-days 7 --comment \"pre-migration snapshot\" --id pre-migration
+  rollpoint schedule list
+  rollpoint schedule run pre-migration
+  rollpoint schedule update pre-migration --schedule \"50 2 * * *\" --time-zone Europe/Berlin
+  rollpoint schedule update users/root/entries/pre-migration --disable
+  # what happened last night
+  rollpoint events --container db-1 --since 24h
+
+An entry is named users/USER/entries/ID; wherever a NAME is asked for, a bare
+ID will do, with --user (default root).";
+
+/// User that owns entries when none is named.
+pub const DEFAULT_USER: &str = "root";
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCommand {
+    /// Add an entry that snapshots a container (--snapshot) or runs a command
+    /// (--command) on a crontab(5) schedule.
+    #[command(after_long_help = SCHEDULE_EXAMPLES)]
+    Add(ScheduleAddArgs),
+    /// List entries: NAME, SCHEDULE, TZ, ACTION, ENABLED, LAST FIRE, NEXT FIRE,
+    /// LAST OUTCOME.
+    List {
+        /// Only this user's entries [default: every user's].
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+    },
+    /// Show one entry.
+    Show(EntryArgs),
+    /// Delete an entry; the snapshots it took stay.
+    #[command(visible_alias = "delete")]
+    Rm(EntryArgs),
+    /// Fire an entry now, whatever its schedule, and print the outcome and
+    /// the snapshot taken.
+    Run(EntryArgs),
+    /// Change an entry's schedule, time zone, comment or enabled state; only
+    /// the fields given change.
+    Update(ScheduleUpdateArgs),
+}
+
+impl ScheduleCommand {
+    /// The entry the command names, if it names one.
+    pub fn entry_mut(&mut self) -> Option<&mut EntryArgs> {
+        match self {
+            ScheduleCommand::Show(entry) | ScheduleCommand::Rm(entry) | ScheduleCommand::Run(entry) => Some(entry),
+            ScheduleCommand::Update(args) => Some(&mut args.entry),
+            ScheduleCommand::Add(_) | ScheduleCommand::List { .. } => None,
+        }
+    }
+}
+
+/// An entry, by name or by id and user. After `Cli::try_parse_command_line_from`
+/// `name` is the full users/{user}/entries/{id} and `user` is None.
+#[derive(Args, Debug)]
+pub struct EntryArgs {
+    /// Entry: users/USER/entries/ID, or a bare ID (of --user's entries).
+    #[arg(value_name = "NAME", value_parser = parse_entry_shape)]
+    pub name: String,
+    /// Owner of a bare entry ID [default: root].
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+}
+
+/// `users/{user}/entries/{id}` from a full name, or from a bare id and the
+/// user (default root). A full name and a --user naming someone else contradict.
+pub fn entry_name(name: &str, user: Option<&str>) -> Result<String, String> {
+    match name.split('/').collect::<Vec<_>>().as_slice() {
+        [id] if !id.is_empty() => Ok(format!("users/{}/entries/{id}", user.unwrap_or(DEFAULT_USER))),
+        ["users", owner, "entries", id] if !owner.is_empty() && !id.is_empty() => match user {
+            Some(user) if user != *owner => Err(format!("--user {user} contradicts the entry name {name}")),
+            _ => Ok(name.to_owned()),
+        },
+        _ => Err(format!("expected an entry ID or users/USER/entries/ID, got {name:?}")),
+    }
+}
+
+fn parse_entry_shape(value: &str) -> Result<String, String> {
+    entry_name(value, None).map(|_| value.to_owned())
+}
+
+fn parse_entry_filter(value: &str) -> Result<String, String> {
+    entry_name(value, None)
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("action").args(["snapshot", "command"]).required(true)))]
+pub struct ScheduleAddArgs {
+    /// User that owns the entry; a --command runs as this user.
+    #[arg(long, value_name = "USER", default_value = DEFAULT_USER)]
+    pub user: String,
+    /// When to fire, in crontab(5) form: five fields ("55 2 * * *") or
+    /// @hourly, @daily, @midnight, @weekly, @monthly, @yearly, @annually.
+    #[arg(long, value_name = "CRON")]
+    pub schedule: String,
+    /// IANA time zone the schedule is read in, e.g. Europe/Berlin [default: UTC].
+    #[arg(long, value_name = "ZONE")]
+    pub time_zone: Option<String>,
+    /// Snapshot this container at each firing.
+    #[arg(long, value_name = "CONTAINER")]
+    pub snapshot: Option<String>,
+    /// Alias for each snapshot taken, moved from the one before.
+    #[arg(long, value_name = "ALIAS", conflicts_with = "command")]
+    pub alias: Option<String>,
+    /// Each snapshot taken expires after D days [default: never].
+    #[arg(long, value_name = "D", conflicts_with = "command")]
+    pub expire_days: Option<u32>,
+    /// Run this command line with /bin/sh, as --user, in a clean environment,
+    /// at each firing; its output is kept (bounded) in the event.
+    #[arg(long, value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// Time allowed to the command, in seconds [default: 300].
+    #[arg(long, value_name = "SECS", conflicts_with = "snapshot")]
+    pub timeout: Option<u32>,
+    /// Free text kept with the entry.
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+    /// Add the entry disabled: it fires only through `schedule run`.
+    #[arg(long)]
+    pub disabled: bool,
+    /// Entry ID: 1-63 of [a-z0-9-] [default: chosen by the daemon].
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("change").args(["schedule", "time_zone", "enable", "disable", "comment"]).required(true).multiple(true)))]
+pub struct ScheduleUpdateArgs {
+    #[command(flatten)]
+    pub entry: EntryArgs,
+    /// New schedule, in crontab(5) form.
+    #[arg(long, value_name = "CRON")]
+    pub schedule: Option<String>,
+    /// New time zone; "" for UTC.
+    #[arg(long, value_name = "ZONE")]
+    pub time_zone: Option<String>,
+    /// Let the entry fire on its schedule again.
+    #[arg(long, conflicts_with = "disable")]
+    pub enable: bool,
+    /// Stop the entry firing on its schedule (`schedule run` still fires it).
+    #[arg(long)]
+    pub disable: bool,
+    /// New comment; "" removes it.
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
 }
 
 #[cfg(test)]

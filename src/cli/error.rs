@@ -21,6 +21,9 @@ pub enum CliError {
     Status { target: Target, status: tonic::Status, hint: Option<&'static str> },
     #[error("cannot write the output")]
     Output { source: std::io::Error },
+    /// The daemon did what was asked, and what it ran failed (`schedule run`).
+    #[error("{what} failed")]
+    ActionFailed { what: String },
 }
 
 impl CliError {
@@ -45,7 +48,7 @@ impl CliError {
             CliError::Connect { .. } => EXIT_UNREACHABLE,
             // A call that fails at the transport (daemon gone mid-call) comes as UNAVAILABLE.
             CliError::Status { status, .. } if status.code() == Code::Unavailable => EXIT_UNREACHABLE,
-            CliError::Status { .. } | CliError::Output { .. } => EXIT_SERVER,
+            CliError::Status { .. } | CliError::Output { .. } | CliError::ActionFailed { .. } => EXIT_SERVER,
         }
     }
 
@@ -61,7 +64,9 @@ impl CliError {
 
     fn hint(&self) -> Option<String> {
         let target = match self {
-            CliError::Connect { source: ConnectError::BadToken, .. } | CliError::Output { .. } => return None,
+            CliError::Connect { source: ConnectError::BadToken, .. }
+            | CliError::Output { .. }
+            | CliError::ActionFailed { .. } => return None,
             CliError::Connect { target, .. } => target,
             CliError::Status { target, status, .. } if status.code() == Code::Unavailable => target,
             CliError::Status { hint, .. } => return hint.map(str::to_owned),
@@ -157,6 +162,13 @@ mod tests {
         assert_eq!(error.report(), "rollpoint: failed precondition: has snapshots\nrollpoint: use --delete-snapshots");
         let other = CliError::status(&target, tonic::Status::not_found("x")).hint_on(Code::FailedPrecondition, "use");
         assert_eq!(other.report(), "rollpoint: not found: x");
+    }
+
+    #[test]
+    fn a_failed_action_exits_1() {
+        let error = CliError::ActionFailed { what: "schedule entry users/root/entries/nightly".into() };
+        assert_eq!(error.report(), "rollpoint: schedule entry users/root/entries/nightly failed");
+        assert_eq!(error.exit_code(), EXIT_SERVER);
     }
 
     #[test]

@@ -8,7 +8,10 @@ use std::io::Write as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::views::{ContainerView, DeletedView, LifecycleView, ListView, RestoreView, SnapshotView, UnregisterView};
+use super::views::{
+    ActionView, ContainerView, DeletedEntryView, DeletedView, EntryView, EventView, LifecycleView, ListView,
+    RestoreView, RevokedTokenView, RunView, SnapshotView, TokenCreatedView, TokenView, UnregisterView,
+};
 
 /// Text of a view for people; JSON comes from its `Serialize`.
 pub trait Human {
@@ -27,11 +30,24 @@ pub fn emit<V: Human + Serialize>(view: &V, json: bool) -> std::io::Result<()> {
     } else {
         view.human()
     };
+    write_out(&text).map(|_| ())
+}
+
+/// Writes `text` to stdout now; `Ok(false)` when the reader went away, so
+/// that a command that keeps printing (`events --follow | head`) can stop.
+pub fn write_out(text: &str) -> std::io::Result<bool> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        result => result,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        result => result.map(|()| true),
     }
+}
+
+/// One line of JSON Lines: `view` compact, then a newline.
+pub fn json_line<V: Serialize>(view: &V) -> std::io::Result<String> {
+    let mut line = serde_json::to_string(view).map_err(std::io::Error::other)?;
+    line.push('\n');
+    Ok(line)
 }
 
 /// Columns separated by two spaces, each as wide as its widest cell; the last
@@ -39,11 +55,16 @@ pub fn emit<V: Human + Serialize>(view: &V, json: bool) -> std::io::Result<()> {
 pub struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
+    min_widths: Vec<usize>,
 }
 
 impl Table {
     pub fn new(header: &[&str]) -> Table {
-        Table { header: header.iter().map(|title| (*title).to_owned()).collect(), rows: Vec::new() }
+        Table {
+            header: header.iter().map(|title| (*title).to_owned()).collect(),
+            rows: Vec::new(),
+            min_widths: Vec::new(),
+        }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -51,15 +72,39 @@ impl Table {
         self.rows.push(cells);
     }
 
-    pub fn render(&self) -> String {
+    /// Makes the columns at least this wide: rows printed later line up with
+    /// those printed before (see `widths`).
+    pub fn min_widths(&mut self, widths: &[usize]) {
+        self.min_widths = widths.to_vec();
+    }
+
+    /// Each column's width: its widest cell, header included.
+    pub fn widths(&self) -> Vec<usize> {
         let mut widths: Vec<usize> = self.header.iter().map(|title| width(title)).collect();
+        for (column, min) in self.min_widths.iter().enumerate().take(widths.len()) {
+            widths[column] = widths[column].max(*min);
+        }
         for row in &self.rows {
             for (column, cell) in row.iter().enumerate() {
                 widths[column] = widths[column].max(width(cell));
             }
         }
+        widths
+    }
+
+    pub fn render(&self) -> String {
+        self.lines(std::iter::once(&self.header).chain(&self.rows))
+    }
+
+    /// The rows without the header, for more rows of a table already printed.
+    pub fn render_rows(&self) -> String {
+        self.lines(self.rows.iter())
+    }
+
+    fn lines<'a>(&self, rows: impl Iterator<Item = &'a Vec<String>>) -> String {
+        let widths = self.widths();
         let mut text = String::new();
-        for row in std::iter::once(&self.header).chain(&self.rows) {
+        for row in rows {
             let mut line = String::new();
             for (column, cell) in row.iter().enumerate() {
                 if column + 1 == row.len() {
@@ -111,6 +156,18 @@ pub fn span(ms: f64) -> String {
     } else {
         format!("{:.2} s", ms / 1e3)
     }
+}
+
+/// One line of at most `max` characters: runs of white space (newlines
+/// included) become one space, and a cut is marked with `…`.
+pub fn shorten(text: &str, max: usize) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if width(&line) <= max {
+        return line;
+    }
+    let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 fn or_dash(text: Option<&str>) -> String {
@@ -278,6 +335,255 @@ impl Human for RestoreView {
     }
 }
 
+fn token_pairs(token: &TokenView) -> Vec<(&'static str, String)> {
+    vec![
+        ("name", token.name.clone()),
+        ("scopes", token.scopes.join(", ")),
+        ("containers", token_containers(token)),
+        ("created", time(token.create_time)),
+    ]
+}
+
+fn token_containers(token: &TokenView) -> String {
+    if token.containers.is_empty() {
+        "every container".to_owned()
+    } else {
+        token.containers.join(", ")
+    }
+}
+
+/// Where `token create` points its usage lines when the daemon was reached
+/// over its socket: the example address of the `listen` setting.
+const EXAMPLE_ENDPOINT: &str = "http://127.0.0.1:7443";
+
+impl Human for TokenCreatedView {
+    fn human(&self) -> String {
+        let endpoint = self.endpoint.as_deref().unwrap_or(EXAMPLE_ENDPOINT);
+        let (scheme, authority) = endpoint.split_once("://").unwrap_or(("http", endpoint));
+        let plaintext = if scheme == "https" { "" } else { "-plaintext " };
+        let mut pairs = token_pairs(&self.token);
+        pairs.push(("secret", self.secret.clone()));
+        let mut text = key_values(&pairs);
+        let _ = write!(
+            text,
+            "\nThe secret is shown this once and cannot be shown again: the daemon keeps only\n\
+             a hash of it. Store it now; if it is lost, revoke the token and create another.\n\n\
+             Use it over TCP (the daemon's `listen` address), preferably from the environment:\n  \
+             ROLLPOINT_TOKEN=<secret> rollpoint --endpoint {endpoint} container list\n  \
+             rollpoint --endpoint {endpoint} --token <secret> container list\n  \
+             grpcurl {plaintext}-H \"authorization: Bearer <secret>\" {} list\n",
+            authority.trim_end_matches('/')
+        );
+        text
+    }
+}
+
+impl Human for ListView<TokenView> {
+    fn human(&self) -> String {
+        let mut table = Table::new(&["NAME", "SCOPES", "CONTAINERS", "CREATED"]);
+        for token in &self.0 {
+            table.row(vec![
+                token.name.clone(),
+                token.scopes.join(","),
+                token_containers(token),
+                time(token.create_time),
+            ]);
+        }
+        table.render()
+    }
+}
+
+impl Human for RevokedTokenView {
+    fn human(&self) -> String {
+        format!("revoked token {}\n", self.name)
+    }
+}
+
+// ------------------------------------------------------------------ timeline
+
+const TIMELINE: [&str; 8] = ["TIME (UTC)", "KIND", "CONTAINER", "SNAPSHOT", "OUTCOME", "DURATION", "FROZEN", "DETAIL"];
+/// Longest DETAIL shown; --json has it whole.
+const DETAIL_WIDTH: usize = 100;
+
+/// The audit timeline, oldest at the top: one line per event, the time to
+/// the millisecond, and the date on the first line and wherever it changes.
+/// Keeps what it printed so that `more` lines up with it (`events --follow`).
+#[derive(Default)]
+pub struct Timeline {
+    widths: Vec<usize>,
+    date: Option<chrono::NaiveDate>,
+}
+
+impl Timeline {
+    /// The header and a line per event.
+    pub fn start(&mut self, events: &[EventView]) -> String {
+        let table = self.table(events);
+        table.render()
+    }
+
+    /// A line per event, aligned with the lines before where they fit.
+    pub fn more(&mut self, events: &[EventView]) -> String {
+        self.table(events).render_rows()
+    }
+
+    fn table(&mut self, events: &[EventView]) -> Table {
+        let mut table = Table::new(&TIMELINE);
+        table.min_widths(&self.widths);
+        for event in events {
+            let row = self.row(event);
+            table.row(row);
+        }
+        self.widths = table.widths();
+        table
+    }
+
+    fn row(&mut self, event: &EventView) -> Vec<String> {
+        let clock = event.time.map_or_else(|| "-".to_owned(), |at| at.format("%H:%M:%S%.3f").to_string());
+        let date = event.time.map(|at| at.date_naive());
+        // The date where it changes; else blanks, so the clocks line up.
+        let when = match date {
+            Some(day) if self.date != Some(day) => format!("{} {clock}", day.format("%Y-%m-%d")),
+            _ => format!("{:>23}", clock),
+        };
+        if date.is_some() {
+            self.date = date;
+        }
+        let detail = match (&event.entry, &event.detail) {
+            (Some(entry), Some(detail)) => format!("{entry}: {detail}"),
+            (entry, detail) => entry.clone().or_else(|| detail.clone()).unwrap_or_default(),
+        };
+        vec![
+            when,
+            event.kind.clone(),
+            or_dash(event.container.as_deref()),
+            or_dash(event.snapshot.as_deref()),
+            or_dash(Some(&event.outcome)),
+            event.duration_ms.map_or_else(|| "-".to_owned(), span),
+            event.frozen_for_ms.map_or_else(|| "-".to_owned(), millis),
+            shorten(&detail, DETAIL_WIDTH),
+        ]
+    }
+}
+
+impl Human for ListView<EventView> {
+    fn human(&self) -> String {
+        Timeline::default().start(&self.0)
+    }
+}
+
+// ----------------------------------------------------------------- schedules
+
+/// Longest command shown in a table.
+const COMMAND_WIDTH: usize = 40;
+/// Longest outcome shown in a table.
+const OUTCOME_WIDTH: usize = 40;
+
+/// `snapshot db-1 alias=rollback-point expire=7d` or `command: ...`.
+fn action(action: &ActionView, command_width: usize) -> String {
+    match action {
+        ActionView::None => "none".to_owned(),
+        ActionView::Snapshot { container, alias, expiry_days } => {
+            let mut text = format!("snapshot {container}");
+            if let Some(alias) = alias {
+                let _ = write!(text, " alias={alias}");
+            }
+            if *expiry_days > 0 {
+                let _ = write!(text, " expire={expiry_days}d");
+            }
+            text
+        }
+        ActionView::Command { command, .. } => format!("command: {}", shorten(command, command_width)),
+    }
+}
+
+fn yes_no(yes: bool) -> String {
+    if yes { "yes" } else { "no" }.to_owned()
+}
+
+impl Human for EntryView {
+    fn human(&self) -> String {
+        let mut pairs = vec![
+            ("name", self.name.clone()),
+            ("schedule", self.schedule.clone()),
+            ("time zone", or_dash(Some(&self.time_zone))),
+            ("action", action(&self.action, usize::MAX)),
+        ];
+        if let ActionView::Command { timeout_seconds, .. } = &self.action {
+            pairs.push(("timeout", timeout(*timeout_seconds)));
+        }
+        pairs.extend([
+            ("comment", or_dash(self.comment.as_deref())),
+            ("enabled", yes_no(self.enabled)),
+            ("last fire", time(self.last_fire_time)),
+            ("next fire", time(self.next_fire_time)),
+            ("last outcome", or_dash(self.last_outcome.as_deref())),
+        ]);
+        key_values(&pairs)
+    }
+}
+
+impl Human for ListView<EntryView> {
+    fn human(&self) -> String {
+        let mut table =
+            Table::new(&["NAME", "SCHEDULE", "TZ", "ACTION", "ENABLED", "LAST FIRE", "NEXT FIRE", "LAST OUTCOME"]);
+        for entry in &self.0 {
+            table.row(vec![
+                entry.name.clone(),
+                entry.schedule.clone(),
+                or_dash(Some(&entry.time_zone)),
+                action(&entry.action, COMMAND_WIDTH),
+                yes_no(entry.enabled),
+                time(entry.last_fire_time),
+                time(entry.next_fire_time),
+                shorten(entry.last_outcome.as_deref().unwrap_or("-"), OUTCOME_WIDTH),
+            ]);
+        }
+        table.render()
+    }
+}
+
+impl Human for RunView {
+    fn human(&self) -> String {
+        let mut pairs = vec![("entry", self.entry.name.clone()), ("outcome", self.outcome.clone())];
+        // A command's output comes after the first line of the detail.
+        let (detail, output) = match self.detail.as_deref().map(|detail| detail.split_once('\n')) {
+            Some(Some((first, rest))) => (Some(first), Some(rest)),
+            Some(None) => (self.detail.as_deref(), None),
+            None => (None, None),
+        };
+        if let Some(detail) = detail {
+            pairs.push(("detail", detail.to_owned()));
+        }
+        if let Some(snapshot) = &self.snapshot {
+            let name = match &snapshot.alias {
+                Some(alias) => format!("{} of {} (alias {alias})", snapshot.name, snapshot.container),
+                None => format!("{} of {}", snapshot.name, snapshot.container),
+            };
+            pairs.extend([
+                ("snapshot", name),
+                ("frozen for", millis(snapshot.frozen_for_ms)),
+                ("took", span(snapshot.duration_ms)),
+                ("expires", expires(snapshot)),
+            ]);
+        }
+        pairs.push(("next fire", time(self.entry.next_fire_time)));
+        let mut text = key_values(&pairs);
+        if let Some(output) = output {
+            text.push('\n');
+            for line in output.lines() {
+                let _ = writeln!(text, "  {line}");
+            }
+        }
+        text
+    }
+}
+
+impl Human for DeletedEntryView {
+    fn human(&self) -> String {
+        format!("deleted schedule entry {}\n", self.name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +631,280 @@ mod tests {
         let at = DateTime::from_timestamp(1_777_888_800, 500_000_000);
         assert_eq!(time(at), "2026-05-04T10:00:00Z");
         assert_eq!(time(None), "-");
+    }
+
+    fn event(sequence: u64, at: &str, kind: &str, container: &str, snapshot: &str) -> crate::api::proto::Event {
+        let at = DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&Utc);
+        crate::api::proto::Event {
+            sequence,
+            time: Some(crate::api::convert::timestamp(at)),
+            kind: kind.into(),
+            container: container.into(),
+            snapshot: snapshot.into(),
+            outcome: "ok".into(),
+            ..Default::default()
+        }
+    }
+
+    fn ms(ms: u64) -> Option<prost_types::Duration> {
+        Some(crate::api::convert::duration(std::time::Duration::from_millis(ms)))
+    }
+
+    /// The seed page's "Anatomy of last night", as `rollpoint events` shows it.
+    fn last_night() -> Vec<EventView> {
+        let entry = "users/root/entries/pre-migration";
+        vec![
+            crate::api::proto::Event {
+                entry: entry.into(),
+                actor: "schedule".into(),
+                detail: "55 2 * * *".into(),
+                ..event(41, "2026-05-04T02:55:00.002Z", "schedule.fired", "db-1", "")
+            },
+            crate::api::proto::Event {
+                entry: entry.into(),
+                duration: ms(8102),
+                frozen_for: Some(prost_types::Duration { seconds: 0, nanos: 3_250_000 }),
+                detail: "alias rollback-point".into(),
+                ..event(42, "2026-05-04T02:55:08.104Z", "snapshot.created", "db-1", "snap-2026-05-04")
+            },
+            crate::api::proto::Event {
+                outcome: "failed".into(),
+                duration: ms(1500),
+                detail: "exit status: 1 after 1.5 s\nstderr:\nALTER TABLE invoices: lock timeout".into(),
+                ..event(43, "2026-05-04T03:00:01.5Z", "schedule.command", "", "")
+            },
+            crate::api::proto::Event {
+                duration: ms(28_100),
+                detail: "previous state kept as pre-restore-1; daemon 310.0 ms, down 27.4 s".into(),
+                ..event(44, "2026-05-04T03:01:42Z", "restore.finished", "db-1", "snap-2026-05-04")
+            },
+            event(45, "2026-05-05T00:00:00Z", "snapshot.expired", "db-1", "snap-2026-04-27"),
+        ]
+        .into_iter()
+        .map(EventView::from)
+        .collect()
+    }
+
+    #[test]
+    fn timeline_shows_the_date_on_the_first_line_and_where_it_changes() {
+        assert_eq!(
+            ListView(last_night()).human(),
+            "\
+TIME (UTC)               KIND              CONTAINER  SNAPSHOT         OUTCOME  DURATION  FROZEN   DETAIL
+2026-05-04 02:55:00.002  schedule.fired    db-1       -                ok       -         -        users/root/entries/pre-migration: 55 2 * * *
+           02:55:08.104  snapshot.created  db-1       snap-2026-05-04  ok       8.10 s    3.25 ms  users/root/entries/pre-migration: alias rollback-point
+           03:00:01.500  schedule.command  -          -                failed   1.50 s    -        exit status: 1 after 1.5 s stderr: ALTER TABLE invoices: lock timeout
+           03:01:42.000  restore.finished  db-1       snap-2026-05-04  ok       28.10 s   -        previous state kept as pre-restore-1; daemon 310.0 ms, down 27.4 s
+2026-05-05 00:00:00.000  snapshot.expired  db-1       snap-2026-04-27  ok       -         -
+"
+        );
+    }
+
+    #[test]
+    fn followed_lines_keep_the_columns_and_the_date() {
+        let mut events = last_night();
+        let later = events.split_off(2);
+        let mut timeline = Timeline::default();
+        let first = timeline.start(&events);
+        assert_eq!(
+            first,
+            "\
+TIME (UTC)               KIND              CONTAINER  SNAPSHOT         OUTCOME  DURATION  FROZEN   DETAIL
+2026-05-04 02:55:00.002  schedule.fired    db-1       -                ok       -         -        users/root/entries/pre-migration: 55 2 * * *
+           02:55:08.104  snapshot.created  db-1       snap-2026-05-04  ok       8.10 s    3.25 ms  users/root/entries/pre-migration: alias rollback-point
+"
+        );
+        assert_eq!(
+            timeline.more(&later[..1]),
+            "           03:00:01.500  schedule.command  -          -                failed   1.50 s    -        exit status: 1 after 1.5 s stderr: ALTER TABLE invoices: lock timeout\n"
+        );
+        assert_eq!(
+            timeline.more(&later[2..]),
+            "2026-05-05 00:00:00.000  snapshot.expired  db-1       snap-2026-04-27  ok       -         -\n"
+        );
+        assert_eq!(
+            Timeline::default().start(&[]),
+            "TIME (UTC)  KIND  CONTAINER  SNAPSHOT  OUTCOME  DURATION  FROZEN  DETAIL\n"
+        );
+    }
+
+    #[test]
+    fn long_details_become_one_short_line() {
+        assert_eq!(shorten("a\n  b\tc", 10), "a b c");
+        assert_eq!(shorten("abcdefghijk", 5), "abcd…");
+        assert_eq!(shorten("abcde", 5), "abcde");
+    }
+
+    fn entry(action: crate::api::proto::entry::Action) -> EntryView {
+        EntryView::from(crate::api::proto::Entry {
+            name: "users/root/entries/pre-migration".into(),
+            id: "pre-migration".into(),
+            schedule: "55 2 * * *".into(),
+            time_zone: "UTC".into(),
+            action: Some(action),
+            comment: "pre-migration snapshot".into(),
+            enabled: true,
+            last_fire_time: Some(prost_types::Timestamp { seconds: 1_777_863_300, nanos: 0 }),
+            next_fire_time: Some(prost_types::Timestamp { seconds: 1_777_949_700, nanos: 0 }),
+            last_outcome: "ok".into(),
+        })
+    }
+
+    fn snapshot_action() -> crate::api::proto::entry::Action {
+        crate::api::proto::entry::Action::Snapshot(crate::api::proto::SnapshotAction {
+            container: "db-1".into(),
+            alias: "rollback-point".into(),
+            expiry_days: 7,
+        })
+    }
+
+    #[test]
+    fn schedule_list_shows_the_action_in_short() {
+        use crate::api::proto::{entry::Action, CommandAction};
+        let command = Action::Command(CommandAction {
+            command: "pg_dumpall --clean --if-exists | zstd -T0 > /srv/backup/all.sql.zst".into(),
+            timeout_seconds: 0,
+        });
+        let mut disabled = entry(command);
+        disabled.name = "users/backup/entries/dump".into();
+        disabled.time_zone = "Europe/Berlin".into();
+        disabled.enabled = false;
+        disabled.next_fire_time = None;
+        disabled.last_fire_time = None;
+        disabled.last_outcome = None;
+        assert_eq!(
+            ListView(vec![entry(snapshot_action()), disabled]).human(),
+            "\
+NAME                              SCHEDULE    TZ             ACTION                                             ENABLED  LAST FIRE             NEXT FIRE             LAST OUTCOME
+users/root/entries/pre-migration  55 2 * * *  UTC            snapshot db-1 alias=rollback-point expire=7d       yes      2026-05-04T02:55:00Z  2026-05-05T02:55:00Z  ok
+users/backup/entries/dump         55 2 * * *  Europe/Berlin  command: pg_dumpall --clean --if-exists | zstd -…  no       -                     -                     -
+"
+        );
+    }
+
+    #[test]
+    fn entry_shows_every_field() {
+        assert_eq!(
+            entry(snapshot_action()).human(),
+            "\
+name:         users/root/entries/pre-migration
+schedule:     55 2 * * *
+time zone:    UTC
+action:       snapshot db-1 alias=rollback-point expire=7d
+comment:      pre-migration snapshot
+enabled:      yes
+last fire:    2026-05-04T02:55:00Z
+next fire:    2026-05-05T02:55:00Z
+last outcome: ok
+"
+        );
+    }
+
+    #[test]
+    fn run_shows_the_outcome_and_the_snapshot_taken() {
+        let response = crate::api::proto::RunEntryResponse {
+            entry: Some(crate::api::proto::Entry {
+                name: "users/root/entries/pre-migration".into(),
+                next_fire_time: Some(prost_types::Timestamp { seconds: 1_777_949_700, nanos: 0 }),
+                ..Default::default()
+            }),
+            outcome: "ok".into(),
+            detail: String::new(),
+            snapshot: Some(crate::api::proto::Snapshot {
+                name: "snap-2026-05-04".into(),
+                container: "db-1".into(),
+                alias: "rollback-point".into(),
+                frozen_for: Some(prost_types::Duration { seconds: 0, nanos: 3_250_000 }),
+                duration: ms(8102),
+                expire_time: Some(prost_types::Timestamp { seconds: 1_778_468_108, nanos: 0 }),
+                ..Default::default()
+            }),
+        };
+        assert_eq!(
+            RunView::new("users/root/entries/pre-migration", response).human(),
+            "\
+entry:      users/root/entries/pre-migration
+outcome:    ok
+snapshot:   snap-2026-05-04 of db-1 (alias rollback-point)
+frozen for: 3.25 ms
+took:       8.10 s
+expires:    2026-05-11T02:55:08Z
+next fire:  2026-05-05T02:55:00Z
+"
+        );
+        let command = crate::api::proto::RunEntryResponse {
+            outcome: "failed".into(),
+            detail: "exit status: 1 after 0.0 s\nstderr:\nno such table".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            RunView::new("users/root/entries/check", command).human(),
+            "\
+entry:     users/root/entries/check
+outcome:   failed
+detail:    exit status: 1 after 0.0 s
+next fire: -
+
+  stderr:
+  no such table
+"
+        );
+    }
+
+    #[test]
+    fn token_secret_is_printed_with_a_warning_and_usage() {
+        let created = TokenCreatedView {
+            token: TokenView {
+                name: "ci".into(),
+                scopes: vec!["snapshot".into()],
+                containers: vec!["db-1".into()],
+                create_time: DateTime::from_timestamp(1_777_888_800, 0),
+            },
+            secret: "rpt.ci.0123".into(),
+            endpoint: None,
+        };
+        assert_eq!(
+            created.human(),
+            "\
+name:       ci
+scopes:     snapshot
+containers: db-1
+created:    2026-05-04T10:00:00Z
+secret:     rpt.ci.0123
+
+The secret is shown this once and cannot be shown again: the daemon keeps only
+a hash of it. Store it now; if it is lost, revoke the token and create another.
+
+Use it over TCP (the daemon's `listen` address), preferably from the environment:
+  ROLLPOINT_TOKEN=<secret> rollpoint --endpoint http://127.0.0.1:7443 container list
+  rollpoint --endpoint http://127.0.0.1:7443 --token <secret> container list
+  grpcurl -plaintext -H \"authorization: Bearer <secret>\" 127.0.0.1:7443 list
+"
+        );
+        let over_tls = TokenCreatedView { endpoint: Some("https://rp.example:7443".into()), ..created };
+        assert!(over_tls.human().contains("  grpcurl -H \"authorization: Bearer <secret>\" rp.example:7443 list\n"));
+        let json = serde_json::to_value(&over_tls).unwrap();
+        assert_eq!(json["secret"], "rpt.ci.0123");
+        assert_eq!(json["name"], "ci");
+        assert!(json.get("endpoint").is_none());
+    }
+
+    #[test]
+    fn token_list_says_every_container_for_none() {
+        let token = |name: &str, containers: &[&str]| TokenView {
+            name: name.into(),
+            scopes: vec!["read".into(), "restore".into()],
+            containers: containers.iter().map(|c| (*c).to_owned()).collect(),
+            create_time: None,
+        };
+        assert_eq!(
+            ListView(vec![token("ops", &[]), token("ci", &["db-1", "db-2"])]).human(),
+            "\
+NAME  SCOPES        CONTAINERS       CREATED
+ops   read,restore  every container  -
+ci    read,restore  db-1, db-2       -
+"
+        );
     }
 
     #[test]

@@ -165,6 +165,173 @@ pub struct ListView<T>(pub Vec<T>);
 #[serde(transparent)]
 pub struct DeletedView(pub SnapshotView);
 
+/// A token, never with its secret.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenView {
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// Empty: every container.
+    pub containers: Vec<String>,
+    pub create_time: Option<DateTime<Utc>>,
+}
+
+impl From<proto::Token> for TokenView {
+    fn from(token: proto::Token) -> TokenView {
+        TokenView {
+            create_time: token.create_time.and_then(time),
+            name: token.name,
+            scopes: token.scopes,
+            containers: token.containers,
+        }
+    }
+}
+
+/// What `token create` prints: the token and, this once, its secret.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenCreatedView {
+    #[serde(flatten)]
+    pub token: TokenView,
+    pub secret: String,
+    /// The daemon's address when reached over TCP, for the usage lines.
+    #[serde(skip)]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RevokedTokenView {
+    pub name: String,
+}
+
+/// One event of the audit timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventView {
+    pub sequence: u64,
+    pub time: Option<DateTime<Utc>>,
+    pub kind: String,
+    pub container: Option<String>,
+    pub snapshot: Option<String>,
+    /// Schedule entry, users/{user}/entries/{id}.
+    pub entry: Option<String>,
+    /// uid:N, token:NAME, schedule or daemon.
+    pub actor: Option<String>,
+    /// ok, failed, late, missed or skipped.
+    pub outcome: String,
+    /// Null when the event has no duration.
+    pub duration_ms: Option<f64>,
+    /// Null when nothing was frozen.
+    pub frozen_for_ms: Option<f64>,
+    pub detail: Option<String>,
+}
+
+impl From<proto::Event> for EventView {
+    fn from(event: proto::Event) -> EventView {
+        EventView {
+            sequence: event.sequence,
+            time: event.time.and_then(time),
+            kind: event.kind,
+            container: non_empty(event.container),
+            snapshot: non_empty(event.snapshot),
+            entry: non_empty(event.entry),
+            actor: non_empty(event.actor),
+            outcome: event.outcome,
+            duration_ms: event.duration.map(|duration| millis(Some(duration))),
+            frozen_for_ms: event.frozen_for.map(|frozen_for| millis(Some(frozen_for))),
+            detail: non_empty(event.detail),
+        }
+    }
+}
+
+/// A schedule entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntryView {
+    /// users/{user}/entries/{id}.
+    pub name: String,
+    pub id: String,
+    pub schedule: String,
+    pub time_zone: String,
+    pub action: ActionView,
+    pub comment: Option<String>,
+    pub enabled: bool,
+    pub last_fire_time: Option<DateTime<Utc>>,
+    /// Null when disabled.
+    pub next_fire_time: Option<DateTime<Utc>>,
+    /// Null before the first firing.
+    pub last_outcome: Option<String>,
+}
+
+impl From<proto::Entry> for EntryView {
+    fn from(entry: proto::Entry) -> EntryView {
+        EntryView {
+            action: ActionView::from(entry.action),
+            comment: non_empty(entry.comment),
+            last_fire_time: entry.last_fire_time.and_then(time),
+            next_fire_time: entry.next_fire_time.and_then(time),
+            last_outcome: non_empty(entry.last_outcome),
+            name: entry.name,
+            id: entry.id,
+            schedule: entry.schedule,
+            time_zone: entry.time_zone,
+            enabled: entry.enabled,
+        }
+    }
+}
+
+/// `{"kind": "snapshot", "container": ..., "alias": ..., "expiry_days": ...}`
+/// (expiry_days 0: never), `{"kind": "command", "command": ..., "timeout_seconds": ...}`
+/// (0: the default) or `{"kind": "none"}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ActionView {
+    None,
+    Snapshot { container: String, alias: Option<String>, expiry_days: u32 },
+    Command { command: String, timeout_seconds: u32 },
+}
+
+impl From<Option<proto::entry::Action>> for ActionView {
+    fn from(action: Option<proto::entry::Action>) -> ActionView {
+        use proto::entry::Action;
+        match action {
+            None => ActionView::None,
+            Some(Action::Snapshot(snapshot)) => ActionView::Snapshot {
+                container: snapshot.container,
+                alias: non_empty(snapshot.alias),
+                expiry_days: snapshot.expiry_days,
+            },
+            Some(Action::Command(command)) => {
+                ActionView::Command { command: command.command, timeout_seconds: command.timeout_seconds }
+            }
+        }
+    }
+}
+
+/// What `schedule run` prints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunView {
+    pub entry: EntryView,
+    /// ok or failed.
+    pub outcome: String,
+    pub detail: Option<String>,
+    /// The snapshot taken; null for a command, or when none was taken.
+    pub snapshot: Option<SnapshotView>,
+}
+
+impl RunView {
+    pub fn new(name: &str, response: proto::RunEntryResponse) -> RunView {
+        let entry = response.entry.unwrap_or_else(|| proto::Entry { name: name.to_owned(), ..Default::default() });
+        RunView {
+            entry: EntryView::from(entry),
+            outcome: response.outcome,
+            detail: non_empty(response.detail),
+            snapshot: response.snapshot.map(SnapshotView::from),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeletedEntryView {
+    pub name: String,
+}
+
 fn non_empty(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
@@ -257,6 +424,58 @@ mod tests {
             serde_json::to_value(systemd).unwrap(),
             serde_json::json!({"kind": "systemd", "unit": "db.service", "timeout_seconds": 0})
         );
+    }
+
+    #[test]
+    fn event_json_has_nulls_for_what_is_absent() {
+        let event = proto::Event {
+            sequence: 42,
+            time: Some(prost_types::Timestamp { seconds: 1_777_863_308, nanos: 104_000_000 }),
+            kind: "snapshot.created".into(),
+            container: "db-1".into(),
+            snapshot: "snap-2026-05-04".into(),
+            entry: "users/root/entries/pre-migration".into(),
+            actor: "schedule".into(),
+            outcome: "ok".into(),
+            duration: Some(prost_types::Duration { seconds: 8, nanos: 102_000_000 }),
+            frozen_for: None,
+            detail: String::new(),
+        };
+        assert_eq!(
+            serde_json::to_value(EventView::from(event)).unwrap(),
+            serde_json::json!({
+                "sequence": 42,
+                "time": "2026-05-04T02:55:08.104Z",
+                "kind": "snapshot.created",
+                "container": "db-1",
+                "snapshot": "snap-2026-05-04",
+                "entry": "users/root/entries/pre-migration",
+                "actor": "schedule",
+                "outcome": "ok",
+                "duration_ms": 8102.0,
+                "frozen_for_ms": null,
+                "detail": null,
+            })
+        );
+    }
+
+    #[test]
+    fn entry_action_json_is_tagged_by_kind() {
+        let entry = proto::Entry {
+            action: Some(proto::entry::Action::Snapshot(proto::SnapshotAction {
+                container: "db-1".into(),
+                alias: String::new(),
+                expiry_days: 7,
+            })),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(EntryView::from(entry)).unwrap();
+        assert_eq!(
+            json["action"],
+            serde_json::json!({"kind": "snapshot", "container": "db-1", "alias": null, "expiry_days": 7})
+        );
+        assert_eq!(json["next_fire_time"], serde_json::Value::Null);
+        assert_eq!(json["last_outcome"], serde_json::Value::Null);
     }
 
     #[test]

@@ -65,14 +65,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let ready = Arc::new(AtomicBool::new(false));
     let key_file = config.state_dir.join("token.key");
     let tokens = Arc::new(TokenBook::open(store.clone(), &key_file)?);
-    let (services, health) = Services::new(engine.clone(), policy, tokens, ready.clone()).await;
+    let (stop_sender, stop) = tokio::sync::watch::channel(false);
+    let (services, health) = Services::new(engine.clone(), policy, tokens, ready.clone(), stop.clone()).await;
 
     let unix = server::bind_unix(&config.socket, group).await?;
     let tcp = match config.listen {
         Some(address) => Some(server::bind_tcp(address).await?),
         None => None,
     };
-    let (stop_sender, stop) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     {
         let services = services.clone();

@@ -68,7 +68,9 @@ impl SchedulerHost for EngineHost {
             }
         };
         let engine = &self.engine;
+        let mut container = String::new();
         let saved = engine.entry(&name).and_then(|mut entry| {
+            container = entry.container().to_owned();
             entry.cursor = Some(decision.cursor());
             if let Some(outcome) = outcome {
                 entry.last_outcome = outcome;
@@ -76,7 +78,7 @@ impl SchedulerHost for EngineHost {
             engine.store().put_entry(&entry)?;
             Ok(())
         });
-        engine.emit(event.entry(&name).actor("schedule"));
+        engine.emit(event.entry(&name).container(&container).actor("schedule"));
         if let Err(error) = saved.and_then(|()| Ok(engine.store().make_durable()?)) {
             tracing::error!(entry = %name, %error, "recording a schedule decision");
         }

@@ -26,7 +26,9 @@ impl Engine {
     pub fn run_entry_now(&self, name: &str, actor: &str) -> EngineResult<FireResult> {
         let entry = self.entry(name)?;
         let now = self.clock.now();
-        self.emit(Event::new("schedule.fired", "ok").entry(name).actor(actor).detail("run now"));
+        self.emit(
+            Event::new("schedule.fired", "ok").entry(name).container(entry.container()).actor(actor).detail("run now"),
+        );
         self.store.make_durable()?;
         self.run_action(&entry.resource_name(), now, actor)
     }

@@ -202,6 +202,14 @@ impl EntryRecord {
     pub fn resource_name(&self) -> String {
         format!("users/{}/entries/{}", self.user, self.id)
     }
+
+    /// The container a snapshot entry is about; empty for a command entry.
+    pub fn container(&self) -> &str {
+        match &self.action {
+            EntryAction::Snapshot { container, .. } => container,
+            EntryAction::Command { .. } => "",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,11 @@
 //! One function per command: build the request, call, hand a view to `output`.
 
 mod containers;
+mod events;
 mod restore;
+mod schedules;
 mod snapshots;
+mod tokens;
 
 use std::future::Future;
 
@@ -35,6 +38,9 @@ pub async fn dispatch(context: &mut Context, command: Command) -> Result<(), Cli
         Command::Container(command) => containers::run(context, command).await,
         Command::Snapshot(command) => snapshots::run(context, command).await,
         Command::Restore(args) => restore::run(context, args).await,
+        Command::Token(command) => tokens::run(context, command).await,
+        Command::Events(args) => events::run(context, args).await,
+        Command::Schedule(command) => schedules::run(context, command).await,
     }
 }
 
