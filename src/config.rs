@@ -23,6 +23,12 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// TCP address to listen on as well; none by default.
     pub listen: Option<SocketAddr>,
+    /// PEM certificate chain and key for TLS on the TCP listener.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Listen on a non-loopback address without TLS. Off: such a listener is
+    /// refused, since bearer tokens would cross the network in clear.
+    pub insecure_listen: bool,
     /// Members of this group may use the Unix socket, besides root.
     pub socket_group: String,
     /// More uids allowed on the Unix socket.
@@ -52,6 +58,9 @@ impl Default for Config {
             socket: DEFAULT_SOCKET.into(),
             state_dir: DEFAULT_STATE_DIR.into(),
             listen: None,
+            tls_cert: None,
+            tls_key: None,
+            insecure_listen: false,
             socket_group: "rollpoint".into(),
             allowed_uids: Vec::new(),
             freeze_budget_ms: millis(engine.freeze_budget),
@@ -88,6 +97,9 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        if config.tls_cert.is_some() != config.tls_key.is_some() {
+            return Err("tls_cert and tls_key: give both or neither".into());
+        }
         if config.freeze_budget_ms == 0 {
             return Err("freeze_budget_ms: must be at least 1".into());
         }

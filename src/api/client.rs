@@ -4,7 +4,11 @@
 use std::path::PathBuf;
 
 use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
+
+/// PEM file of the CA that signed the daemon's certificate, for `https://`
+/// endpoints.
+pub const CA_CERT_ENV: &str = "ROLLPOINT_CA_CERT";
 
 use super::proto::container_service_client::ContainerServiceClient;
 use super::proto::event_service_client::EventServiceClient;
@@ -27,6 +31,8 @@ pub enum Target {
 pub enum ConnectError {
     #[error("cannot connect to rollpointd at {target}: {source}")]
     Transport { target: String, source: tonic::transport::Error },
+    #[error("reading the CA certificate {path}: {source}")]
+    CaCert { path: PathBuf, source: std::io::Error },
     #[error("the token holds characters that cannot be sent in a header")]
     BadToken,
 }
@@ -46,8 +52,17 @@ pub async fn connect(target: &Target) -> Result<Channel, ConnectError> {
                 .map_err(|source| ConnectError::Transport { target: shown, source })
         }
         Target::Tcp(address) => {
-            let endpoint = Endpoint::from_shared(address.clone())
-                .map_err(|source| ConnectError::Transport { target: address.clone(), source })?;
+            let transport = |source| ConnectError::Transport { target: address.clone(), source };
+            let mut endpoint = Endpoint::from_shared(address.clone()).map_err(transport)?;
+            if address.starts_with("https://") {
+                let mut tls = ClientTlsConfig::new();
+                if let Some(path) = std::env::var_os(CA_CERT_ENV) {
+                    let pem = std::fs::read(&path)
+                        .map_err(|source| ConnectError::CaCert { path: path.into(), source })?;
+                    tls = tls.ca_certificate(Certificate::from_pem(pem));
+                }
+                endpoint = endpoint.tls_config(tls).map_err(transport)?;
+            }
             endpoint.connect().await.map_err(|source| ConnectError::Transport { target: address.clone(), source })
         }
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
-use tonic::transport::Server;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
@@ -46,8 +46,10 @@ pub enum ServerError {
     Socket { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("another rollpointd is already listening on {0}")]
     SocketInUse(PathBuf),
-    #[error("refusing to listen on {0}: only loopback addresses are supported for TCP")]
+    #[error("refusing to listen on {0} without TLS: configure tls_cert and tls_key, use a loopback address, or set insecure_listen = true")]
     NotLoopback(SocketAddr),
+    #[error("reading {path}: {source}")]
+    TlsFile { path: PathBuf, source: std::io::Error },
     #[error("listening on {address}: {source}")]
     Tcp { address: SocketAddr, source: std::io::Error },
     #[error("reflection: {0}")]
@@ -88,7 +90,7 @@ impl Services {
         (Services { engine, gate: Gate { policy: Arc::new(policy), tokens, ready }, health, stop }, reporter)
     }
 
-    fn router(&self) -> Result<tonic::transport::server::Router, ServerError> {
+    fn router(&self, tls: Option<ServerTlsConfig>) -> Result<tonic::transport::server::Router, ServerError> {
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -106,7 +108,11 @@ impl Services {
         let events = EventServiceServer::new(Events { engine: self.engine.clone(), stop: self.stop.clone() });
         let schedules = ScheduleServiceServer::new(Schedules { engine: self.engine.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
+        Ok(builder
             .add_service(self.health.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -123,16 +129,18 @@ impl Services {
         listener: tokio::net::UnixListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ServerError> {
-        Ok(self.router()?.serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown).await?)
+        Ok(self.router(None)?.serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown).await?)
     }
 
-    /// Serves on a bound TCP listener until `shutdown` resolves.
+    /// Serves on a bound TCP listener, with TLS when `tls` is given, until
+    /// `shutdown` resolves.
     pub async fn serve_tcp(
         &self,
         listener: tokio::net::TcpListener,
+        tls: Option<ServerTlsConfig>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ServerError> {
-        Ok(self.router()?.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await?)
+        Ok(self.router(tls)?.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await?)
     }
 }
 
@@ -157,8 +165,10 @@ pub async fn bind_unix(path: &Path, group: Option<u32>) -> Result<tokio::net::Un
     Ok(listener)
 }
 
-pub async fn bind_tcp(address: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
-    if !address.ip().is_loopback() {
+/// Binds the TCP listener. Off loopback, bearer tokens would cross the
+/// network: that takes TLS, or `insecure` said explicitly.
+pub async fn bind_tcp(address: SocketAddr, tls: bool, insecure: bool) -> Result<tokio::net::TcpListener, ServerError> {
+    if !address.ip().is_loopback() && !tls && !insecure {
         return Err(ServerError::NotLoopback(address));
     }
     tokio::net::TcpListener::bind(address).await.map_err(|source| ServerError::Tcp { address, source })
@@ -170,4 +180,10 @@ pub async fn report_serving(reporter: &HealthReporter) {
         reporter.set_service_status(service, ServingStatus::Serving).await;
     }
     reporter.set_service_status("", ServingStatus::Serving).await;
+}
+
+/// The TLS configuration of the TCP listener, from PEM files.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<ServerTlsConfig, ServerError> {
+    let read = |path: &Path| std::fs::read(path).map_err(|source| ServerError::TlsFile { path: path.to_owned(), source });
+    Ok(ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)))
 }

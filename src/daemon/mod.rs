@@ -69,8 +69,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let (services, health) = Services::new(engine.clone(), policy, tokens, ready.clone(), stop.clone()).await;
 
     let unix = server::bind_unix(&config.socket, group).await?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls_config(cert, key)?),
+        _ => None,
+    };
     let tcp = match config.listen {
-        Some(address) => Some(server::bind_tcp(address).await?),
+        Some(address) => Some(server::bind_tcp(address, tls.is_some(), config.insecure_listen).await?),
         None => None,
     };
     let mut tasks = tokio::task::JoinSet::new();
@@ -82,7 +86,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     if let Some(tcp) = tcp {
         let services = services.clone();
         let stop = stopped(stop.clone());
-        tasks.spawn(async move { services.serve_tcp(tcp, stop).await });
+        tasks.spawn(async move { services.serve_tcp(tcp, tls, stop).await });
     }
     tracing::info!(socket = %config.socket.display(), listen = ?config.listen.map(|a: SocketAddr| a.to_string()), "listening; recovering");
 
