@@ -4,6 +4,7 @@
 //! programs, no shell, each with a timeout), `systemd` (a unit over D-Bus).
 
 mod command;
+pub mod systemd;
 
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ impl Lifecycle for HostLifecycle {
         match &container.lifecycle {
             LifecycleSpec::None => Ok(()),
             LifecycleSpec::Command { stop, timeout, .. } => run_command("stop command", stop, *timeout, None),
-            LifecycleSpec::Systemd { unit, .. } => Err(systemd_unavailable(unit)),
+            LifecycleSpec::Systemd { unit, timeout } => systemd::run_unit_job(systemd::Verb::Stop, unit, *timeout),
         }
     }
 
@@ -52,14 +53,7 @@ impl Lifecycle for HostLifecycle {
             LifecycleSpec::Command { start, timeout, .. } => {
                 run_command("start command", start, *timeout, Some(&container.cgroup))
             }
-            LifecycleSpec::Systemd { unit, .. } => Err(systemd_unavailable(unit)),
+            LifecycleSpec::Systemd { unit, timeout } => systemd::run_unit_job(systemd::Verb::Start, unit, *timeout),
         }
-    }
-}
-
-fn systemd_unavailable(unit: &str) -> LifecycleError {
-    LifecycleError::Systemd {
-        unit: unit.to_owned(),
-        reason: "the systemd lifecycle is not available in this build".into(),
     }
 }
