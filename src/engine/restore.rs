@@ -65,13 +65,14 @@ impl Steps {
         Steps { started: now, last: now, steps: Vec::new(), lifecycle_time: Duration::ZERO }
     }
 
-    fn done(&mut self, name: &str, lifecycle: bool) {
+    fn done(&mut self, name: &str, lifecycle: bool) -> Duration {
         let took = self.last.elapsed();
         self.last = Instant::now();
         if lifecycle {
             self.lifecycle_time += took;
         }
         self.steps.push((name.to_owned(), took));
+        took
     }
 }
 
@@ -165,7 +166,8 @@ impl Engine {
         );
         let intent_id = self.store.begin_intent(&Intent::Restore(intent.clone()))?;
         fault::point("restore.stopping");
-        steps.done("prepare", false);
+        let took = steps.done("prepare", false);
+        self.emit_step(&container.id, "prepare", took);
 
         if let Err(error) = self.stop_container(&container) {
             self.roll_back_restore(intent_id, &container, &intent)?;
@@ -173,7 +175,8 @@ impl Engine {
                 reason: format!("stopping container {}: {error}", container.id),
             });
         }
-        steps.done("stop", true);
+        let took = steps.done("stop", true);
+        self.emit_step(&container.id, "stop", took);
 
         let swapped = self.advance(intent_id, &mut intent, RestoreStep::Cloning).and_then(|()| {
             fault::point("restore.cloning");
@@ -189,16 +192,19 @@ impl Engine {
             self.roll_back_restore(intent_id, &container, &intent)?;
             return Err(error);
         }
-        steps.done("swap", false);
+        let took = steps.done("swap", false);
+        self.emit_step(&container.id, "swap", took);
 
         self.advance(intent_id, &mut intent, RestoreStep::Recording)?;
         self.record_restore(&container, &intent)?;
         fault::point("restore.recorded");
-        steps.done("record", false);
+        let took = steps.done("record", false);
+        self.emit_step(&container.id, "record", took);
 
         self.advance(intent_id, &mut intent, RestoreStep::Starting)?;
         let started = self.lifecycle.start(&container);
-        steps.done("start", true);
+        let took = steps.done("start", true);
+        self.emit_step(&container.id, "start", took);
         self.store.end_intent(intent_id)?;
         self.expiry_changed.notify_one();
         if let Err(error) = started {
@@ -272,6 +278,12 @@ impl Engine {
             already_restored: true,
             steps: Vec::new(),
         }))
+    }
+
+    /// Records a finished step on the timeline, so that a client watching
+    /// the events sees the restore progress as it happens.
+    fn emit_step(&self, container: &str, step: &str, took: Duration) {
+        self.emit(Event::new("restore.step", "ok").container(container).detail(step).duration(took));
     }
 
     fn advance(&self, id: IntentId, intent: &mut RestoreIntent, step: RestoreStep) -> EngineResult<()> {

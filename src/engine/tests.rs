@@ -361,12 +361,16 @@ fn the_timeline_records_each_action_in_order() {
     f.clock.advance(chrono::Duration::days(2));
     f.engine.expire_due().unwrap();
     let events = f.engine.store().events_after(0, 100).unwrap();
+    let steps: Vec<_> = events.iter().filter(|e| e.kind == "restore.step").map(|e| e.detail.as_str()).collect();
+    assert_eq!(steps, ["prepare", "stop", "swap", "record", "start"]);
+    let events: Vec<_> = events.into_iter().filter(|e| e.kind != "restore.step").collect();
     let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
         kinds,
         ["container.registered", "snapshot.created", "restore.started", "restore.finished", "snapshot.expired"]
     );
     assert!(events.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    let events: Vec<_> = events.into_iter().filter(|e| e.kind != "restore.step").collect();
     assert_eq!(events[1].snapshot, "s");
     assert!(events[1].frozen_for.is_some());
     assert_eq!(events[3].actor, "uid:0");
