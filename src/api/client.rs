@@ -57,8 +57,8 @@ pub async fn connect(target: &Target) -> Result<Channel, ConnectError> {
             if address.starts_with("https://") {
                 let mut tls = ClientTlsConfig::new();
                 if let Some(path) = std::env::var_os(CA_CERT_ENV) {
-                    let pem = std::fs::read(&path)
-                        .map_err(|source| ConnectError::CaCert { path: path.into(), source })?;
+                    let pem =
+                        std::fs::read(&path).map_err(|source| ConnectError::CaCert { path: path.into(), source })?;
                     tls = tls.ca_certificate(Certificate::from_pem(pem));
                 }
                 endpoint = endpoint.tls_config(tls).map_err(transport)?;

@@ -136,6 +136,7 @@ impl Engine {
         self.emit(
             Event::new("schedule.created", "ok")
                 .entry(&entry.resource_name())
+                .container(entry.container())
                 .actor(actor)
                 .detail(entry.schedule.clone()),
         );
@@ -181,7 +182,13 @@ impl Engine {
             entry.enabled = enabled;
         }
         self.store.put_entry(&entry)?;
-        self.emit(Event::new("schedule.updated", "ok").entry(name).actor(actor).detail(entry.schedule.clone()));
+        self.emit(
+            Event::new("schedule.updated", "ok")
+                .entry(name)
+                .container(entry.container())
+                .actor(actor)
+                .detail(entry.schedule.clone()),
+        );
         self.store.make_durable()?;
         self.entries_changed.notify_one();
         Ok(entry)
@@ -189,10 +196,12 @@ impl Engine {
 
     pub fn delete_entry(&self, name: &str, actor: &str) -> EngineResult<()> {
         let (user, id) = parse_entry_name(name)?;
+        // For the event: a snapshot entry's events name its container.
+        let container = self.store.entry(&user, &id)?.map(|entry| entry.container().to_owned()).unwrap_or_default();
         if !self.store.remove_entry(&user, &id)? {
             return Err(EngineError::not_found(format!("entry {name}")));
         }
-        self.emit(Event::new("schedule.deleted", "ok").entry(name).actor(actor));
+        self.emit(Event::new("schedule.deleted", "ok").entry(name).container(&container).actor(actor));
         self.store.make_durable()?;
         self.entries_changed.notify_one();
         Ok(())
