@@ -351,3 +351,8 @@ fn with_path(error: io::Error, op: &str, path: &Path) -> io::Error {
 pub const CREATE_FAULT_POINTS: [&str; 5] =
     ["create.intent", "create.flushed", "create.frozen", "create.snapshotted", "create.recorded"];
 pub const DELETE_FAULT_POINTS: [&str; 2] = ["delete.intent", "delete.removed"];
+/// The restore fault points of `engine/restore.rs`, in the order a restore
+/// reaches them: before the stop, before the clone, before the exchange,
+/// right after it, after the record.
+pub const RESTORE_FAULT_POINTS: [&str; 5] =
+    ["restore.stopping", "restore.cloning", "restore.exchanging", "restore.exchanged", "restore.recorded"];

@@ -315,3 +315,166 @@ pub async fn assert_listing_matches_disk(clients: &mut Clients, container: &str,
     assert_eq!(listed, on_disk, "ListSnapshots vs subvolumes in {}", folder.display());
     listed
 }
+
+pub async fn register_with_lifecycle(
+    clients: &mut Clients,
+    id: &str,
+    cgroup: &str,
+    subvolume: &Path,
+    lifecycle: Option<proto::Lifecycle>,
+) -> Result<proto::Container, Status> {
+    let reply = clients
+        .containers
+        .register_container(proto::RegisterContainerRequest {
+            id: id.into(),
+            cgroup: cgroup.into(),
+            subvolume: subvolume.to_str().expect("utf-8 path").into(),
+            lifecycle,
+            ..Default::default()
+        })
+        .await?;
+    Ok(reply.into_inner().container.expect("container in reply"))
+}
+
+/// A command lifecycle (argv, no shell of its own) with a timeout in seconds.
+pub fn command_lifecycle(stop: &[&str], start: &[&str], timeout_seconds: u32) -> proto::Lifecycle {
+    proto::Lifecycle {
+        kind: Some(proto::lifecycle::Kind::Command(proto::CommandLifecycle {
+            stop: stop.iter().map(|s| s.to_string()).collect(),
+            start: start.iter().map(|s| s.to_string()).collect(),
+            timeout_seconds,
+        })),
+    }
+}
+
+pub async fn restore(
+    clients: &mut Clients,
+    container: &str,
+    snapshot: &str,
+    request_id: &str,
+) -> Result<proto::RestoreSnapshotResponse, Status> {
+    let reply = clients
+        .snapshots
+        .restore_snapshot(proto::RestoreSnapshotRequest {
+            container: container.into(),
+            snapshot: snapshot.into(),
+            request_id: request_id.into(),
+        })
+        .await?;
+    Ok(reply.into_inner())
+}
+
+/// One entry of a [`file_tree`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeEntry {
+    Dir { mode: u32 },
+    File { mode: u32, contents: Vec<u8> },
+    Symlink { target: PathBuf },
+}
+
+/// Everything under `root` (not `root` itself), by path relative to it:
+/// folders and their modes, files with modes and contents, symlinks and
+/// their targets. What "the data is exactly as in the snapshot" compares.
+pub fn file_tree(root: &Path) -> std::collections::BTreeMap<PathBuf, TreeEntry> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<PathBuf, TreeEntry>) {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("list {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("read dir entry").path();
+            let meta = std::fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+            let relative = path.strip_prefix(root).expect("under the root").to_path_buf();
+            let mode = meta.mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).expect("readlink");
+                out.insert(relative, TreeEntry::Symlink { target });
+            } else if meta.is_dir() {
+                out.insert(relative, TreeEntry::Dir { mode });
+                walk(root, &path, out);
+            } else {
+                let contents = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+                out.insert(relative, TreeEntry::File { mode, contents });
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// Asserts two [`file_tree`]s are equal, naming the paths that differ
+/// (rather than dumping file contents).
+#[track_caller]
+pub fn assert_same_tree(
+    actual: &std::collections::BTreeMap<PathBuf, TreeEntry>,
+    expected: &std::collections::BTreeMap<PathBuf, TreeEntry>,
+    what: &str,
+) {
+    let missing: Vec<&PathBuf> = expected.keys().filter(|k| !actual.contains_key(*k)).collect();
+    let extra: Vec<&PathBuf> = actual.keys().filter(|k| !expected.contains_key(*k)).collect();
+    let different: Vec<&PathBuf> =
+        expected.iter().filter(|(k, v)| actual.get(*k).is_some_and(|a| a != *v)).map(|(k, _)| k).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && different.is_empty(),
+        "{what}: missing {missing:?}, unexpected {extra:?}, different {different:?}"
+    );
+}
+
+/// A free TCP port on 127.0.0.1 (bound to port 0, then released).
+pub fn free_loopback_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Whether `pid` is a live process (exists and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+/// A call made to hit a fault point must fail at the transport (the daemon
+/// died under it), not with an answer. Returns the code, for a matrix.
+#[track_caller]
+pub fn expect_transport_error<T: std::fmt::Debug>(point: &str, call: Result<T, Status>) -> String {
+    match call {
+        Ok(reply) => panic!("{point}: the call succeeded although the daemon should have died: {reply:?}"),
+        Err(status) => {
+            assert!(
+                matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled),
+                "{point}: expected a transport error, got {:?}: {}",
+                status.code(),
+                status.message()
+            );
+            format!("{:?}", status.code())
+        }
+    }
+}
+
+/// Waits (bounded) for a daemon armed with a fault point to have killed
+/// itself there; returns what to print.
+pub fn expect_fault_death(daemon: &mut rollpoint::testkit::daemon::TestDaemon, point: &str) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let timeout = Duration::from_secs(10);
+    let status = daemon
+        .wait_for_exit(timeout)
+        .expect("wait for the daemon")
+        .unwrap_or_else(|| panic!("{point}: the daemon still runs {timeout:?} after the call"));
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{point}: the daemon died of {status}, not its own SIGKILL");
+    // The daemon logs to journald instead where the journal socket exists.
+    if !Path::new("/run/systemd/journal/socket").exists() {
+        assert!(daemon.log().contains("fault injection"), "{point}: no fault injection in the log");
+    }
+    "SIGKILL".into()
+}
+
+/// The text of a panic caught by `tokio::spawn`, for a matrix.
+pub fn panic_text(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panicked".into()),
+        Err(error) => error.to_string(),
+    }
+}
