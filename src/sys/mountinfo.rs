@@ -68,18 +68,22 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The cgroup v2 mount point, if any (the last one mounted wins).
+/// The cgroup v2 mount point, if any. When the hierarchy is mounted more
+/// than once (a chroot or container with `/sys` bound in), the first mount
+/// of its root is the host's own.
 pub fn cgroup2_mount(mounts: &[Mount]) -> Option<PathBuf> {
-    mounts.iter().rev().find(|m| m.fs_type == "cgroup2").map(|m| m.mount_point.clone())
+    first_root_mount(mounts, |m| m.fs_type == "cgroup2")
 }
 
-/// The cgroup v1 hierarchy that carries the freezer controller, if any.
+/// The cgroup v1 hierarchy that carries the freezer controller, if any
+/// (the first mount of its root, as for v2).
 pub fn cgroup1_freezer_mount(mounts: &[Mount]) -> Option<PathBuf> {
-    mounts
-        .iter()
-        .rev()
-        .find(|m| m.fs_type == "cgroup" && m.super_options.split(',').any(|o| o == "freezer"))
-        .map(|m| m.mount_point.clone())
+    first_root_mount(mounts, |m| m.fs_type == "cgroup" && m.super_options.split(',').any(|o| o == "freezer"))
+}
+
+fn first_root_mount(mounts: &[Mount], wanted: impl Fn(&Mount) -> bool) -> Option<PathBuf> {
+    let candidates = || mounts.iter().filter(|m| wanted(m));
+    candidates().find(|m| m.root == Path::new("/")).or_else(|| candidates().next()).map(|m| m.mount_point.clone())
 }
 
 /// The mount that holds `path` (an absolute, canonical path): the one with the
@@ -104,6 +108,12 @@ mod tests {
         let mounts = parse(HYBRID);
         assert_eq!(cgroup2_mount(&mounts), Some(PathBuf::from("/sys/fs/cgroup/unified")));
         assert_eq!(cgroup1_freezer_mount(&mounts), Some(PathBuf::from("/sys/fs/cgroup/freezer")));
+    }
+
+    #[test]
+    fn a_second_mount_of_the_hierarchy_does_not_win() {
+        let text = format!("{HYBRID}60 23 0:38 / /srv/chroot/sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n");
+        assert_eq!(cgroup2_mount(&parse(&text)), Some(PathBuf::from("/sys/fs/cgroup/unified")));
     }
 
     #[test]
