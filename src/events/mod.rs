@@ -17,6 +17,10 @@ const LIVE_BUFFER: usize = 1024;
 pub struct EventLog {
     store: Arc<Store>,
     live: broadcast::Sender<EventRecord>,
+    /// Held from taking a sequence number to broadcasting the event, so
+    /// events are stored and sent in sequence order: a watcher drops what is
+    /// not newer than the last sequence it sent, and reconnects after it.
+    appending: parking_lot::Mutex<()>,
 }
 
 /// Builds an event; the log fills in the sequence and, when unset, the time.
@@ -66,7 +70,7 @@ impl Event {
 
 impl EventLog {
     pub fn new(store: Arc<Store>) -> EventLog {
-        EventLog { store, live: broadcast::channel(LIVE_BUFFER).0 }
+        EventLog { store, live: broadcast::channel(LIVE_BUFFER).0, appending: parking_lot::Mutex::new(()) }
     }
 
     /// Appends an event (not flushed: see [`Store::append_event`]), logs it,
@@ -76,7 +80,10 @@ impl EventLog {
         if record.time == chrono::DateTime::<chrono::Utc>::default() {
             record.time = now;
         }
+        let appending = self.appending.lock();
         self.store.append_event(&mut record)?;
+        let _ = self.live.send(record.clone());
+        drop(appending);
         tracing::info!(
             target: "rollpoint::event",
             sequence = record.sequence,
@@ -91,7 +98,6 @@ impl EventLog {
             detail = %record.detail,
             "event"
         );
-        let _ = self.live.send(record.clone());
         Ok(record)
     }
 
