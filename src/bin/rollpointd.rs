@@ -1,35 +1,10 @@
 //! rollpointd: the rollpoint daemon. Logic lives in the library.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rollpoint::config::{Config, DEFAULT_CONFIG};
-
-/// Consistent copy-on-write snapshots of cgroup-scoped containers, over gRPC.
-///
-/// Freezes a container's cgroup, snapshots its btrfs subvolume, thaws it, and
-/// keeps the snapshots named, aliased and expiring. Runs as root.
-#[derive(Parser, Debug)]
-#[command(version, about, long_about)]
-struct Args {
-    /// Configuration file (TOML). A missing file means the defaults.
-    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
-    /// Folder of the daemon's records [config: state_dir; default /var/lib/rollpoint].
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
-    /// Unix socket to listen on [config: socket; default /run/rollpoint/rollpointd.sock].
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
-    /// Also listen on TCP, loopback only [config: listen; default off].
-    #[arg(long, value_name = "HOST:PORT")]
-    listen: Option<SocketAddr>,
-    /// Log filter (e.g. info, debug, rollpoint=trace) [env: RUST_LOG].
-    #[arg(long, value_name = "FILTER")]
-    log_level: Option<String>,
-}
+use rollpoint::config::Config;
+use rollpoint::daemon::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();
