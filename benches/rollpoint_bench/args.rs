@@ -1,0 +1,113 @@
+//! Command line of the suite (after `cargo bench --bench rollpoint_bench --`).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+USAGE: sudo scripts/bench [--quick] [--json FILE] [--markdown FILE] [--compare OLD.json] [--only GROUPS]
+                         [--largest-gib N]
+
+  --quick          small n, the largest data case at 2 GiB, 20,000 small files,
+                   1,000 snapshots for the listing (a few minutes)
+  --json FILE      also write the results and the machine as JSON to FILE
+  --markdown FILE  also write the table as Markdown to FILE (for the README)
+  --compare FILE   print each case's change against an earlier --json FILE
+  --only GROUPS    comma-separated subset of freeze,sizes,burst,metadata
+  --largest-gib N  size of the largest data case (default: 10, less if the
+                   disk holding the temp folder is too small; 2 with --quick)";
+
+/// The parts of the suite, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Group {
+    /// 1. Freeze window.
+    Freeze,
+    /// 2-4. Snapshot latency, revert, raw tool and copy, per data size.
+    Sizes,
+    /// 5. 100 containers at once, and the daemon's memory.
+    Burst,
+    /// 6. ListSnapshots with many snapshots recorded.
+    Metadata,
+}
+
+impl Group {
+    pub const ALL: [Group; 4] = [Group::Freeze, Group::Sizes, Group::Burst, Group::Metadata];
+
+    fn parse(text: &str) -> Result<Group, String> {
+        match text {
+            "freeze" => Ok(Group::Freeze),
+            "sizes" => Ok(Group::Sizes),
+            "burst" => Ok(Group::Burst),
+            "metadata" => Ok(Group::Metadata),
+            other => Err(format!("--only: unknown group {other:?} (freeze, sizes, burst, metadata)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub quick: bool,
+    pub json: Option<PathBuf>,
+    pub markdown: Option<PathBuf>,
+    pub compare: Option<PathBuf>,
+    pub groups: BTreeSet<Group>,
+    pub largest_gib: Option<u64>,
+    pub help: bool,
+}
+
+impl Options {
+    /// Parses the arguments; `--bench` (added by cargo) is ignored, and so are
+    /// the `--test-threads`-style arguments cargo passes to test harnesses.
+    pub fn parse(argv: &[String]) -> Result<Options, String> {
+        let mut options = Options {
+            quick: false,
+            json: None,
+            markdown: None,
+            compare: None,
+            groups: Group::ALL.into_iter().collect(),
+            largest_gib: None,
+            help: false,
+        };
+        let mut args = argv.iter();
+        while let Some(arg) = args.next() {
+            let mut value = |flag: &str| args.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+            match arg.as_str() {
+                "--bench" => {}
+                "--quick" => options.quick = true,
+                "--json" => options.json = Some(PathBuf::from(value("--json")?)),
+                "--markdown" => options.markdown = Some(PathBuf::from(value("--markdown")?)),
+                "--compare" => options.compare = Some(PathBuf::from(value("--compare")?)),
+                "--only" => {
+                    options.groups = value("--only")?.split(',').map(Group::parse).collect::<Result<_, _>>()?;
+                }
+                "--largest-gib" => {
+                    let text = value("--largest-gib")?;
+                    let gib = text.parse::<u64>().map_err(|_| format!("--largest-gib: {text:?} is not a number"))?;
+                    if gib == 0 {
+                        return Err("--largest-gib must be at least 1".into());
+                    }
+                    options.largest_gib = Some(gib);
+                }
+                "-h" | "--help" => options.help = true,
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(options)
+    }
+
+    pub fn runs(&self, group: Group) -> bool {
+        self.groups.contains(&group)
+    }
+
+    /// `quick` when `--quick`, else `full`.
+    pub fn pick<T>(&self, quick: T, full: T) -> T {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+
+    pub fn mode(&self) -> &'static str {
+        self.pick("quick", "full")
+    }
+}
