@@ -64,6 +64,20 @@ fn authorize_entry<T>(request: &Request<T>, user: &str, action: &EntryAction) ->
     }
 }
 
+impl Schedules {
+    /// The entry a request names, once the caller is authorized for it as
+    /// it stands; with the caller's actor name.
+    async fn entry_as_authorized<T>(&self, request: &Request<T>, name: &str) -> Result<(EntryRecord, String), Status> {
+        let (user, _) = parse_entry_name(name).map_err(from_engine)?;
+        let current = {
+            let name = name.to_owned();
+            blocking(&self.engine, move |engine| engine.entry(&name)).await?
+        };
+        let actor = authorize_entry(request, &user, &current.action)?.actor();
+        Ok((current, actor))
+    }
+}
+
 fn entry_message(engine: &Engine, entry: &EntryRecord) -> Entry {
     convert::entry(entry, engine.next_fire(entry, chrono::Utc::now()))
 }
@@ -118,18 +132,13 @@ impl ScheduleService for Schedules {
 
     async fn update_entry(&self, request: Request<UpdateEntryRequest>) -> Result<Response<Entry>, Status> {
         let name = request.get_ref().name.clone();
-        let (user, _) = parse_entry_name(&name).map_err(from_engine)?;
-        let current = {
-            let name = name.clone();
-            blocking(&self.engine, move |engine| engine.entry(&name)).await?
-        };
+        // Authorized for the entry as it is and as it will be.
+        let (current, _) = self.entry_as_authorized(&request, &name).await?;
         let update = request.get_ref().entry.clone().unwrap_or_default();
         let mask = request.get_ref().update_mask.clone();
         let patch = patch_from_mask(update, &mask).map_err(from_engine)?;
         let action = patch.action.clone().unwrap_or_else(|| current.action.clone());
-        // Authorized for the entry as it is and as it will be.
-        authorize_entry(&request, &user, &current.action)?;
-        let actor = authorize_entry(&request, &user, &action)?.actor();
+        let actor = authorize_entry(&request, &current.user, &action)?.actor();
         let updated = blocking(&self.engine, move |engine| {
             let record = engine.update_entry(&name, patch, &actor)?;
             Ok(entry_message(engine, &record))
@@ -143,24 +152,14 @@ impl ScheduleService for Schedules {
         request: Request<DeleteEntryRequest>,
     ) -> Result<Response<DeleteEntryResponse>, Status> {
         let name = request.get_ref().name.clone();
-        let (user, _) = parse_entry_name(&name).map_err(from_engine)?;
-        let current = {
-            let name = name.clone();
-            blocking(&self.engine, move |engine| engine.entry(&name)).await?
-        };
-        let actor = authorize_entry(&request, &user, &current.action)?.actor();
+        let (_, actor) = self.entry_as_authorized(&request, &name).await?;
         blocking(&self.engine, move |engine| engine.delete_entry(&name, &actor)).await?;
         Ok(Response::new(DeleteEntryResponse {}))
     }
 
     async fn run_entry(&self, request: Request<RunEntryRequest>) -> Result<Response<RunEntryResponse>, Status> {
         let name = request.get_ref().name.clone();
-        let (user, _) = parse_entry_name(&name).map_err(from_engine)?;
-        let current = {
-            let name = name.clone();
-            blocking(&self.engine, move |engine| engine.entry(&name)).await?
-        };
-        let actor = authorize_entry(&request, &user, &current.action)?.actor();
+        let (_, actor) = self.entry_as_authorized(&request, &name).await?;
         let response = blocking(&self.engine, move |engine| {
             let fired = engine.run_entry_now(&name, &actor)?;
             let entry = engine.entry(&name)?;

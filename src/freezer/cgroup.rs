@@ -187,6 +187,28 @@ pub(super) fn read_file(path: &Path) -> Result<String, FreezerError> {
 }
 
 /// One write(2) to an existing control file (never creates it).
+/// Ends a freeze attempt of either flavour: frozen is done; not frozen in
+/// time is thawed and a timeout; a failed wait is thawed too, so a group is
+/// never left frozen by an attempt that did not succeed.
+pub(super) fn settle_freeze(
+    cgroup: &Path,
+    started: std::time::Instant,
+    outcome: Result<bool, FreezerError>,
+    thaw: fn(&Path) -> Result<(), FreezerError>,
+) -> Result<(), FreezerError> {
+    match outcome {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            thaw(cgroup)?;
+            Err(FreezerError::Timeout { cgroup: cgroup.to_path_buf(), waited: started.elapsed() })
+        }
+        Err(error) => {
+            let _ = thaw(cgroup);
+            Err(error)
+        }
+    }
+}
+
 pub(super) fn write_file(path: &Path, content: &str) -> Result<(), FreezerError> {
     let mut file = OpenOptions::new().write(true).open(path).map_err(FreezerError::io("open", path))?;
     file.write_all(content.as_bytes()).map_err(FreezerError::io("write", path))

@@ -14,7 +14,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::cgroup::{read_file, write_file};
+use super::cgroup::{read_file, settle_freeze, write_file};
 use super::{FreezeState, FreezerError};
 
 pub(super) const STATE_FILE: &str = "freezer.state";
@@ -43,17 +43,7 @@ pub(super) fn freeze(cgroup: &Path, timeout: Duration) -> Result<(), FreezerErro
         write_file(&path, "FROZEN")?;
         Ok(state(cgroup)? == FreezeState::Frozen)
     });
-    match frozen {
-        Ok(true) => Ok(()),
-        Ok(false) => {
-            thaw(cgroup)?;
-            Err(FreezerError::Timeout { cgroup: cgroup.to_path_buf(), waited: started.elapsed() })
-        }
-        Err(error) => {
-            let _ = thaw(cgroup);
-            Err(error)
-        }
-    }
+    settle_freeze(cgroup, started, frozen, thaw)
 }
 
 pub(super) fn thaw(cgroup: &Path) -> Result<(), FreezerError> {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::cgroup::{read_file, write_file};
+use super::cgroup::{read_file, settle_freeze, write_file};
 use super::{FreezeState, FreezerError};
 
 pub(super) const FREEZE_FILE: &str = "cgroup.freeze";
@@ -83,18 +83,7 @@ pub(super) fn freeze(cgroup: &Path, timeout: Duration) -> Result<(), FreezerErro
     let mut events = EventsFile::open(cgroup)?;
     write_file(&cgroup.join(FREEZE_FILE), "1")?;
     let outcome = events.wait_until(started + timeout, |e| e.frozen);
-    match outcome {
-        Ok(true) => Ok(()),
-        Ok(false) => {
-            thaw(cgroup)?;
-            Err(FreezerError::Timeout { cgroup: cgroup.to_path_buf(), waited: started.elapsed() })
-        }
-        Err(error) => {
-            // The wait failed, not the freeze: never leave the group frozen.
-            let _ = thaw(cgroup);
-            Err(error)
-        }
-    }
+    settle_freeze(cgroup, started, outcome, thaw)
 }
 
 /// Thawing is immediate in the kernel (`frozen` drops with the write), so
