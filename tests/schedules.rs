@@ -110,6 +110,21 @@ async fn get_entry(clients: &mut Clients, name: &str) -> proto::Entry {
     clients.schedules.get_entry(proto::GetEntryRequest { name: name.into() }).await.expect("GetEntry").into_inner()
 }
 
+/// The entry once its fire is recorded (last_fire_time and outcome are
+/// written when the action ends): the action's
+/// events (snapshot.created) are on the timeline a moment before the entry
+/// itself is updated.
+async fn settled_entry(clients: &mut Clients, name: &str) -> proto::Entry {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let entry = get_entry(clients, name).await;
+        if entry.last_fire_time.is_some() || std::time::Instant::now() > deadline {
+            return entry;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 async fn list_entries(clients: &mut Clients) -> Vec<proto::Entry> {
     clients
         .schedules
@@ -468,7 +483,7 @@ async fn timed_fires_on_time_late_after_a_crash_and_missed_past_grace() {
     assert_eq!(names(&snapshots), std::slice::from_ref(&snapshot_event.snapshot));
     assert_eq!(snapshots[0].origin(), SnapshotOrigin::Schedule);
     assert_eq!(snapshots[0].comment, "every minute");
-    let entry = get_entry(&mut ontime.clients, &ontime.entry).await;
+    let entry = settled_entry(&mut ontime.clients, &ontime.entry).await;
     assert_eq!((time_of(entry.last_fire_time.as_ref()), entry.last_outcome.as_str()), (boundary, "ok"));
     assert_eq!(time_of(entry.next_fire_time.as_ref()), boundary + TimeDelta::minutes(1));
 
@@ -505,7 +520,7 @@ async fn timed_fires_on_time_late_after_a_crash_and_missed_past_grace() {
     assert!(late_event.detail.starts_with(&format!("due {boundary}")), "detail {:?}", late_event.detail);
     assert!((2.0..60.0).contains(&seconds_late), "late by {seconds_late} s");
     assert_eq!((late_event.outcome.as_str(), late_event.actor.as_str()), ("late", "schedule"));
-    let entry = get_entry(&mut late.clients, &late.entry).await;
+    let entry = settled_entry(&mut late.clients, &late.entry).await;
     assert_eq!((time_of(entry.last_fire_time.as_ref()), entry.last_outcome.as_str()), (boundary, "ok"));
     assert_eq!(
         (&entry.schedule, &entry.action, &entry.comment, entry.enabled),
