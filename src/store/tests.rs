@@ -34,7 +34,7 @@ fn records_survive_a_reopen() {
             .unwrap();
         store.make_durable().unwrap();
     }
-    let store = Store::open(dir.path()).unwrap();
+    let store = reopen(dir.path());
     let names: Vec<_> = store.snapshots_of("db-1").unwrap().into_iter().map(|s| s.name).collect();
     assert_eq!(names, ["a", "b"]);
     assert_eq!(store.snapshot("db-1", "a").unwrap().unwrap().alias.as_deref(), Some("rollback-point"));
@@ -49,4 +49,21 @@ fn snapshot_prefixes_do_not_leak_between_containers() {
     other.container = "db-10".into();
     store.put_snapshots(&[&snapshot("a", None), &other]).unwrap();
     assert_eq!(store.snapshots_of("db-1").unwrap().len(), 1);
+}
+
+/// Opens the store again after a drop. sled's flusher thread holds the
+/// database (and its file lock) a moment after the last handle is dropped.
+fn reopen(dir: &std::path::Path) -> Store {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Store::open(dir) {
+            Ok(store) => return store,
+            Err(error)
+                if std::time::Instant::now() < deadline && error.to_string().contains("could not acquire lock") =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(error) => panic!("reopening the store: {error}"),
+        }
+    }
 }
