@@ -19,6 +19,17 @@ pub enum BackendError {
     InsideSnapshotFolder { path: PathBuf },
     #[error("{op} {path}: no space left on the filesystem")]
     NoSpace { op: &'static str, path: PathBuf },
+    #[error(
+        "thin pool {pool} is {data_percent:.1}% full (data) and {metadata_percent:.1}% full (metadata), above the \
+         {threshold:.1}% threshold: snapshot refused; extend the pool or delete snapshots"
+    )]
+    PoolFull { pool: String, data_percent: f64, metadata_percent: f64, threshold: f64 },
+    #[error("{volume}: not an LVM thin volume: {reason}")]
+    NotThinVolume { volume: String, reason: String },
+    #[error("{location}: not a snapshot made by rollpoint (no rollpoint tag); left alone")]
+    NotOurs { location: String },
+    #[error("{command}: {detail}")]
+    Lvm { command: String, detail: String },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 pub mod btrfs;
 mod error;
+pub mod lvm;
 pub use error::BackendError;
 
 /// A container volume the backend accepted at registration.

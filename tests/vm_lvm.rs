@@ -1,0 +1,468 @@
+//! The LVM thin-pool backend against a real thin pool. This machine's kernel
+//! has no device-mapper, so these tests run inside a virtual machine:
+//! `tests/vm/run` boots one (Debian's kernel, a busybox initramfs with lvm2)
+//! with a scratch disk at /dev/vda and runs this binary there with
+//! `ROLLPOINT_IN_VM=1`. Anywhere else every test says it is skipped and
+//! passes, so a plain `cargo test` is unaffected.
+//!
+//! Each test makes its own thin pool and ext4 thin volume in the VG `vm`
+//! on /dev/vda, mounted under /mnt, and drives the engine with the real
+//! store, cgroup freezer and [`LvmBackend`].
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use rollpoint::backend::lvm::{names, LvmBackend};
+use rollpoint::backend::{Backend, BackendError};
+use rollpoint::engine::{CreateRequest, Engine, EngineConfig, EngineError, RegisterRequest, SystemClock};
+use rollpoint::freezer::CgroupFreezer;
+use rollpoint::lifecycle::HostLifecycle;
+use rollpoint::store::{SnapshotOrigin, SnapshotState, Store};
+use rollpoint::testkit::cgroup::TestCgroup;
+
+const VG: &str = "vm";
+const DISK: &str = "/dev/vda";
+const LVM: &str = "/usr/sbin/lvm";
+/// Set by the parent of a child that is to die at a fault point.
+const CHILD_ENV: &str = "ROLLPOINT_VM_CHILD_STATE";
+
+fn in_vm(test: &str) -> bool {
+    if std::env::var("ROLLPOINT_IN_VM").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("skipping {test}: runs inside the VM (tests/vm/run)");
+    false
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program).args(args).env("LVM_SUPPRESS_FD_WARNINGS", "1").output().expect(program);
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn lvm(args: &[&str]) -> String {
+    run(LVM, args)
+}
+
+/// One volume group on the scratch disk, for every test of this process
+/// (and of the children it starts, which find it made).
+fn volume_group() {
+    static MADE: Once = Once::new();
+    MADE.call_once(|| {
+        let report = Command::new(LVM).args(["vgs", VG]).env("LVM_SUPPRESS_FD_WARNINGS", "1").output().expect("vgs");
+        if !report.status.success() {
+            lvm(&["pvcreate", "--yes", DISK]);
+            lvm(&["vgcreate", VG, DISK]);
+        }
+    });
+}
+
+/// A thin pool `<name>-pool` holding an ext4 thin volume `<name>` mounted at
+/// `/mnt/<name>`.
+struct Volume {
+    name: String,
+    mount_point: PathBuf,
+}
+
+impl Volume {
+    fn create(name: &str, pool_mib: u32, volume_mib: u32) -> Volume {
+        volume_group();
+        let pool = format!("{name}-pool");
+        lvm(&["lvcreate", "--yes", "--type", "thin-pool", "-L", &format!("{pool_mib}m"), "-n", &pool, VG]);
+        lvm(&["lvcreate", "--yes", "-V", &format!("{volume_mib}m"), "--thinpool", &format!("{VG}/{pool}"), "-n", name]);
+        let device = format!("/dev/mapper/{}", names::dm_name(VG, name));
+        // No lazy initialisation: a background thread writing inode tables
+        // would move the pool's fill under the tests' feet.
+        run("/usr/sbin/mke2fs", &["-q", "-t", "ext4", "-E", "lazy_itable_init=0,lazy_journal_init=0", &device]);
+        let mount_point = PathBuf::from("/mnt").join(name);
+        std::fs::create_dir_all(&mount_point).expect("mkdir");
+        nix::mount::mount(
+            Some(device.as_str()),
+            &mount_point,
+            Some("ext4"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .expect("mount");
+        Volume { name: name.to_string(), mount_point }
+    }
+
+    fn lv(&self) -> String {
+        format!("{VG}/{}", self.name)
+    }
+
+    fn write(&self, file: &str, content: &str) {
+        std::fs::write(self.mount_point.join(file), content).expect("write");
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.mount_point.join(file)).unwrap_or_else(|e| format!("<{e}>"))
+    }
+
+    /// The tags of every LV of the VG whose name starts with `prefix`.
+    fn lv_attrs(&self) -> Vec<(String, String, String)> {
+        let json = lvm(&["lvs", "--reportformat", "json", "-o", "lv_name,lv_attr,lv_tags", VG]);
+        let value: serde_json::Value = serde_json::from_str(&json).expect("json");
+        value["report"][0]["lv"]
+            .as_array()
+            .expect("lv array")
+            .iter()
+            .map(|lv| {
+                let field = |k: &str| lv[k].as_str().unwrap_or("").to_string();
+                (field("lv_name"), field("lv_attr"), field("lv_tags"))
+            })
+            .collect()
+    }
+
+    fn is_mounted(&self) -> bool {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        rollpoint::sys::mountinfo::parse(&text).iter().any(|m| m.mount_point == self.mount_point)
+    }
+}
+
+fn engine(state_dir: &Path, backend: LvmBackend) -> Engine {
+    let store = Store::open(state_dir).expect("store");
+    let config = EngineConfig {
+        // lvcreate takes 0.3-0.5 s under TCG; the budget is not what is tested.
+        freeze_budget: Duration::from_secs(30),
+        ..EngineConfig::default()
+    };
+    Engine::new(
+        Arc::new(store),
+        Arc::new(backend),
+        Arc::new(CgroupFreezer::from_mountinfo().expect("freezer")),
+        Arc::new(HostLifecycle),
+        Arc::new(SystemClock),
+        config,
+    )
+}
+
+fn snapshot_request(container: &str, name: &str) -> CreateRequest {
+    CreateRequest {
+        container: container.into(),
+        name: name.into(),
+        alias: String::new(),
+        expiry_days: 0,
+        comment: String::new(),
+        origin: SnapshotOrigin::Api,
+        actor: "test".into(),
+    }
+}
+
+fn register(engine: &Engine, id: &str, cgroup: &TestCgroup, volume: &Volume) {
+    engine
+        .register_container(RegisterRequest {
+            id: id.into(),
+            cgroup: cgroup.relative_name().into(),
+            subvolume: volume.lv(),
+            actor: "test".into(),
+            ..RegisterRequest::default()
+        })
+        .expect("register");
+}
+
+fn state_dir(test: &str) -> PathBuf {
+    let dir = PathBuf::from("/tmp/rollpoint-vm-state").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("state dir");
+    dir
+}
+
+#[test]
+fn snapshot_restore_and_undo_on_a_thin_pool() {
+    if !in_vm("snapshot_restore_and_undo_on_a_thin_pool") {
+        return;
+    }
+    let volume = Volume::create("db1", 256, 128);
+    volume.write("data", "version 1");
+    let cgroup = TestCgroup::create("lvm").expect("cgroup");
+    let mut sleeper = cgroup.spawn(Command::new("/bin/sleep").arg("600")).expect("spawn");
+    let dir = state_dir("undo");
+    let engine = engine(&dir, LvmBackend::new());
+    register(&engine, "db-1", &cgroup, &volume);
+    let container = engine.container("db-1").expect("container");
+    assert_eq!(container.backend, "lvm-thin");
+    assert_eq!(container.volume, PathBuf::from("vm/db1"));
+
+    let started = Instant::now();
+    let first = engine.create_snapshot(snapshot_request("db-1", "snap-1")).expect("snapshot");
+    eprintln!("snapshot took {:?}, frozen for {:?}", started.elapsed(), first.frozen_for);
+    assert_eq!(first.location, "vm/rp-db-1.snap-1");
+    assert!(first.read_only);
+    assert!(first.frozen_for > Duration::ZERO, "the cgroup was frozen around lvcreate");
+    assert!(!cgroup.is_frozen().expect("state"), "thawed after");
+    let attrs = volume.lv_attrs();
+    let (_, attr, tags) = attrs.iter().find(|(n, _, _)| n == "rp-db-1.snap-1").expect("snapshot LV");
+    assert_eq!(&attr[0..2], "Vr", "a read-only thin volume: {attr}");
+    assert_eq!(&attr[9..10], "k", "activation skip: {attr}");
+    assert_eq!(tags, "rollpoint");
+
+    volume.write("data", "version 2");
+    let outcome = engine.restore_snapshot("db-1", "snap-1", "", "test").expect("restore");
+    eprintln!("restore took {:?}: {:?}", outcome.total, outcome.steps);
+    assert!(volume.is_mounted(), "mounted again after the swap");
+    // Restoring again with nothing written is a no-op. (Before reading the
+    // data: the first read updates its atime, which is a write.)
+    let again = engine.restore_snapshot("db-1", "snap-1", "", "test").expect("restore again");
+    assert!(again.already_restored, "no writes since the restore: {again:?}");
+    assert_eq!(volume.read("data"), "version 1");
+    let pre_restore = engine.snapshot("db-1", &outcome.pre_restore_snapshot).expect("pre-restore record");
+    assert_eq!(pre_restore.origin, SnapshotOrigin::PreRestore);
+    assert!(pre_restore.read_only);
+    let attrs = volume.lv_attrs();
+    let (_, attr, tags) = attrs.iter().find(|(n, _, _)| n == "db1").expect("volume");
+    assert_eq!(&attr[9..10], "-", "the volume activates at boot: {attr}");
+    assert!(tags.is_empty(), "no tags left on the volume: {tags}");
+    let aside_lv = pre_restore.location.split_once('/').expect("vg/lv").1.to_string();
+    let (_, attr, tags) = attrs.iter().find(|(n, _, _)| *n == aside_lv).expect("pre-restore LV");
+    assert_eq!(tags, "rollpoint", "{aside_lv}");
+    assert_eq!(&attr[0..2], "Vr", "{attr}");
+    assert_eq!(&attr[9..10], "k", "{attr}");
+
+    // Undo: back to the state before the restore.
+    let undo = engine.restore_snapshot("db-1", &outcome.pre_restore_snapshot, "", "test").expect("undo");
+    assert_eq!(volume.read("data"), "version 2");
+    assert!(volume.is_mounted());
+    assert!(!undo.already_restored);
+
+    // A snapshot of the restored volume, then deletes.
+    volume.write("data", "version 3");
+    engine.create_snapshot(snapshot_request("db-1", "snap-2")).expect("second snapshot");
+    let records = engine.list_snapshots("db-1", 100, "").expect("list").items;
+    assert_eq!(records.len(), 4, "snap-1, two pre-restore, snap-2: {records:?}");
+    let backend = LvmBackend::new();
+    let volume_info =
+        rollpoint::backend::VolumeInfo { path: container.volume.clone(), snapshot_dir: container.snapshot_dir.clone() };
+    let mut on_disk = backend.list_snapshots(&volume_info).expect("list LVs");
+    let mut recorded: Vec<String> = records.iter().map(|r| r.location.clone()).collect();
+    on_disk.sort();
+    recorded.sort();
+    assert_eq!(on_disk, recorded);
+    engine.delete_snapshot("db-1", "snap-1", "test").expect("delete");
+    assert!(!backend.snapshot_exists("vm/rp-db-1.snap-1").expect("exists"));
+    assert!(matches!(engine.snapshot("db-1", "snap-1"), Err(EngineError::NotFound { .. })));
+
+    // Start-up reconciliation finds everything accounted for.
+    let report = engine.recover().expect("recover");
+    assert!(report.lost.is_empty() && report.unknown.is_empty(), "{report:?}");
+    assert_eq!(volume.read("data"), "version 3");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+#[test]
+fn backend_names_tags_and_leftovers() {
+    if !in_vm("backend_names_tags_and_leftovers") {
+        return;
+    }
+    let volume = Volume::create("names", 128, 64);
+    let blob: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+    std::fs::write(volume.mount_point.join("blob"), &blob).expect("write");
+    let backend = LvmBackend::new();
+    let info = backend.inspect(&volume.lv(), "c-1").expect("inspect");
+    assert!(matches!(backend.inspect("vm/names-pool", "c-1"), Err(BackendError::NotThinVolume { .. })));
+    assert!(matches!(backend.inspect("vm/nothing", "c-1"), Err(BackendError::NotFound { .. })));
+    assert!(matches!(backend.inspect("novg/x", "c-1"), Err(BackendError::NotFound { .. })));
+
+    // A long name becomes a hashed LV name that LVM takes.
+    let long = format!("x{}", "-long".repeat(25));
+    let location = backend.location(&info, &long);
+    assert!(location.starts_with("vm/rp-c-1.."), "{location}");
+    let made = backend.create_snapshot(&volume.lv(), &location, true).expect("hashed name");
+    assert!(made.read_only);
+    // Rewritten after the snapshot: the old 4 MiB become the snapshot's alone.
+    // (Almost) all shared at first: freezing the origin for the snapshot
+    // rewrote its superblock, so one pool chunk may already be the snapshot's.
+    let at_first = backend.exclusive_bytes(&location).expect("exclusive").expect("active pool");
+    assert!(at_first < 1024 * 1024, "{at_first}");
+    let rewritten: Vec<u8> = blob.iter().map(|b| b ^ 0x5a).collect();
+    // In place (no truncate), so the volume's own blocks are rewritten: a
+    // freed block stays mapped by a thin volume without discard.
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new().write(true).open(volume.mount_point.join("blob")).expect("open");
+        file.write_all(&rewritten).expect("rewrite");
+        file.sync_all().expect("fsync");
+    }
+    rollpoint::backend::lvm::mounts::sync_filesystem(&volume.mount_point).expect("sync");
+    let exclusive = backend.exclusive_bytes(&location).expect("exclusive").expect("active pool");
+    eprintln!("exclusive bytes of the snapshot: {exclusive}");
+    assert!(exclusive >= 4 * 1024 * 1024, "{exclusive}");
+    assert!(!made.uuid.is_empty());
+    assert!(backend.snapshot_exists(&location).expect("exists"));
+    let writable = backend.location(&info, "w_tmeta");
+    let made = backend.create_snapshot(&location, &writable, false).expect("snapshot of a snapshot");
+    assert!(!made.read_only);
+    backend.set_read_only(&writable, true).expect("read-only");
+    assert!(backend.details(&writable).expect("details").read_only);
+    let renamed = backend.location(&info, "renamed");
+    backend.rename(&writable, &renamed).expect("rename");
+    assert!(matches!(backend.rename(&location, &renamed), Err(BackendError::AlreadyExists { .. })));
+    assert_eq!(backend.list_snapshots(&info).expect("list"), {
+        let mut v = vec![location.clone(), renamed.clone()];
+        v.sort();
+        v
+    });
+
+    // An LV of the user's that looks like one of ours is left alone.
+    lvm(&["lvcreate", "--yes", "-V", "8m", "--thinpool", "vm/names-pool", "-n", "rp-c-1.users"]);
+    assert!(matches!(backend.delete_snapshot("vm/rp-c-1.users"), Err(BackendError::NotOurs { .. })));
+    assert!(!backend.list_snapshots(&info).expect("list").contains(&"vm/rp-c-1.users".to_string()));
+    assert!(matches!(
+        backend.create_snapshot(&volume.lv(), "vm/rp-c-1.users", true),
+        Err(BackendError::AlreadyExists { .. })
+    ));
+
+    assert!(backend.delete_snapshot(&location).expect("delete"));
+    assert!(!backend.delete_snapshot(&location).expect("already gone"));
+    assert!(backend.delete_snapshot(&renamed).expect("delete"));
+    assert!(backend.list_snapshots(&info).expect("list").is_empty());
+    let (pool, fill) = backend.pool_fill(&volume.lv()).expect("pool fill");
+    assert_eq!(pool, "vm/names-pool");
+    let fill = fill.expect("active pool");
+    assert!(fill.data_percent > 0.0 && fill.data_percent < 50.0, "{fill:?}");
+    assert!(backend.mapped_bytes(&volume.lv()).expect("mapped").is_some_and(|b| b > 0));
+}
+
+#[test]
+fn a_pool_above_the_threshold_refuses_snapshots() {
+    if !in_vm("a_pool_above_the_threshold_refuses_snapshots") {
+        return;
+    }
+    let volume = Volume::create("full", 64, 256);
+    let backend = LvmBackend::new();
+    // Fill the pool past 90%, a few MiB at a time, stopping well before 100%
+    // (a full pool would hold every write for a minute).
+    let chunk: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut n = 0;
+    loop {
+        let (_, fill) = backend.pool_fill(&volume.lv()).expect("fill");
+        let fill = fill.expect("active pool");
+        if fill.data_percent > 91.0 {
+            break;
+        }
+        assert!(n < 40, "the pool did not fill: {fill:?}");
+        let remaining = 91.0 - fill.data_percent;
+        let bytes = if remaining > 10.0 { chunk.len() } else { chunk.len() / 4 };
+        std::fs::write(volume.mount_point.join(format!("fill-{n}")), &chunk[..bytes]).expect("write");
+        rollpoint::backend::lvm::mounts::sync_filesystem(&volume.mount_point).expect("sync");
+        n += 1;
+    }
+    let (_, fill) = backend.pool_fill(&volume.lv()).expect("fill");
+    let fill = fill.expect("active pool");
+    assert!(fill.data_percent < 99.0, "{fill:?}");
+
+    let info = backend.inspect(&volume.lv(), "full").expect("inspect");
+    let location = backend.location(&info, "refused");
+    let error = backend.create_snapshot(&volume.lv(), &location, true).expect_err("pool above 90%");
+    let message = error.to_string();
+    eprintln!("refused: {message}");
+    match error {
+        BackendError::PoolFull { pool, data_percent, threshold, .. } => {
+            assert_eq!(pool, "vm/full-pool");
+            assert!(data_percent > 90.0);
+            assert_eq!(threshold, 90.0);
+        }
+        other => panic!("expected PoolFull, got {other:?}"),
+    }
+    assert!(message.contains(&format!("{:.1}%", fill.data_percent)), "{message}");
+    assert!(!backend.snapshot_exists(&location).expect("exists"), "nothing was made");
+
+    // Through the engine: the same refusal, nothing recorded, thawed.
+    let cgroup = TestCgroup::create("full").expect("cgroup");
+    let dir = state_dir("full");
+    let engine = engine(&dir, LvmBackend::new());
+    register(&engine, "full", &cgroup, &volume);
+    let error = engine.create_snapshot(snapshot_request("full", "refused")).expect_err("refused");
+    assert!(matches!(error, EngineError::Backend(BackendError::PoolFull { .. })), "{error:?}");
+    assert!(engine.list_snapshots("full", 10, "").expect("list").items.is_empty());
+    assert!(!cgroup.is_frozen().expect("state"));
+
+    // A higher threshold lets it through.
+    let lenient = LvmBackend::new().with_pool_threshold(99.0);
+    lenient.create_snapshot(&volume.lv(), &location, true).expect("below 99%");
+}
+
+/// The part of `a_restore_killed_mid_way_is_finished_or_undone` that runs in a
+/// child process and dies at the fault point `ROLLPOINT_FAULT` names.
+#[test]
+fn child_restore_that_dies() {
+    let Ok(state) = std::env::var(CHILD_ENV) else { return };
+    let engine = engine(Path::new(&state), LvmBackend::new());
+    let result = engine.restore_snapshot("crash", "base", "", "test");
+    panic!("the fault point was not reached: {result:?}");
+}
+
+#[test]
+fn a_restore_killed_mid_way_is_finished_or_undone() {
+    if !in_vm("a_restore_killed_mid_way_is_finished_or_undone") {
+        return;
+    }
+    let volume = Volume::create("crash", 256, 128);
+    volume.write("data", "base");
+    let cgroup = TestCgroup::create("crash").expect("cgroup");
+    let dir = state_dir("crash");
+    {
+        let engine = engine(&dir, LvmBackend::new());
+        register(&engine, "crash", &cgroup, &volume);
+        engine.create_snapshot(snapshot_request("crash", "base")).expect("snapshot");
+    }
+    // (fault point, whether the restore is finished by recovery)
+    let points = [
+        ("restore.cloning", false),
+        ("restore.exchanging", false),
+        ("lvm.exchange.tagged", false),
+        ("lvm.exchange.unmounted", false),
+        ("lvm.exchange.moved-aside", true),
+        ("lvm.exchange.moved-in", true),
+        ("lvm.exchange.mounted", true),
+        ("restore.exchanged", true),
+        ("restore.recorded", true),
+    ];
+    for (round, (point, finished)) in points.into_iter().enumerate() {
+        let present = format!("present {round}");
+        volume.write("data", &present);
+        let status = Command::new(std::env::current_exe().expect("exe"))
+            .args(["--exact", "child_restore_that_dies", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, &dir)
+            .env("ROLLPOINT_FAULT", point)
+            .status()
+            .expect("child");
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{point}: the child died at the fault point: {status:?}");
+
+        let engine = engine(&dir, LvmBackend::new());
+        let report = engine.recover().expect("recover");
+        eprintln!("{point}: {report:?}");
+        assert!(volume.is_mounted(), "{point}: the volume is mounted after recovery");
+        let expected = if finished { "base" } else { present.as_str() };
+        assert_eq!(volume.read("data"), expected, "{point}");
+        if finished {
+            assert_eq!(report.restores_finished.len(), 1, "{point}: {report:?}");
+        } else {
+            assert_eq!(report.restores_rolled_back.len(), 1, "{point}: {report:?}");
+        }
+        assert!(report.lost.is_empty() && report.unknown.is_empty(), "{point}: {report:?}");
+        for (name, _, tags) in volume.lv_attrs() {
+            assert!(!tags.contains("rp-swap"), "{point}: swap tags left on {name}: {tags}");
+        }
+        let records = engine.list_snapshots("crash", 100, "").expect("list").items;
+        assert!(records.iter().all(|r| r.state == SnapshotState::Ready), "{point}: {records:?}");
+        let pre_restores = records.iter().filter(|r| r.origin == SnapshotOrigin::PreRestore).count();
+        eprintln!("{point}: {} snapshots, {pre_restores} pre-restore", records.len());
+        if finished {
+            // The state from before the crashed restore is kept.
+            let last = records.iter().rfind(|r| r.origin == SnapshotOrigin::PreRestore).expect("pre-restore");
+            let restore_back = engine.restore_snapshot("crash", &last.name, "", "test").expect("undo");
+            assert!(!restore_back.already_restored);
+            assert_eq!(volume.read("data"), present, "{point}: the pre-restore snapshot holds the present");
+        }
+    }
+}
