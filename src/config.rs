@@ -29,6 +29,10 @@ pub struct Config {
     /// Listen on a non-loopback address without TLS. Off: such a listener is
     /// refused, since bearer tokens would cross the network in clear.
     pub insecure_listen: bool,
+    /// A snapshot on an LVM thin pool filled above this percentage (data or
+    /// metadata) is refused with RESOURCE_EXHAUSTED: a full thin pool turns
+    /// its filesystems read-only.
+    pub lvm_pool_threshold_percent: f64,
     /// Members of this group may use the Unix socket, besides root.
     pub socket_group: String,
     /// More uids allowed on the Unix socket.
@@ -61,6 +65,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             insecure_listen: false,
+            lvm_pool_threshold_percent: 90.0,
             socket_group: "rollpoint".into(),
             allowed_uids: Vec::new(),
             freeze_budget_ms: millis(engine.freeze_budget),
@@ -99,6 +104,9 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         if config.tls_cert.is_some() != config.tls_key.is_some() {
             return Err("tls_cert and tls_key: give both or neither".into());
+        }
+        if !(1.0..=100.0).contains(&config.lvm_pool_threshold_percent) {
+            return Err("lvm_pool_threshold_percent: must be between 1 and 100".into());
         }
         if config.freeze_budget_ms == 0 {
             return Err("freeze_budget_ms: must be at least 1".into());

@@ -132,9 +132,16 @@ async fn bad_requests_are_refused_with_their_code_and_the_daemon_keeps_serving()
     still_serving(&mut clients, &[]).await;
     check(
         "register: relative subvolume path",
-        c.register_container(register_request(CONTAINER, &cgroup, "relative/app")).await,
+        c.register_container(register_request(CONTAINER, &cgroup, "./relative/app")).await,
         Code::InvalidArgument,
-        &["relative/app", "absolute"],
+        &["./relative/app", "absolute"],
+    );
+    still_serving(&mut clients, &[]).await;
+    check(
+        "register: an LVM volume (vg/lv) that does not exist",
+        c.register_container(register_request(CONTAINER, &cgroup, "novg/app")).await,
+        Code::FailedPrecondition,
+        &["novg/app"],
     );
     still_serving(&mut clients, &[]).await;
     check(

@@ -34,10 +34,12 @@ fn code_of(error: &EngineError) -> Code {
             BackendError::NotBtrfs { .. }
             | BackendError::NotSubvolume { .. }
             | BackendError::NotFound { .. }
-            | BackendError::InsideSnapshotFolder { .. } => Code::FailedPrecondition,
+            | BackendError::InsideSnapshotFolder { .. }
+            | BackendError::NotThinVolume { .. }
+            | BackendError::NotOurs { .. } => Code::FailedPrecondition,
             BackendError::NotAbsolute { .. } | BackendError::InvalidName { .. } => Code::InvalidArgument,
             BackendError::AlreadyExists { .. } => Code::AlreadyExists,
-            BackendError::NoSpace { .. } => Code::ResourceExhausted,
+            BackendError::NoSpace { .. } | BackendError::PoolFull { .. } => Code::ResourceExhausted,
             _ => Code::Internal,
         },
         EngineError::Freezer(freezer) => match freezer {

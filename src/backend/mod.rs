@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 pub mod btrfs;
 mod error;
+pub mod host;
 pub mod lvm;
 pub use error::BackendError;
 
@@ -36,6 +37,12 @@ pub struct SnapshotDetails {
 pub trait Backend: Send + Sync + 'static {
     /// Short name of the backend, for records and messages ("btrfs").
     fn kind(&self) -> &'static str;
+
+    /// The backend that serves `volume` ("btrfs", "lvm-thin"); the same as
+    /// [`Backend::kind`] for a single backend.
+    fn kind_of(&self, _volume: &VolumeInfo) -> &'static str {
+        self.kind()
+    }
 
     /// Checks that `volume` is a volume this backend can snapshot (for btrfs:
     /// an absolute path to a subvolume on a btrfs filesystem), and says where

@@ -18,6 +18,8 @@ use crate::api::auth::UnixPolicy;
 use crate::api::server::{self, Services};
 use crate::api::tokens::{KeyError, TokenBook};
 use crate::backend::btrfs::BtrfsBackend;
+use crate::backend::host::HostBackends;
+use crate::backend::lvm::LvmBackend;
 use crate::config::Config;
 use crate::engine::{Engine, SystemClock};
 use crate::freezer::CgroupFreezer;
@@ -53,7 +55,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let freezer = CgroupFreezer::from_mountinfo()?;
     let engine = Arc::new(Engine::new(
         store.clone(),
-        Arc::new(BtrfsBackend::new()),
+        Arc::new(HostBackends {
+            btrfs: BtrfsBackend::new(),
+            lvm: LvmBackend::new().with_pool_threshold(config.lvm_pool_threshold_percent),
+        }),
         Arc::new(freezer),
         Arc::new(HostLifecycle),
         Arc::new(SystemClock),

@@ -46,11 +46,12 @@ impl Engine {
             });
         }
         let request_actor = request.actor;
+        let backend = self.backend.kind_of(&volume).to_owned();
         let record = ContainerRecord {
             id: request.id,
             cgroup,
             volume: volume.path,
-            backend: self.backend.kind().to_owned(),
+            backend,
             snapshot_dir: volume.snapshot_dir,
             lifecycle: request.lifecycle,
             labels: request.labels,

@@ -108,7 +108,13 @@ impl LvmBackend {
             .env("LVM_SUPPRESS_FD_WARNINGS", "1")
             .stdin(Stdio::null())
             .output()
-            .map_err(|err| BackendError::io("run", &self.lvm, err))?;
+            .map_err(|err| match err.kind() {
+                std::io::ErrorKind::NotFound => BackendError::NotThinVolume {
+                    volume: subject.to_owned(),
+                    reason: format!("{} is missing: LVM volumes need lvm2 installed", self.lvm.display()),
+                },
+                _ => BackendError::io("run", &self.lvm, err),
+            })?;
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
