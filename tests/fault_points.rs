@@ -10,10 +10,8 @@
 
 mod common;
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use rollpoint::api::proto::{self, SnapshotState};
@@ -22,8 +20,6 @@ use rollpoint::testkit::loop_btrfs::LoopBtrfs;
 use rollpoint::testkit::root_or_skip;
 use tonic::Code;
 
-/// How long a daemon gets to reach its fault point and die.
-const DEATH_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITERS: u32 = 4;
 
 /// One row of the matrix.
@@ -117,8 +113,8 @@ async fn crash_in_create(fs: &LoopBtrfs, point: &'static str) -> Row {
     let before = writers.progress();
     let mut row = Row::default();
     let call = create_snapshot(&mut clients, &id, "", "crashed").await;
-    row.call = transport_error(point, call);
-    row.died = died(&mut daemon, point);
+    row.call = expect_transport_error(point, call);
+    row.died = expect_fault_death(&mut daemon, point);
     row.frozen_at_crash = writers.frozen();
     // Only create.frozen dies between freeze and thaw.
     assert_eq!(row.frozen_at_crash, point == "create.frozen", "{point}: frozen at the crash");
@@ -178,8 +174,8 @@ async fn crash_in_delete(fs: &LoopBtrfs, point: &'static str) -> Row {
         .delete_snapshot(proto::DeleteSnapshotRequest { container: id.clone(), snapshot: "old".into() })
         .await
         .map(|r| r.into_inner());
-    row.call = transport_error(point, call);
-    row.died = died(&mut daemon, point);
+    row.call = expect_transport_error(point, call);
+    row.died = expect_fault_death(&mut daemon, point);
     row.frozen_at_crash = writers.frozen();
     assert!(!row.frozen_at_crash, "{point}: a delete never freezes");
     let at_crash = subvolumes_in(&folder);
@@ -213,36 +209,4 @@ async fn crash_in_delete(fs: &LoopBtrfs, point: &'static str) -> Row {
     create_snapshot(&mut clients, &id, "victim", "").await.unwrap_or_else(|s| panic!("{point}: retry: {s}"));
     assert_listing_matches_disk(&mut clients, &id, &folder).await;
     row
-}
-
-/// The call that hit the fault point must fail at the transport, not with
-/// an answer from the daemon. Returns the code, for the matrix.
-fn transport_error<T: std::fmt::Debug>(point: &str, call: Result<T, tonic::Status>) -> String {
-    match call {
-        Ok(reply) => panic!("{point}: the call succeeded although the daemon should have died: {reply:?}"),
-        Err(status) => {
-            assert!(
-                matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled),
-                "{point}: expected a transport error, got {:?}: {}",
-                status.code(),
-                status.message()
-            );
-            format!("{:?}", status.code())
-        }
-    }
-}
-
-/// Waits for the daemon to have killed itself at its fault point.
-fn died(daemon: &mut TestDaemon, point: &str) -> String {
-    let status = daemon
-        .wait_for_exit(DEATH_TIMEOUT)
-        .expect("wait for the daemon")
-        .unwrap_or_else(|| panic!("{point}: the daemon still runs {DEATH_TIMEOUT:?} after the call"));
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{point}: the daemon died of {status}, not its own SIGKILL");
-    // The daemon logs to journald instead of stderr where the journal
-    // socket exists; the log file only has its lines elsewhere.
-    if !Path::new("/run/systemd/journal/socket").exists() {
-        assert!(daemon.log().contains("fault injection"), "{point}: no fault injection in the log");
-    }
-    "SIGKILL".into()
 }
