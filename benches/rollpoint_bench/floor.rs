@@ -16,6 +16,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use rollpoint::backend::btrfs::BtrfsBackend;
@@ -64,24 +65,48 @@ impl Floor {
         let cgroup = self.freezer.resolve(cgroup)?;
         let source = volume.to_str().ok_or("volume path is not UTF-8")?.to_string();
         let location = self.location(scratch, "snap")?;
-        let started = Instant::now();
-        crate::setup::sync_fs(volume)?;
-        let flush = started.elapsed();
         let (freezer, backend, target) = (self.freezer.clone(), self.backend, location.clone());
-        let window = std::thread::spawn(move || -> Fallible<Duration> {
-            raise_priority();
-            let started = Instant::now();
-            freezer.freeze(&cgroup, FREEZE_TIMEOUT)?;
-            let snapshot = backend.create_snapshot(&source, &target, true);
-            freezer.thaw(&cgroup)?;
-            let window = started.elapsed();
-            snapshot?;
-            Ok(window)
-        })
-        .join()
-        .map_err(|_| "floor thread panicked")??;
+        let sample = std::thread::spawn(move || take(&freezer, backend, &cgroup, &source, &target))
+            .join()
+            .map_err(|_| "floor thread panicked")??;
         self.backend.delete_snapshot(&location)?;
-        Ok(SnapshotFloor { flush, window })
+        Ok(sample)
+    }
+
+    /// The floor of a burst: every `(cgroup, volume)` snapshotted at once,
+    /// one thread each, released together; the time until the last is done.
+    pub fn snapshot_all(&self, containers: &[(&str, &Path)], scratch: &Path) -> Fallible<Duration> {
+        let barrier = Arc::new(Barrier::new(containers.len() + 1));
+        let mut threads = Vec::with_capacity(containers.len());
+        let mut locations = Vec::with_capacity(containers.len());
+        for (cgroup, volume) in containers {
+            let cgroup = self.freezer.resolve(cgroup)?;
+            let source = volume.to_str().ok_or("volume path is not UTF-8")?.to_string();
+            let location = self.location(scratch, "snap")?;
+            locations.push(location.clone());
+            let (freezer, backend, barrier) = (self.freezer.clone(), self.backend, barrier.clone());
+            threads.push(std::thread::spawn(move || {
+                barrier.wait();
+                take(&freezer, backend, &cgroup, &source, &location).map(|_| Instant::now())
+            }));
+        }
+        barrier.wait();
+        let started = Instant::now();
+        let mut last = started;
+        let mut first_error = None;
+        for thread in threads {
+            match thread.join().map_err(|_| "floor thread panicked".into()).and_then(|r| r) {
+                Ok(done) => last = last.max(done),
+                Err(error) => first_error = first_error.or(Some(error)),
+            }
+        }
+        for location in &locations {
+            self.backend.delete_snapshot(location)?;
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(last - started),
+        }
     }
 
     /// Replaces `volume` with a writable snapshot of `target` (a read-only
@@ -102,6 +127,27 @@ impl Floor {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         Ok(scratch.join(format!("{prefix}-{n}")).to_str().ok_or("scratch path is not UTF-8")?.to_string())
     }
+}
+
+/// syncfs, then freeze, snapshot, thaw at SCHED_FIFO; runs on its own thread.
+fn take(
+    freezer: &CgroupFreezer,
+    backend: BtrfsBackend,
+    cgroup: &Path,
+    source: &str,
+    location: &str,
+) -> Fallible<SnapshotFloor> {
+    let started = Instant::now();
+    crate::setup::sync_fs(Path::new(source))?;
+    let flush = started.elapsed();
+    raise_priority();
+    let started = Instant::now();
+    freezer.freeze(cgroup, FREEZE_TIMEOUT)?;
+    let snapshot = backend.create_snapshot(source, location, true);
+    freezer.thaw(cgroup)?;
+    let window = started.elapsed();
+    snapshot?;
+    Ok(SnapshotFloor { flush, window })
 }
 
 /// SCHED_FIFO priority 10, as the daemon's freeze thread; without it (no

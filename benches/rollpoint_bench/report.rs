@@ -40,34 +40,35 @@ impl Unit {
             Unit::Ms if value >= 10.0 => format!("{value:.1} ms"),
             Unit::Ms => format!("{value:.2} ms"),
             Unit::MiB => format!("{value:.1} MiB"),
+            Unit::Ratio if value > 0.0 && value < 0.1 => format!("1/{:.0}", 1.0 / value),
             Unit::Ratio => format!("{value:.2}x"),
             Unit::Count => format!("{value:.0}"),
         }
     }
 }
 
-/// What a goal bounds.
+/// What a goal bounds, and the most it may be.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Goal {
-    P99AtMost(f64),
-    MaxAtMost(f64),
-    MedianAtMost(f64),
+    P99(f64),
+    Max(f64),
+    Median(f64),
 }
 
 impl Goal {
     fn parts(self) -> (&'static str, f64) {
         match self {
-            Goal::P99AtMost(limit) => ("p99", limit),
-            Goal::MaxAtMost(limit) => ("max", limit),
-            Goal::MedianAtMost(limit) => ("median", limit),
+            Goal::P99(limit) => ("p99", limit),
+            Goal::Max(limit) => ("max", limit),
+            Goal::Median(limit) => ("median", limit),
         }
     }
 
     fn measured(self, summary: &Summary) -> f64 {
         match self {
-            Goal::P99AtMost(_) => summary.p99,
-            Goal::MaxAtMost(_) => summary.max,
-            Goal::MedianAtMost(_) => summary.median,
+            Goal::P99(_) => summary.p99,
+            Goal::Max(_) => summary.max,
+            Goal::Median(_) => summary.median,
         }
     }
 }

@@ -67,7 +67,7 @@ pub fn progress(text: impl AsRef<str>) {
 /// not compressible, not all zeros, the same in every run.
 fn pattern_block() -> Vec<u8> {
     let mut block = Vec::with_capacity(MIB as usize);
-    let mut x: u64 = 0x5eed_0f_b1e5;
+    let mut x: u64 = 0x005e_ed0f_b1e5;
     while block.len() < MIB as usize {
         x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = x;

@@ -1,4 +1,4 @@
-//! 5. Burst: 100 registered containers (100 subvolumes of one filesystem,
+//! Case 5, burst: 100 registered containers (100 subvolumes of one filesystem,
 //! 100 cgroups with a sleeping process each) snapshotted at the same moment
 //! through 10 connections: the time until the last reply lands. Then the
 //! same burst against a daemon with the default configuration, whose
@@ -68,16 +68,10 @@ pub async fn run(bench: &mut Bench) -> Fallible<()> {
             let status = call.result.as_ref().err().map(|s| format!("{:?}: {}", s.code(), s.message()));
             return Err(format!("a burst call failed: {}", status.unwrap_or_default()).into());
         }
-        // The floor: the same 100 snapshots, back to back, by the minimal program.
-        let started = Instant::now();
-        for container in &containers {
-            bench.floor.snapshot(
-                container.cgroup.relative_name(),
-                &container.volume,
-                &fs.mount_point().join(".bench-floor"),
-            )?;
-        }
-        let floor_took = started.elapsed();
+        // The floor: the same 100 snapshots at once, by the minimal program.
+        let pairs: Vec<(&str, &std::path::Path)> =
+            containers.iter().map(|c| (c.cgroup.relative_name(), c.volume.as_path())).collect();
+        let floor_took = bench.floor.snapshot_all(&pairs, &fs.mount_point().join(".bench-floor"))?;
         if round == 0 {
             continue;
         }
@@ -96,8 +90,8 @@ pub async fn run(bench: &mut Bench) -> Fallible<()> {
         Unit::Ms,
         last,
         Some(&floor),
-        Target::goal("max <= 2 s (goal)", Goal::MaxAtMost(BURST_GOAL_MS)),
-        format!("{CONTAINERS} CreateSnapshot calls at once over {CONNECTIONS} connections; floor: the 100 floor snapshots back to back"),
+        Target::goal("max <= 2 s (goal)", Goal::Max(BURST_GOAL_MS)),
+        format!("{CONTAINERS} CreateSnapshot calls at once over {CONNECTIONS} connections; floor: the same 100 by the minimal program, 100 threads released together"),
     );
     bench.report.add(BURST, "burst.call", "each call, sent to reply", Unit::Ms, latency, None, Target::info(), "");
     bench.report.add(

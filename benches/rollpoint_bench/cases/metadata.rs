@@ -1,4 +1,4 @@
-//! 6. Metadata scale: one container with 10,000 real snapshots recorded
+//! Case 6, metadata scale: one container with 10,000 real snapshots recorded
 //! (1,000 with --quick), made through the API; then ListSnapshots, a first
 //! page of 1,000, the default first page, and every page of 1,000 followed
 //! to the end; and the daemon's memory with all of it recorded.
