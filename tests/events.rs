@@ -11,7 +11,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rollpoint::api::client::Clients;
 use rollpoint::api::proto;
 use rollpoint::testkit::daemon::TestDaemon;
 use rollpoint::testkit::root_or_skip;
@@ -20,29 +19,6 @@ use rollpoint::testkit::root_or_skip;
 const BURST: usize = 200;
 /// How long a stream must stay silent to count as drained.
 const QUIET: Duration = Duration::from_secs(1);
-
-async fn list_all_events(clients: &mut Clients) -> Vec<proto::Event> {
-    let mut all = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let reply = clients
-            .events
-            .list_events(proto::ListEventsRequest {
-                oldest_first: true,
-                page_size: 1000,
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .expect("ListEvents")
-            .into_inner();
-        all.extend(reply.events);
-        if reply.next_page_token.is_empty() {
-            return all;
-        }
-        page_token = reply.next_page_token;
-    }
-}
 
 /// Everything the stream sends until it stays silent for [`QUIET`].
 async fn drain(stream: &mut tonic::Streaming<proto::Event>) -> Vec<u64> {
@@ -103,7 +79,7 @@ async fn watchers_see_every_event_of_a_concurrent_burst_in_order() {
         joined.expect("a CreateEntry task");
     }
 
-    let listed: Vec<u64> = list_all_events(&mut clients).await.iter().map(|e| e.sequence).collect();
+    let listed: Vec<u64> = list_events(&mut clients, "", "").await.iter().map(|e| e.sequence).collect();
     assert_eq!(listed.len(), BURST, "one schedule.created per call");
     assert!(listed.windows(2).all(|w| w[0] < w[1]), "ListEvents in sequence order");
     let streamed = drain(&mut stream).await;

@@ -139,31 +139,6 @@ async fn run_entry(clients: &mut Clients, name: &str) -> proto::RunEntryResponse
     clients.schedules.run_entry(proto::RunEntryRequest { name: name.into() }).await.expect("RunEntry").into_inner()
 }
 
-/// Every event matching the filter, oldest first, following pages.
-async fn list_events(clients: &mut Clients, container: &str, entry: &str) -> Vec<proto::Event> {
-    let mut all = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let reply = clients
-            .events
-            .list_events(proto::ListEventsRequest {
-                container: container.into(),
-                entry: entry.into(),
-                oldest_first: true,
-                page_token,
-                ..Default::default()
-            })
-            .await
-            .expect("ListEvents")
-            .into_inner();
-        all.extend(reply.events);
-        if reply.next_page_token.is_empty() {
-            return all;
-        }
-        page_token = reply.next_page_token;
-    }
-}
-
 fn kinds(events: &[proto::Event]) -> Vec<&str> {
     events.iter().map(|e| e.kind.as_str()).collect()
 }

@@ -478,3 +478,28 @@ pub fn panic_text(error: tokio::task::JoinError) -> String {
         Err(error) => error.to_string(),
     }
 }
+
+/// Every event matching the filter, oldest first, following pages.
+pub async fn list_events(clients: &mut Clients, container: &str, entry: &str) -> Vec<proto::Event> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let reply = clients
+            .events
+            .list_events(proto::ListEventsRequest {
+                container: container.into(),
+                entry: entry.into(),
+                oldest_first: true,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .expect("ListEvents")
+            .into_inner();
+        all.extend(reply.events);
+        if reply.next_page_token.is_empty() {
+            return all;
+        }
+        page_token = reply.next_page_token;
+    }
+}
