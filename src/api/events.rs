@@ -109,17 +109,19 @@ async fn forward(
         if !caught_up {
             continue;
         }
-        match live.recv().await {
-            Ok(event) if event.sequence > last => {
-                last = event.sequence;
-                if wanted(&event) && sender.send(Ok(convert::event(&event))).await.is_err() {
-                    return;
+        // Live from here; back to the store only after falling behind.
+        loop {
+            match live.recv().await {
+                Ok(event) if event.sequence > last => {
+                    last = event.sequence;
+                    if wanted(&event) && sender.send(Ok(convert::event(&event))).await.is_err() {
+                        return;
+                    }
                 }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
-            Ok(_) => {}
-            // Fell behind the live buffer: read the rest from the store.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
 }
