@@ -23,12 +23,16 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(EngineConfig { lock_wait: Duration::from_millis(50), ..EngineConfig::default() })
+}
+
+/// A fresh engine over the fakes, with container db-1 registered.
+fn fixture_with(config: EngineConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let backend = FakeBackend::with_volume(VOLUME);
     let freezer = FakeFreezer::with_cgroup(CGROUP);
     let clock = FakeClock::at(chrono::Utc.with_ymd_and_hms(2026, 5, 4, 2, 55, 0).unwrap());
-    let config = EngineConfig { lock_wait: Duration::from_millis(50), ..EngineConfig::default() };
     let lifecycle = Arc::new(FakeLifecycle::default());
     let engine = Engine::new(store, backend.clone(), freezer.clone(), lifecycle.clone(), clock.clone(), config);
     engine
@@ -101,25 +105,10 @@ fn names_aliases_and_containers_are_checked() {
 
 #[test]
 fn the_freeze_budget_thaws_a_container_whose_backend_hangs() {
-    let f = fixture();
+    let f = fixture_with(EngineConfig { freeze_budget: Duration::from_millis(100), ..EngineConfig::default() });
     *f.backend.snapshot_delay.lock() = Some(Duration::from_millis(600));
-    let engine = Engine::new(
-        Arc::new(Store::open(f._dir.path().join("other").as_path()).unwrap()),
-        f.backend.clone(),
-        f.freezer.clone(),
-        f.lifecycle.clone(),
-        f.clock.clone(),
-        EngineConfig { freeze_budget: Duration::from_millis(100), ..EngineConfig::default() },
-    );
-    engine
-        .register_container(RegisterRequest {
-            id: "db-1".into(),
-            cgroup: CGROUP.into(),
-            subvolume: VOLUME.into(),
-            ..Default::default()
-        })
-        .unwrap();
-    let error = create(&engine, "slow", "", 0).unwrap_err();
+    let engine = &f.engine;
+    let error = create(engine, "slow", "", 0).unwrap_err();
     assert!(matches!(error, EngineError::DeadlineExceeded { .. }), "{error:?}");
     assert_eq!(f.freezer.state_of(CGROUP), FreezeState::Thawed, "the watchdog did not thaw");
     assert!(engine.list_snapshots("db-1", 0, "").unwrap().items.is_empty());
