@@ -99,16 +99,33 @@ fn container_of(point: &str) -> String {
     point.replace('.', "-")
 }
 
+/// A container of its own for one fault point: a subvolume, writers in a
+/// cgroup, and a daemon armed with the fault, the container registered.
+struct Scene {
+    id: String,
+    folder: std::path::PathBuf,
+    writers: Writers,
+    daemon: TestDaemon,
+    clients: rollpoint::api::client::Clients,
+}
+
+impl Scene {
+    async fn start(fs: &LoopBtrfs, point: &str) -> Scene {
+        let id = container_of(point);
+        let volume = fs.create_subvolume(&id).expect("subvolume");
+        let folder = snapshot_folder(fs.mount_point(), &id);
+        let writers = Writers::start(&id, &volume, WRITERS);
+        let daemon =
+            TestDaemon::start_with(daemon_binary(), DaemonOptions::fault(point)).await.expect("start rollpointd");
+        let mut clients = daemon.clients().await.expect("connect");
+        register(&mut clients, &id, writers.cgroup.relative_name(), &volume).await.expect("RegisterContainer");
+        writers.wait_progress_at_least(20);
+        Scene { id, folder, writers, daemon, clients }
+    }
+}
+
 async fn crash_in_create(fs: &LoopBtrfs, point: &'static str) -> Row {
-    let id = container_of(point);
-    let volume = fs.create_subvolume(&id).expect("subvolume");
-    let folder = snapshot_folder(fs.mount_point(), &id);
-    let writers = Writers::start(&id, &volume, WRITERS);
-    let mut daemon =
-        TestDaemon::start_with(daemon_binary(), DaemonOptions::fault(point)).await.expect("start rollpointd");
-    let mut clients = daemon.clients().await.expect("connect");
-    register(&mut clients, &id, writers.cgroup.relative_name(), &volume).await.expect("RegisterContainer");
-    writers.wait_progress_at_least(20);
+    let Scene { id, folder, writers, mut daemon, mut clients } = Scene::start(fs, point).await;
 
     let before = writers.progress();
     let mut row = Row::default();
@@ -156,15 +173,7 @@ async fn crash_in_create(fs: &LoopBtrfs, point: &'static str) -> Row {
 }
 
 async fn crash_in_delete(fs: &LoopBtrfs, point: &'static str) -> Row {
-    let id = container_of(point);
-    let volume = fs.create_subvolume(&id).expect("subvolume");
-    let folder = snapshot_folder(fs.mount_point(), &id);
-    let writers = Writers::start(&id, &volume, WRITERS);
-    let mut daemon =
-        TestDaemon::start_with(daemon_binary(), DaemonOptions::fault(point)).await.expect("start rollpointd");
-    let mut clients = daemon.clients().await.expect("connect");
-    register(&mut clients, &id, writers.cgroup.relative_name(), &volume).await.expect("RegisterContainer");
-    writers.wait_progress_at_least(20);
+    let Scene { id, folder, writers, mut daemon, mut clients } = Scene::start(fs, point).await;
     let keep = create_snapshot(&mut clients, &id, "keep", "").await.expect("CreateSnapshot keep");
     let victim = create_snapshot(&mut clients, &id, "victim", "old").await.expect("CreateSnapshot victim");
 
