@@ -4,7 +4,11 @@
 //! character set leaves no way out of the daemon's folders: no `/`, no NUL,
 //! never `.` or `..`, nothing starting with a dot or a dash.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
+
+use crate::store::SnapshotRecord;
 
 use super::error::{EngineError, EngineResult};
 
@@ -125,6 +129,12 @@ pub fn default_name_with_prefix(prefix: &str, now: DateTime<Utc>, taken: impl Fn
         .map(|n| format!("{base}-{n}"))
         .find(|candidate| !taken(candidate))
         .expect("an unbounded range always yields a free name")
+}
+
+/// Every name and alias of `snapshots`, for constant-time checks while a
+/// default name is looked for among thousands.
+pub fn in_use(snapshots: &[SnapshotRecord]) -> HashSet<&str> {
+    snapshots.iter().flat_map(|s| std::iter::once(s.name.as_str()).chain(s.alias.as_deref())).collect()
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{EngineError, EngineResult};
 use super::fault;
 use super::names;
-use super::snapshots::{expiry_from, names_in_use, volume_of};
+use super::snapshots::{expiry_from, volume_of};
 use super::Engine;
 use crate::events::Event;
 use crate::freezer::FreezerError;
@@ -143,7 +143,7 @@ impl Engine {
         let now = self.clock.now();
         let existing = self.store.snapshots_of(&container.id)?;
         let volume = volume_of(&container);
-        let taken = names_in_use(&existing);
+        let taken = names::in_use(&existing);
         let pre_restore_name =
             names::default_name_with_prefix("pre-restore", now, |n| self.name_taken(&taken, &volume, n));
         let mut intent = RestoreIntent {

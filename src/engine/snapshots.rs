@@ -59,7 +59,7 @@ impl Engine {
         let existing = self.store.snapshots_of(&container.id)?;
         let now = self.clock.now();
         let volume = volume_of(&container);
-        let taken = names_in_use(&existing);
+        let taken = names::in_use(&existing);
         let name = if request.name.is_empty() {
             names::default_snapshot_name(now, |n| self.name_taken(&taken, &volume, n))
         } else if self.name_taken(&taken, &volume, &request.name) {
@@ -345,10 +345,4 @@ fn origin_entry(origin: &SnapshotOrigin) -> &str {
         SnapshotOrigin::Schedule { entry } => entry,
         _ => "",
     }
-}
-
-/// Every name and alias of `snapshots`, for constant-time checks while a
-/// default name is looked for among thousands.
-pub(super) fn names_in_use(snapshots: &[SnapshotRecord]) -> HashSet<&str> {
-    snapshots.iter().flat_map(|s| std::iter::once(s.name.as_str()).chain(s.alias.as_deref())).collect()
 }
