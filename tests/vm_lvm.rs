@@ -27,6 +27,8 @@ const DISK: &str = "/dev/vda";
 const LVM: &str = "/usr/sbin/lvm";
 /// Set by the parent of a child that is to die at a fault point.
 const CHILD_ENV: &str = "ROLLPOINT_VM_CHILD_STATE";
+/// A file rewritten after a snapshot, to give the snapshot blocks of its own.
+const BLOB_BYTES: u32 = 4 * 1024 * 1024;
 
 fn in_vm(test: &str) -> bool {
     if std::env::var("ROLLPOINT_IN_VM").as_deref() == Ok("1") {
@@ -127,6 +129,37 @@ impl Volume {
     }
 }
 
+/// Rewrites `path` with every byte of `old` flipped, in place (no truncate),
+/// so that the volume's own blocks are written: a freed block stays mapped
+/// by a thin volume without discard, and would stay shared.
+fn rewrite_in_place(path: &Path, old: &[u8]) {
+    use std::io::Write as _;
+    let rewritten: Vec<u8> = old.iter().map(|b| b ^ 0x5a).collect();
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).expect("open");
+    file.write_all(&rewritten).expect("rewrite");
+    file.sync_all().expect("fsync");
+}
+
+/// What thin_ls says of every thin volume of `pool` (for the log), next to
+/// the LVs' thin ids.
+fn thin_ls(pool: &str) -> String {
+    let pool_device = format!("/dev/mapper/{}-tpool", names::dm_name(VG, pool));
+    let metadata = format!("/dev/mapper/{}", names::dm_name(VG, &format!("{pool}_tmeta")));
+    run("/usr/sbin/dmsetup", &["message", &pool_device, "0", "reserve_metadata_snap"]);
+    let listed = Command::new("/usr/sbin/thin_ls")
+        .args(["--metadata-snap", "-o", "DEV,MAPPED_BYTES,EXCLUSIVE_BYTES,SHARED_BYTES", &metadata])
+        .output()
+        .expect("thin_ls");
+    run("/usr/sbin/dmsetup", &["message", &pool_device, "0", "release_metadata_snap"]);
+    let ids = lvm(&["lvs", "--noheadings", "-o", "lv_name,thin_id", "-S", &format!("pool_lv={pool}"), VG]);
+    format!(
+        "thin_ls ({}):\n{}{}LVs and thin ids:\n{ids}",
+        listed.status,
+        String::from_utf8_lossy(&listed.stdout),
+        String::from_utf8_lossy(&listed.stderr)
+    )
+}
+
 fn engine(state_dir: &Path, backend: LvmBackend) -> Engine {
     let store = Store::open(state_dir).expect("store");
     let config = EngineConfig {
@@ -182,6 +215,8 @@ fn snapshot_restore_and_undo_on_a_thin_pool() {
     }
     let volume = Volume::create("db1", 256, 128);
     volume.write("data", "version 1");
+    let blob: Vec<u8> = (0..BLOB_BYTES).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+    std::fs::write(volume.mount_point.join("blob"), &blob).expect("write blob");
     let cgroup = TestCgroup::create("lvm").expect("cgroup");
     let mut sleeper = cgroup.spawn(Command::new("/bin/sleep").arg("600")).expect("spawn");
     let dir = state_dir("undo");
@@ -204,7 +239,20 @@ fn snapshot_restore_and_undo_on_a_thin_pool() {
     assert_eq!(&attr[9..10], "k", "activation skip: {attr}");
     assert_eq!(tags, "rollpoint");
 
+    // Exclusive bytes, read as GetSnapshot reads them: (almost) nothing yet,
+    // then the blob's old blocks once the origin rewrites them in place.
+    let (_, at_first) = engine.snapshot_with_exclusive_bytes("db-1", "snap-1").expect("get");
+    eprintln!("snapshot's exclusive bytes when taken: {at_first:?}\n{}", thin_ls("db1-pool"));
+    assert!(at_first.is_some_and(|bytes| bytes < 1024 * 1024), "{at_first:?}");
+    rewrite_in_place(&volume.mount_point.join("blob"), &blob);
     volume.write("data", "version 2");
+    rollpoint::backend::lvm::mounts::sync_filesystem(&volume.mount_point).expect("sync");
+    let (record, exclusive) = engine.snapshot_with_exclusive_bytes("db-1", "snap-1").expect("get");
+    eprintln!("snapshot's exclusive bytes after the rewrite: {exclusive:?}\n{}", thin_ls("db1-pool"));
+    let reported = rollpoint::api::convert::snapshot_with_exclusive_bytes(&record, exclusive).exclusive_bytes;
+    assert!(reported >= u64::from(BLOB_BYTES), "{reported}");
+    assert_eq!(rollpoint::api::convert::snapshot(&record).exclusive_bytes, 0, "listings leave it out");
+
     let outcome = engine.restore_snapshot("db-1", "snap-1", "", "test").expect("restore");
     eprintln!("restore took {:?}: {:?}", outcome.total, outcome.steps);
     assert!(volume.is_mounted(), "mounted again after the swap");
@@ -263,7 +311,7 @@ fn backend_names_tags_and_leftovers() {
         return;
     }
     let volume = Volume::create("names", 128, 64);
-    let blob: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+    let blob: Vec<u8> = (0..BLOB_BYTES).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
     std::fs::write(volume.mount_point.join("blob"), &blob).expect("write");
     let backend = LvmBackend::new();
     let info = backend.inspect(&volume.lv(), "c-1").expect("inspect");
@@ -282,19 +330,11 @@ fn backend_names_tags_and_leftovers() {
     // rewrote its superblock, so one pool chunk may already be the snapshot's.
     let at_first = backend.exclusive_bytes(&location).expect("exclusive").expect("active pool");
     assert!(at_first < 1024 * 1024, "{at_first}");
-    let rewritten: Vec<u8> = blob.iter().map(|b| b ^ 0x5a).collect();
-    // In place (no truncate), so the volume's own blocks are rewritten: a
-    // freed block stays mapped by a thin volume without discard.
-    {
-        use std::io::Write as _;
-        let mut file = std::fs::OpenOptions::new().write(true).open(volume.mount_point.join("blob")).expect("open");
-        file.write_all(&rewritten).expect("rewrite");
-        file.sync_all().expect("fsync");
-    }
+    rewrite_in_place(&volume.mount_point.join("blob"), &blob);
     rollpoint::backend::lvm::mounts::sync_filesystem(&volume.mount_point).expect("sync");
     let exclusive = backend.exclusive_bytes(&location).expect("exclusive").expect("active pool");
     eprintln!("exclusive bytes of the snapshot: {exclusive}");
-    assert!(exclusive >= 4 * 1024 * 1024, "{exclusive}");
+    assert!(exclusive >= u64::from(BLOB_BYTES), "{exclusive}");
     assert!(!made.uuid.is_empty());
     assert!(backend.snapshot_exists(&location).expect("exists"));
     let writable = backend.location(&info, "w_tmeta");

@@ -28,7 +28,14 @@ pub fn duration(duration: Duration) -> prost_types::Duration {
     }
 }
 
+/// A snapshot as listings and every reply but GetSnapshot show it: without
+/// its exclusive bytes (0, "not known"), which cost a backend call each.
 pub fn snapshot(record: &SnapshotRecord) -> proto::Snapshot {
+    snapshot_with_exclusive_bytes(record, None)
+}
+
+/// A snapshot with its exclusive bytes where the backend told them.
+pub fn snapshot_with_exclusive_bytes(record: &SnapshotRecord, exclusive_bytes: Option<u64>) -> proto::Snapshot {
     proto::Snapshot {
         name: record.name.clone(),
         container: record.container.clone(),
@@ -52,7 +59,7 @@ pub fn snapshot(record: &SnapshotRecord) -> proto::Snapshot {
         uuid: record.uuid.clone(),
         resource_name: record.resource_name(),
         comment: record.comment.clone(),
-        exclusive_bytes: 0,
+        exclusive_bytes: exclusive_bytes.unwrap_or(0),
     }
 }
 

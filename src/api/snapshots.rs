@@ -45,9 +45,13 @@ impl SnapshotService for Snapshots {
     ) -> Result<Response<GetSnapshotResponse>, Status> {
         authorize(&request, Scope::Read, Some(&request.get_ref().container))?;
         let request = request.into_inner();
-        let record =
-            blocking(&self.engine, move |engine| engine.snapshot(&request.container, &request.snapshot)).await?;
-        Ok(Response::new(GetSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
+        let (record, exclusive_bytes) = blocking(&self.engine, move |engine| {
+            engine.snapshot_with_exclusive_bytes(&request.container, &request.snapshot)
+        })
+        .await?;
+        Ok(Response::new(GetSnapshotResponse {
+            snapshot: Some(convert::snapshot_with_exclusive_bytes(&record, exclusive_bytes)),
+        }))
     }
 
     async fn list_snapshots(

@@ -89,6 +89,10 @@ impl Backend for HostBackends {
     fn list_snapshots(&self, volume: &VolumeInfo) -> Result<Vec<String>, BackendError> {
         self.for_info(volume).list_snapshots(volume)
     }
+
+    fn exclusive_bytes(&self, location: &str) -> Result<Option<u64>, BackendError> {
+        self.for_volume(location).exclusive_bytes(location)
+    }
 }
 
 #[cfg(test)]

@@ -88,4 +88,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Locations of every snapshot found in the volume's snapshot folder
     /// (for start-up reconciliation).
     fn list_snapshots(&self, volume: &VolumeInfo) -> Result<Vec<String>, BackendError>;
+
+    /// How many bytes of storage only the snapshot at `location` holds (what
+    /// deleting it would give back), where the backend can tell; `Ok(None)`
+    /// where it cannot, which is the default. May be costly (LVM reads the
+    /// whole pool's metadata): for one snapshot on request, not for listings.
+    fn exclusive_bytes(&self, _location: &str) -> Result<Option<u64>, BackendError> {
+        Ok(None)
+    }
 }

@@ -32,6 +32,10 @@ pub struct FakeBackend {
     pub calls: Mutex<Vec<String>>,
     /// When set, create_snapshot sleeps this long (a hanging backend).
     pub snapshot_delay: Mutex<Option<Duration>>,
+    /// What exclusive_bytes answers, by location (`None` when absent).
+    pub exclusive: Mutex<BTreeMap<String, u64>>,
+    /// When set, exclusive_bytes fails (a pool whose metadata cannot be read).
+    pub fail_exclusive: Mutex<bool>,
     next_uuid: Mutex<u64>,
 }
 
@@ -163,6 +167,14 @@ impl Backend for FakeBackend {
     fn list_snapshots(&self, volume: &VolumeInfo) -> Result<Vec<String>, BackendError> {
         let prefix = volume.snapshot_dir.to_string_lossy().into_owned() + "/";
         Ok(self.volumes.lock().keys().filter(|k| k.starts_with(&prefix)).cloned().collect())
+    }
+
+    fn exclusive_bytes(&self, location: &str) -> Result<Option<u64>, BackendError> {
+        self.calls.lock().push(format!("exclusive {location}"));
+        if *self.fail_exclusive.lock() {
+            return Err(BackendError::Lvm { command: "thin_ls".into(), detail: "device or resource busy".into() });
+        }
+        Ok(self.exclusive.lock().get(location).copied())
     }
 }
 

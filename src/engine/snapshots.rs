@@ -194,6 +194,35 @@ impl Engine {
         self.find_snapshot(&container, reference)
     }
 
+    /// A snapshot by name or alias as GetSnapshot shows it: its record, and
+    /// how many bytes of storage only it holds, where the backend can tell.
+    /// The figure is read from the backend on each call (for LVM a pass over
+    /// the pool's metadata), which is why listings leave it out. It is extra
+    /// information: failing to read it is logged and gives `None`, never a
+    /// failed lookup. No lock is taken, so a read never waits behind a
+    /// restore; a snapshot deleted meanwhile is just a failed read.
+    pub fn snapshot_with_exclusive_bytes(
+        &self,
+        container: &str,
+        reference: &str,
+    ) -> EngineResult<(SnapshotRecord, Option<u64>)> {
+        let record = self.snapshot(container, reference)?;
+        if record.state != SnapshotState::Ready {
+            return Ok((record, None));
+        }
+        let exclusive_bytes = match self.backend.exclusive_bytes(&record.location) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(
+                    container = %record.container, snapshot = %record.name, %error,
+                    "could not read the snapshot's exclusive bytes"
+                );
+                None
+            }
+        };
+        Ok((record, exclusive_bytes))
+    }
+
     pub(super) fn find_snapshot(&self, container: &ContainerRecord, reference: &str) -> EngineResult<SnapshotRecord> {
         names::snapshot_name("snapshot", reference)?;
         if let Some(found) = self.store.snapshot(&container.id, reference)? {

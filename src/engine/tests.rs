@@ -104,6 +104,38 @@ fn names_aliases_and_containers_are_checked() {
 }
 
 #[test]
+fn get_snapshot_reads_exclusive_bytes_and_survives_a_failure_to() {
+    let f = fixture();
+    let snapshot = create(&f.engine, "snap-1", "rollback-point", 0).unwrap();
+    f.backend.exclusive.lock().insert(snapshot.location.clone(), 4 << 20);
+    f.backend.calls.lock().clear();
+
+    // By alias, as GetSnapshot is asked; the reply carries the figure.
+    let (record, bytes) = f.engine.snapshot_with_exclusive_bytes("db-1", "rollback-point").unwrap();
+    assert_eq!((record.name.as_str(), bytes), ("snap-1", Some(4 << 20)));
+    let message = crate::api::convert::snapshot_with_exclusive_bytes(&record, bytes);
+    assert_eq!(message.exclusive_bytes, 4 << 20);
+    assert_eq!(*f.backend.calls.lock(), vec![format!("exclusive {}", snapshot.location)]);
+
+    // A backend that cannot tell: the lookup still answers, with 0 in the reply.
+    *f.backend.fail_exclusive.lock() = true;
+    let (record, bytes) = f.engine.snapshot_with_exclusive_bytes("db-1", "snap-1").unwrap();
+    assert_eq!((record.name.as_str(), bytes), ("snap-1", None));
+    assert_eq!(crate::api::convert::snapshot_with_exclusive_bytes(&record, bytes).exclusive_bytes, 0);
+    assert!(matches!(f.engine.snapshot_with_exclusive_bytes("db-1", "nope"), Err(EngineError::NotFound { .. })));
+
+    // Listings stay cheap: the backend is not asked; nor is it about a
+    // snapshot whose volume is gone.
+    f.backend.calls.lock().clear();
+    let lost = crate::store::SnapshotRecord { state: SnapshotState::Lost, ..record };
+    f.engine.store().put_snapshots(&[&lost]).unwrap();
+    assert_eq!(f.engine.snapshot_with_exclusive_bytes("db-1", "snap-1").unwrap().1, None);
+    assert_eq!(f.engine.list_snapshots("db-1", 0, "").unwrap().items.len(), 1);
+    f.engine.snapshot("db-1", "snap-1").unwrap();
+    assert!(f.backend.calls.lock().is_empty(), "{:?}", f.backend.calls.lock());
+}
+
+#[test]
 fn the_freeze_budget_thaws_a_container_whose_backend_hangs() {
     let f = fixture_with(EngineConfig { freeze_budget: Duration::from_millis(100), ..EngineConfig::default() });
     *f.backend.snapshot_delay.lock() = Some(Duration::from_millis(600));

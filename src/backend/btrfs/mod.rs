@@ -220,6 +220,13 @@ impl Backend for BtrfsBackend {
         found.sort();
         Ok(found)
     }
+
+    /// Never known: btrfs can tell a subvolume's exclusive bytes only through
+    /// quota groups, which are usually off (and costly to keep on with many
+    /// snapshots), and the daemon does not turn them on.
+    fn exclusive_bytes(&self, _location: &str) -> Result<Option<u64>, BackendError> {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@
 //! - delete_snapshot: `lvremove`, only of LVs tagged `rollpoint`.
 //! - list_snapshots: LVs of the VG named with the container's prefix and
 //!   tagged `rollpoint`.
+//! - exclusive_bytes: `thin_ls` over a metadata snapshot of the live pool.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -346,39 +347,10 @@ impl LvmBackend {
         let row = find(&rows, &name)?;
         Ok(row.data_percent.map(|percent| ((row.size_bytes as f64) * percent / 100.0).round() as u64))
     }
-
-    /// How much of the pool only the thin volume at `location` holds: the
-    /// blocks no other thin volume maps, which deleting it would give back.
-    /// Read with `thin_ls` from a metadata snapshot of the live pool (the
-    /// pool's own metadata cannot be read while it changes). `None` while the
-    /// pool is inactive. Costs a pass over the pool's metadata: for a listing
-    /// now and then, not for every call.
-    pub fn exclusive_bytes(&self, location: &str) -> Result<Option<u64>, BackendError> {
-        let name = LvName::parse(location)?;
-        let rows = self.settled_report(&name.vg)?;
-        let row = find(&rows, &name)?;
-        let Some(thin_id) = row.thin_id else {
-            return Err(BackendError::NotThinVolume {
-                volume: location.to_string(),
-                reason: "no thin device id".into(),
-            });
-        };
-        let pool_device = format!("{}-tpool", names::dm_name(&name.vg, &row.pool));
-        let metadata_device = Path::new("/dev/mapper").join(names::dm_name(&name.vg, &format!("{}_tmeta", row.pool)));
-        if !Path::new("/dev/mapper").join(&pool_device).exists() || !metadata_device.exists() {
-            return Ok(None);
-        }
-        run_tool(DMSETUP, &["message", &pool_device, "0", "reserve_metadata_snap"])?;
-        let listed = run_tool(
-            THIN_LS,
-            &["--metadata-snap", "--no-headers", "-o", "DEV,EXCLUSIVE_BYTES", &metadata_device.to_string_lossy()],
-        );
-        let released = run_tool(DMSETUP, &["message", &pool_device, "0", "release_metadata_snap"]);
-        let listed = listed?;
-        released?;
-        Ok(parse_thin_ls(&listed).into_iter().find(|(id, _)| *id == thin_id).map(|(_, bytes)| bytes))
-    }
 }
+
+/// Held from reserving a pool's metadata snapshot to releasing it.
+static METADATA_SNAP: Mutex<()> = Mutex::new(());
 
 /// Volumes (`vg/lv`) an exchange of this process is working on, so that
 /// another thread's call on the same VG does not "settle" it under its feet.
@@ -761,6 +733,42 @@ impl Backend for LvmBackend {
             .collect();
         found.sort();
         Ok(found)
+    }
+
+    /// How much of the pool only the thin volume at `location` holds: the
+    /// blocks no other thin volume maps, which deleting it would give back.
+    /// Read with `thin_ls` from a metadata snapshot of the live pool (the
+    /// pool's own metadata cannot be read while it changes). `None` while the
+    /// pool is inactive. Costs a pass over the pool's metadata: for one
+    /// snapshot on request, not for listings.
+    fn exclusive_bytes(&self, location: &str) -> Result<Option<u64>, BackendError> {
+        let name = LvName::parse(location)?;
+        let rows = self.settled_report(&name.vg)?;
+        let row = find(&rows, &name)?;
+        let Some(thin_id) = row.thin_id else {
+            return Err(BackendError::NotThinVolume {
+                volume: location.to_string(),
+                reason: "no thin device id".into(),
+            });
+        };
+        let pool_device = format!("{}-tpool", names::dm_name(&name.vg, &row.pool));
+        let metadata_device = Path::new("/dev/mapper").join(names::dm_name(&name.vg, &format!("{}_tmeta", row.pool)));
+        if !Path::new("/dev/mapper").join(&pool_device).exists() || !metadata_device.exists() {
+            return Ok(None);
+        }
+        // A pool holds one metadata snapshot at a time: a second reservation
+        // fails (EBUSY) until the first is released, so calls of this process
+        // take turns.
+        let _turn = METADATA_SNAP.lock();
+        run_tool(DMSETUP, &["message", &pool_device, "0", "reserve_metadata_snap"])?;
+        let listed = run_tool(
+            THIN_LS,
+            &["--metadata-snap", "--no-headers", "-o", "DEV,EXCLUSIVE_BYTES", &metadata_device.to_string_lossy()],
+        );
+        let released = run_tool(DMSETUP, &["message", &pool_device, "0", "release_metadata_snap"]);
+        let listed = listed?;
+        released?;
+        Ok(parse_thin_ls(&listed).into_iter().find(|(id, _)| *id == thin_id).map(|(_, bytes)| bytes))
     }
 }
 
