@@ -8,7 +8,7 @@ use rollpoint::cli::{Cli, EXIT_UNREACHABLE, EXIT_USAGE};
 
 fn rollpoint(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rollpoint"));
-    command.args(args).env_remove("ROLLPOINT_SOCKET").env_remove("ROLLPOINT_ENDPOINT");
+    command.args(args).env_remove("ROLLPOINT_SOCKET").env_remove("ROLLPOINT_ENDPOINT").env_remove("ROLLPOINT_CA_CERT");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -60,7 +60,9 @@ fn top_level_help_lists_commands_and_an_example() {
     let output = rollpoint(&["--help"], &[]);
     assert!(output.status.success());
     let help = text(&output.stdout);
-    for needle in ["container", "snapshot", "restore", "--socket", "--endpoint", "--json", "ROLLPOINT_SOCKET"] {
+    for needle in
+        ["container", "snapshot", "restore", "--socket", "--endpoint", "--ca-cert", "--json", "ROLLPOINT_SOCKET"]
+    {
         assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
     }
     assert!(help.contains("rollpoint snapshot create db-1 --alias rollback-point --expire-days 7"));
@@ -153,4 +155,35 @@ fn environment_picks_the_daemon_and_the_command_line_wins() {
 
     let output = rollpoint(&["container", "list"], &[("ROLLPOINT_SOCKET", "/nonexistent/env.sock")]);
     assert!(text(&output.stderr).contains("socket: /nonexistent/env.sock"));
+}
+
+#[test]
+fn ca_certificate_comes_from_the_flag_or_the_environment_and_is_named_when_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("ca.der");
+    std::fs::write(&not_pem, b"\x30\x82\x01\x0a").unwrap();
+    let not_pem = not_pem.to_str().unwrap();
+    // Nothing listens on port 1: the file is read before any connection.
+    let https = ["--endpoint", "https://127.0.0.1:1", "container", "list"];
+    for (args, env, named) in [
+        (&["--ca-cert", not_pem][..], &[][..], not_pem),
+        (&[], &[("ROLLPOINT_CA_CERT", not_pem)], not_pem),
+        (&["--ca-cert", "/nonexistent/ca.pem"], &[("ROLLPOINT_CA_CERT", not_pem)], "/nonexistent/ca.pem"),
+    ] {
+        let output = rollpoint(&[args, &https[..]].concat(), env);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(i32::from(EXIT_USAGE)), "{args:?} {env:?}: {stderr}");
+        assert!(stderr.starts_with("rollpoint: "), "{stderr}");
+        assert!(stderr.contains(&format!("CA certificate {named}")), "{args:?} {env:?}: {stderr}");
+        assert!(!stderr.contains("is rollpointd running?"), "{stderr}");
+    }
+    // Given on the command line without an https:// endpoint, it would not be used.
+    let output = rollpoint(&["--ca-cert", not_pem, "--endpoint", "http://127.0.0.1:1", "container", "list"], &[]);
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_USAGE)));
+    assert!(text(&output.stderr).contains("--ca-cert is for an https:// --endpoint"));
+    // From the environment it is left unused: the socket is tried.
+    let output =
+        rollpoint(&["--socket", "/nonexistent/ca.sock", "container", "list"], &[("ROLLPOINT_CA_CERT", not_pem)]);
+    assert_eq!(output.status.code(), Some(i32::from(EXIT_UNREACHABLE)));
+    assert!(text(&output.stderr).contains("socket: /nonexistent/ca.sock"));
 }

@@ -1,14 +1,10 @@
 //! Connecting to the daemon, over its Unix socket or TCP. Used by the CLI,
 //! the tests and the benchmarks.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
-
-/// PEM file of the CA that signed the daemon's certificate, for `https://`
-/// endpoints.
-pub const CA_CERT_ENV: &str = "ROLLPOINT_CA_CERT";
 
 use super::proto::container_service_client::ContainerServiceClient;
 use super::proto::event_service_client::EventServiceClient;
@@ -31,13 +27,18 @@ pub enum Target {
 pub enum ConnectError {
     #[error("cannot connect to rollpointd at {target}: {source}")]
     Transport { target: String, source: tonic::transport::Error },
-    #[error("reading the CA certificate {path}: {source}")]
+    #[error("cannot read the CA certificate {path}: {source}")]
     CaCert { path: PathBuf, source: std::io::Error },
+    #[error("the CA certificate {path} is not PEM: no \"-----BEGIN CERTIFICATE-----\" block")]
+    CaCertNotPem { path: PathBuf },
     #[error("the token holds characters that cannot be sent in a header")]
     BadToken,
 }
 
-pub async fn connect(target: &Target) -> Result<Channel, ConnectError> {
+/// Connects to `target`. `ca_cert` is a PEM file of the CA that signed the
+/// daemon's certificate, read for an `https://` endpoint and ignored for
+/// any other target; the caller gets it from its user (`--ca-cert`).
+pub async fn connect(target: &Target, ca_cert: Option<&Path>) -> Result<Channel, ConnectError> {
     match target {
         Target::Unix(path) => {
             let path = path.clone();
@@ -56,16 +57,33 @@ pub async fn connect(target: &Target) -> Result<Channel, ConnectError> {
             let mut endpoint = Endpoint::from_shared(address.clone()).map_err(transport)?;
             if address.starts_with("https://") {
                 let mut tls = ClientTlsConfig::new();
-                if let Some(path) = std::env::var_os(CA_CERT_ENV) {
-                    let pem =
-                        std::fs::read(&path).map_err(|source| ConnectError::CaCert { path: path.into(), source })?;
-                    tls = tls.ca_certificate(Certificate::from_pem(pem));
+                if let Some(path) = ca_cert {
+                    tls = tls.ca_certificate(read_ca_cert(path)?);
                 }
                 endpoint = endpoint.tls_config(tls).map_err(transport)?;
             }
             endpoint.connect().await.map_err(|source| ConnectError::Transport { target: address.clone(), source })
         }
     }
+}
+
+/// Reads a PEM CA certificate. tonic would take any bytes and trust nothing
+/// of them, so the handshake would fail far from the cause: check for a
+/// certificate block here and name the file.
+fn read_ca_cert(path: &Path) -> Result<Certificate, ConnectError> {
+    let pem = std::fs::read(path).map_err(|source| ConnectError::CaCert { path: path.to_owned(), source })?;
+    if !has_pem_certificate(&pem) {
+        return Err(ConnectError::CaCertNotPem { path: path.to_owned() });
+    }
+    Ok(Certificate::from_pem(pem))
+}
+
+/// Whether `pem` holds a BEGIN CERTIFICATE line with an END line after it.
+fn has_pem_certificate(pem: &[u8]) -> bool {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let position = |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).position(|window| window == needle);
+    position(pem, BEGIN).is_some_and(|begin| position(&pem[begin + BEGIN.len()..], END).is_some())
 }
 
 /// Adds `authorization: Bearer <token>` to every call when a token is set
@@ -103,7 +121,18 @@ impl Clients {
 
     /// Connects and sends `token` as a bearer token with every call.
     pub async fn connect_with_token(target: &Target, token: Option<&str>) -> Result<Clients, ConnectError> {
-        let channel = connect(target).await?;
+        Clients::connect_with(target, token, None).await
+    }
+
+    /// Connects, trusting the CA in the PEM file `ca_cert` for an `https://`
+    /// endpoint (see `connect`), and sends `token` as a bearer token with
+    /// every call.
+    pub async fn connect_with(
+        target: &Target,
+        token: Option<&str>,
+        ca_cert: Option<&Path>,
+    ) -> Result<Clients, ConnectError> {
+        let channel = connect(target, ca_cert).await?;
         let bearer = match token {
             Some(token) => Bearer(Some(format!("Bearer {token}").parse().map_err(|_| ConnectError::BadToken)?)),
             None => Bearer(None),
@@ -116,5 +145,42 @@ impl Clients {
             schedules: ScheduleServiceClient::with_interceptor(channel.clone(), bearer),
             channel,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+    fn file_with(contents: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, contents).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_ca_certificate_must_be_pem() {
+        let pem = file_with(PEM.as_bytes());
+        assert!(read_ca_cert(pem.path()).is_ok());
+        // DER, a private key, a truncated file: named, not handed to rustls.
+        for contents in
+            [&b"\x30\x82\x01\x0a"[..], b"-----BEGIN PRIVATE KEY-----\nMII\n", b"-----BEGIN CERTIFICATE-----\nMII"]
+        {
+            let file = file_with(contents);
+            let error = read_ca_cert(file.path()).unwrap_err();
+            assert!(matches!(error, ConnectError::CaCertNotPem { .. }), "{error:?}");
+            assert!(error.to_string().contains(&file.path().display().to_string()), "{error}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_ca_certificate_is_named() {
+        let error = read_ca_cert(Path::new("/nonexistent/ca.pem")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cannot read the CA certificate /nonexistent/ca.pem: No such file or directory (os error 2)"
+        );
     }
 }

@@ -61,6 +61,9 @@ impl Cli {
     /// command line beats the environment, so `--socket` wins over
     /// ROLLPOINT_ENDPOINT; `--socket` with `--endpoint` is a usage error.
     /// (clap's own conflicts would also fire on values from the environment.)
+    /// The CA certificate is kept for an https:// endpoint only: `--ca-cert`
+    /// for anything else is a usage error (the caller expects TLS and would
+    /// not get it), ROLLPOINT_CA_CERT is left unused.
     pub fn try_parse_command_line_from<I, T>(argv: I) -> Result<Cli, clap::Error>
     where
         I: IntoIterator<Item = T>,
@@ -78,6 +81,13 @@ impl Cli {
         }
         if from_command_line("socket") {
             cli.global.endpoint = None;
+        }
+        if !cli.global.endpoint.as_deref().is_some_and(|url| url.starts_with("https://")) {
+            if from_command_line("ca_cert") {
+                let message = "--ca-cert is for an https:// --endpoint";
+                return Err(Cli::command().error(ErrorKind::ArgumentConflict, message));
+            }
+            cli.global.ca_cert = None;
         }
         if let Command::Schedule(command) = &mut cli.command {
             if let Some(entry) = command.entry_mut() {
@@ -104,6 +114,13 @@ pub struct GlobalArgs {
     /// without one. Prefer the environment variable: flags show in `ps`.
     #[arg(long, global = true, help_heading = GLOBAL, value_name = "SECRET", env = "ROLLPOINT_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub token: Option<String>,
+    /// PEM file of the CA that signed the daemon's certificate, for an
+    /// https:// --endpoint.
+    ///
+    /// Read only for https://; on the command line with another target it is
+    /// a usage error.
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE", env = "ROLLPOINT_CA_CERT", hide_env_values = true)]
+    pub ca_cert: Option<PathBuf>,
     /// Print JSON for scripts, one document per command.
     ///
     /// Lists are arrays; timestamps are RFC 3339 (UTC); durations are numbers
@@ -123,10 +140,10 @@ pub enum Command {
     /// Put a container back to a snapshot (stops it, swaps its volume, starts it).
     ///
     /// The state the container had just before is kept as a snapshot of origin
-    /// pre-restore; restore that one to undo. A progress line goes to stderr
-    /// (not with --json);
-    /// the result (restored snapshot, pre-restore snapshot, timings and steps)
-    /// to stdout.
+    /// pre-restore; restore that one to undo. The steps go to stderr as they
+    /// happen (not with --json); the result (restored snapshot, pre-restore
+    /// snapshot, timings) to stdout, with the steps only if some could not be
+    /// shown as they happened. --json prints the result with every step.
     Restore(RestoreArgs),
     /// Create, list and revoke bearer tokens for the TCP listener.
     #[command(subcommand)]
@@ -659,6 +676,22 @@ mod tests {
     fn token_must_fit_a_header() {
         assert!(parse(&["--token", "rp_abc123", "container", "list"]).is_ok());
         assert!(parse(&["--token", "two words", "container", "list"]).is_err());
+    }
+
+    #[test]
+    fn ca_cert_goes_with_an_https_endpoint() {
+        let cli =
+            parse(&["container", "list", "--endpoint", "https://rp:7443", "--ca-cert", "/etc/rp/ca.pem"]).unwrap();
+        assert_eq!(cli.global.ca_cert, Some(PathBuf::from("/etc/rp/ca.pem")));
+        for argv in [
+            &["--ca-cert", "/ca.pem", "container", "list"][..],
+            &["--ca-cert", "/ca.pem", "--endpoint", "http://127.0.0.1:7443", "container", "list"],
+            &["--ca-cert", "/ca.pem", "--socket", "/s", "container", "list"],
+        ] {
+            let error = parse(argv).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::ArgumentConflict, "{argv:?}");
+            assert!(error.to_string().contains("--ca-cert is for an https:// --endpoint"), "{error}");
+        }
     }
 
     #[test]

@@ -44,7 +44,11 @@ impl CliError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Connect { source: ConnectError::BadToken, .. } => EXIT_USAGE,
+            // What the command line gave cannot be used, before any connection.
+            CliError::Connect {
+                source: ConnectError::BadToken | ConnectError::CaCert { .. } | ConnectError::CaCertNotPem { .. },
+                ..
+            } => EXIT_USAGE,
             CliError::Connect { .. } => EXIT_UNREACHABLE,
             // A call that fails at the transport (daemon gone mid-call) comes as UNAVAILABLE.
             CliError::Status { status, .. } if status.code() == Code::Unavailable => EXIT_UNREACHABLE,
@@ -64,15 +68,20 @@ impl CliError {
 
     fn hint(&self) -> Option<String> {
         let target = match self {
-            CliError::Connect { source: ConnectError::BadToken, .. }
+            CliError::Connect {
+                source: ConnectError::BadToken | ConnectError::CaCert { .. } | ConnectError::CaCertNotPem { .. },
+                ..
+            }
             | CliError::Output { .. }
             | CliError::ActionFailed { .. } => return None,
             CliError::Connect { target, .. } => target,
             CliError::Status { target, status, .. } if status.code() == Code::Unavailable => target,
             CliError::Status { hint, .. } => return hint.map(str::to_owned),
         };
-        let denied =
-            matches!(self, CliError::Connect { .. }) && io_kind(self) == Some(std::io::ErrorKind::PermissionDenied);
+        let connect_io = if matches!(self, CliError::Connect { .. }) { io_kind(self) } else { None };
+        let denied = connect_io == Some(std::io::ErrorKind::PermissionDenied);
+        // rustls refusing the daemon's certificate comes as InvalidData.
+        let untrusted = connect_io == Some(std::io::ErrorKind::InvalidData);
         Some(match target {
             Target::Unix(path) if denied => {
                 format!(
@@ -83,6 +92,9 @@ impl CliError {
             Target::Unix(path) => {
                 format!("is rollpointd running? socket: {} (--socket, ROLLPOINT_SOCKET)", path.display())
             }
+            Target::Tcp(url) if untrusted && url.starts_with("https://") => format!(
+                "is the daemon's certificate signed by the CA given? endpoint: {url} (--ca-cert, ROLLPOINT_CA_CERT)"
+            ),
             Target::Tcp(url) => format!("is rollpointd running? endpoint: {url} (--endpoint, ROLLPOINT_ENDPOINT)"),
         })
     }
@@ -169,6 +181,19 @@ mod tests {
         let error = CliError::ActionFailed { what: "schedule entry users/root/entries/nightly".into() };
         assert_eq!(error.report(), "rollpoint: schedule entry users/root/entries/nightly failed");
         assert_eq!(error.exit_code(), EXIT_SERVER);
+    }
+
+    #[test]
+    fn a_bad_ca_certificate_is_a_usage_error_without_a_daemon_hint() {
+        let error = CliError::Connect {
+            target: Target::Tcp("https://rp.example:7443".into()),
+            source: ConnectError::CaCertNotPem { path: "/etc/rp/ca.der".into() },
+        };
+        assert_eq!(
+            error.report(),
+            "rollpoint: the CA certificate /etc/rp/ca.der is not PEM: no \"-----BEGIN CERTIFICATE-----\" block"
+        );
+        assert_eq!(error.exit_code(), EXIT_USAGE);
     }
 
     #[test]

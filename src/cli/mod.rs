@@ -35,7 +35,7 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn run_async(cli: Cli) -> Result<(), CliError> {
     let target = target(&cli.global);
-    let clients = Clients::connect_with_token(&target, cli.global.token.as_deref())
+    let clients = Clients::connect_with(&target, cli.global.token.as_deref(), cli.global.ca_cert.as_deref())
         .await
         .map_err(|source| CliError::Connect { target: target.clone(), source })?;
     let mut context = Context { clients, target, json: cli.global.json };

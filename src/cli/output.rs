@@ -158,6 +158,23 @@ pub fn span(ms: f64) -> String {
     }
 }
 
+/// A size in binary units, one decimal from KiB up: `512 B`, `4.0 MiB`,
+/// `1.5 GiB`.
+pub fn bytes(count: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if count < 1024 {
+        return format!("{count} B");
+    }
+    let mut value = count as f64 / 1024.0;
+    let mut unit = 0;
+    // Move up while the value would print as 1024.0 or more.
+    while value >= 1023.95 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// One line of at most `max` characters: runs of white space (newlines
 /// included) become one space, and a cut is marked with `…`.
 pub fn shorten(text: &str, max: usize) -> String {
@@ -230,8 +247,8 @@ impl Human for SnapshotView {
         if !self.comment.is_empty() {
             pairs.push(("comment", self.comment.clone()));
         }
-        if self.exclusive_bytes > 0 {
-            pairs.push(("exclusive bytes", self.exclusive_bytes.to_string()));
+        if let Some(exclusive) = self.exclusive_bytes {
+            pairs.push(("exclusive", bytes(exclusive)));
         }
         key_values(&pairs)
     }
@@ -313,7 +330,7 @@ impl Human for RestoreView {
         let mut text = String::new();
         if self.already_restored {
             let _ = writeln!(text, "{} already runs from {restored}; nothing done", self.container);
-        } else {
+        } else if !self.steps_shown_live {
             let mut steps = Table::new(&["STEP", "TOOK"]);
             for step in &self.steps {
                 steps.row(vec![step.name.clone(), span(step.took_ms)]);
@@ -627,6 +644,17 @@ mod tests {
     }
 
     #[test]
+    fn sizes_read_well() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1024), "1.0 KiB");
+        assert_eq!(bytes(4 << 20), "4.0 MiB");
+        assert_eq!(bytes(3 << 29), "1.5 GiB");
+        assert_eq!(bytes((1 << 30) - 1), "1.0 GiB");
+        assert_eq!(bytes(u64::MAX), "16.0 EiB");
+    }
+
+    #[test]
     fn times_are_utc_to_the_second() {
         let at = DateTime::from_timestamp(1_777_888_800, 500_000_000);
         assert_eq!(time(at), "2026-05-04T10:00:00Z");
@@ -924,12 +952,64 @@ ci    read,restore  db-1, db-2       -
             location: String::new(),
             uuid: String::new(),
             comment: String::new(),
-            exclusive_bytes: 0,
+            exclusive_bytes: None,
         };
         assert_eq!(
-            ListView(vec![snapshot]).human(),
+            ListView(vec![snapshot.clone()]).human(),
             "NAME    ALIAS  CREATED               EXPIRES  FROZEN   STATE  ORIGIN\n\
              snap-1  -      2026-05-04T10:00:00Z  never    3.25 ms  ready  api\n"
         );
+        assert!(!snapshot.human().contains("exclusive"), "not known, not shown");
+        let known = SnapshotView { exclusive_bytes: Some(6 << 20), ..snapshot };
+        assert!(known.human().ends_with("uuid:       -\nexclusive:  6.0 MiB\n"), "{}", known.human());
+    }
+
+    fn restored() -> RestoreView {
+        RestoreView {
+            container: "db-1".into(),
+            restored: None,
+            pre_restore_snapshot: Some("pre-restore-2026-05-04".into()),
+            already_restored: false,
+            total_ms: 2_150.0,
+            downtime_ms: 1_900.0,
+            daemon_time_ms: 310.0,
+            steps: ["prepare", "stop", "swap", "record", "start"]
+                .iter()
+                .zip([4.0, 1_500.0, 12.5, 3.0, 380.0])
+                .map(|(name, took_ms)| crate::cli::views::StepView { name: (*name).into(), took_ms })
+                .collect(),
+            steps_shown_live: false,
+        }
+    }
+
+    #[test]
+    fn restore_lists_the_steps_unless_they_were_shown_live() {
+        let result = "\
+restored:             -
+pre-restore snapshot: pre-restore-2026-05-04
+total:                2.15 s
+downtime:             1.90 s
+daemon time:          310.0 ms
+undo with: rollpoint restore db-1 pre-restore-2026-05-04
+";
+        let view = restored();
+        let steps = "\
+STEP     TOOK
+prepare  4.00 ms
+stop     1.50 s
+swap     12.5 ms
+record   3.00 ms
+start    380.0 ms
+
+";
+        assert_eq!(view.human(), format!("{steps}{result}"));
+        let live = RestoreView { steps_shown_live: true, ..view.clone() };
+        assert_eq!(live.human(), result);
+        // JSON is complete either way, and says nothing of stderr.
+        let json = serde_json::to_value(&live).unwrap();
+        assert_eq!(json, serde_json::to_value(&view).unwrap());
+        assert_eq!(json["steps"].as_array().map(Vec::len), Some(5));
+        assert_eq!(json["steps"][1], serde_json::json!({"name": "stop", "took_ms": 1500.0}));
+        assert!(json.get("steps_shown_live").is_none());
     }
 }

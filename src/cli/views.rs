@@ -30,7 +30,9 @@ pub struct SnapshotView {
     pub location: String,
     pub uuid: String,
     pub comment: String,
-    pub exclusive_bytes: u64,
+    /// Bytes only this snapshot holds; null when not known (listings, btrfs:
+    /// the daemon fills them in for `snapshot show` on LVM only).
+    pub exclusive_bytes: Option<u64>,
 }
 
 impl From<proto::Snapshot> for SnapshotView {
@@ -50,7 +52,7 @@ impl From<proto::Snapshot> for SnapshotView {
             location: snapshot.location,
             uuid: snapshot.uuid,
             comment: snapshot.comment,
-            exclusive_bytes: snapshot.exclusive_bytes,
+            exclusive_bytes: Some(snapshot.exclusive_bytes).filter(|bytes| *bytes > 0),
         }
     }
 }
@@ -121,7 +123,12 @@ pub struct RestoreView {
     pub total_ms: f64,
     pub downtime_ms: f64,
     pub daemon_time_ms: f64,
+    /// Always every step, in JSON too: only the text for people leaves them
+    /// out when they were already printed live (`steps_shown_live`).
     pub steps: Vec<StepView>,
+    /// The steps went to stderr as they happened: the text need not list them.
+    #[serde(skip)]
+    pub steps_shown_live: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -145,6 +152,7 @@ impl RestoreView {
                 .into_iter()
                 .map(|step| StepView { took_ms: millis(step.took), name: step.name })
                 .collect(),
+            steps_shown_live: false,
         }
     }
 }
@@ -401,6 +409,9 @@ mod tests {
         assert_eq!(json["state"], "ready");
         assert_eq!(json["origin"], "pre-restore");
         assert_eq!(json["read_only"], true);
+        assert_eq!(json["exclusive_bytes"], serde_json::Value::Null, "0: not known");
+        let known = proto::Snapshot { exclusive_bytes: 4_194_304, ..sample_snapshot() };
+        assert_eq!(serde_json::to_value(SnapshotView::from(known)).unwrap()["exclusive_bytes"], 4_194_304);
     }
 
     #[test]

@@ -319,7 +319,7 @@ impl TestDaemon {
 
 /// One `grpc.health.v1.Health/Check` of the whole server (service "").
 async fn health_check(target: &Target) -> Result<ServingStatus, String> {
-    let channel = client::connect(target).await.map_err(|e| e.to_string())?;
+    let channel = client::connect(target, None).await.map_err(|e| e.to_string())?;
     let reply = HealthClient::new(channel)
         .check(HealthCheckRequest { service: String::new() })
         .await
