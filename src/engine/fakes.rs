@@ -1,7 +1,7 @@
 //! In-memory fakes of the backend and the freezer, for the engine's logic
 //! tests (no root). They record what was asked of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +36,8 @@ pub struct FakeBackend {
     pub exclusive: Mutex<BTreeMap<String, u64>>,
     /// When set, exclusive_bytes fails (a pool whose metadata cannot be read).
     pub fail_exclusive: Mutex<bool>,
+    /// Locations whose delete fails (a volume still in use).
+    pub busy: Mutex<BTreeSet<String>>,
     next_uuid: Mutex<u64>,
 }
 
@@ -157,6 +159,9 @@ impl Backend for FakeBackend {
 
     fn delete_snapshot(&self, location: &str) -> Result<bool, BackendError> {
         self.calls.lock().push(format!("delete {location}"));
+        if self.busy.lock().contains(location) {
+            return Err(BackendError::Lvm { command: "delete".into(), detail: format!("{location} is in use") });
+        }
         Ok(self.volumes.lock().remove(location).is_some())
     }
 

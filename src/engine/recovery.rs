@@ -9,11 +9,11 @@
 //!    never deletes what it cannot account for; an operator may adopt it by
 //!    hand or delete it).
 
-use super::error::EngineResult;
+use super::error::{EngineError, EngineResult};
 use super::Engine;
 use crate::events::Event;
 use crate::freezer::{FreezeState, FreezerError};
-use crate::store::{Intent, SnapshotState};
+use crate::store::{ContainerRecord, Intent, SnapshotState};
 
 /// What recovery did, for the log and the events.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -34,49 +34,38 @@ pub struct RecoveryReport {
     pub lost: Vec<String>,
     /// Snapshot volumes no record knows, left in place.
     pub unknown: Vec<String>,
+    /// `container: error` of intents recovery could not settle: kept for the
+    /// next start, the container refuses operations until then.
+    pub unsettled: Vec<String>,
+    /// `container: error` of containers whose volumes could not be checked.
+    pub unchecked: Vec<String>,
 }
 
 impl Engine {
+    /// Runs recovery. An intent that cannot be settled (the backend or the
+    /// freezer fails) does not stop the daemon: it stays recorded, to be
+    /// tried again at the next start, and its container refuses operations
+    /// until then (reported in `unsettled`, logged, and an event). Only a
+    /// failing store is fatal.
     pub fn recover(&self) -> EngineResult<RecoveryReport> {
         let mut report = RecoveryReport::default();
         for (id, intent) in self.store.intents()? {
-            match intent {
-                Intent::Create { container, name, location, cgroup, freezes } => {
-                    if freezes {
-                        match self.freezer.state(&cgroup) {
-                            Ok(FreezeState::Thawed) | Err(FreezerError::NotFound { .. }) => {}
-                            Ok(_) => {
-                                self.freezer.thaw(&cgroup)?;
-                                report.thawed.push(cgroup.display().to_string());
-                            }
-                            Err(error) => return Err(error.into()),
-                        }
-                    }
-                    let recorded =
-                        self.store.snapshot(&container, &name)?.is_some_and(|s| s.state == SnapshotState::Ready);
-                    if recorded {
-                        report.completed.push(format!("{container}/{name}"));
-                    } else {
-                        self.backend.delete_snapshot(&location)?;
-                        report.rolled_back.push(format!("{container}/{name}"));
-                    }
-                }
-                Intent::Delete { container, name, location } => {
-                    self.backend.delete_snapshot(&location)?;
-                    self.store.remove_snapshot(&container, &name)?;
-                    report.deletes_finished.push(format!("{container}/{name}"));
-                }
-                Intent::Restore(restore) => {
-                    let what = format!("{}/{}", restore.container, restore.target);
-                    if self.recover_restore(id, &restore)? {
-                        report.restores_finished.push(what);
-                    } else {
-                        report.restores_rolled_back.push(what);
-                    }
-                    continue;
+            let container = intent.container().to_owned();
+            match self.recover_intent(id, intent, &mut report) {
+                Ok(()) => {}
+                Err(EngineError::Store(error)) => return Err(EngineError::Store(error)),
+                Err(error) => {
+                    tracing::error!(container = %container, %error, "recovery: could not settle an unfinished operation");
+                    self.emit(
+                        Event::new("recovery", "failed").container(&container).actor("daemon").detail(format!(
+                            "could not settle an unfinished operation; the container refuses changes until a restart \
+                             settles it: {error}"
+                        )),
+                    );
+                    self.locks.hold_unsettled(&container, error.to_string());
+                    report.unsettled.push(format!("{container}: {error}"));
                 }
             }
-            self.store.end_intent(id)?;
         }
         self.reconcile(&mut report)?;
         self.record_report(&report);
@@ -84,21 +73,78 @@ impl Engine {
         Ok(report)
     }
 
-    fn reconcile(&self, report: &mut RecoveryReport) -> EngineResult<()> {
-        for container in self.store.containers()? {
-            let mut records = self.store.snapshots_of(&container.id)?;
-            for record in &mut records {
-                if record.state != SnapshotState::Lost && !self.backend.snapshot_exists(&record.location)? {
-                    record.state = SnapshotState::Lost;
-                    self.store.put_snapshots(&[record])?;
-                    report.lost.push(record.resource_name());
+    /// Settles one intent and ends it (a restore ends its own).
+    fn recover_intent(&self, id: u64, intent: Intent, report: &mut RecoveryReport) -> EngineResult<()> {
+        match intent {
+            Intent::Create { container, name, location, cgroup, freezes } => {
+                if freezes {
+                    match self.freezer.state(&cgroup) {
+                        Ok(FreezeState::Thawed) | Err(FreezerError::NotFound { .. }) => {}
+                        Ok(_) => {
+                            self.freezer.thaw(&cgroup)?;
+                            report.thawed.push(cgroup.display().to_string());
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                let recorded =
+                    self.store.snapshot(&container, &name)?.is_some_and(|s| s.state == SnapshotState::Ready);
+                if recorded {
+                    report.completed.push(format!("{container}/{name}"));
+                } else {
+                    self.backend.delete_snapshot(&location)?;
+                    report.rolled_back.push(format!("{container}/{name}"));
                 }
             }
-            let volume = super::snapshots::volume_of(&container);
-            for location in self.backend.list_snapshots(&volume)? {
-                if !records.iter().any(|r| r.location == location) {
-                    report.unknown.push(location);
+            Intent::Delete { container, name, location } => {
+                self.backend.delete_snapshot(&location)?;
+                self.store.remove_snapshot(&container, &name)?;
+                report.deletes_finished.push(format!("{container}/{name}"));
+            }
+            Intent::Restore(restore) => {
+                let what = format!("{}/{}", restore.container, restore.target);
+                if self.recover_restore(id, &restore)? {
+                    report.restores_finished.push(what);
+                } else {
+                    report.restores_rolled_back.push(what);
                 }
+                return Ok(());
+            }
+        }
+        self.store.end_intent(id)?;
+        Ok(())
+    }
+
+    /// Checks every container's records against its volumes. A container
+    /// whose volumes cannot be read (a VG that is not there yet...) is
+    /// reported and skipped, not fatal.
+    fn reconcile(&self, report: &mut RecoveryReport) -> EngineResult<()> {
+        for container in self.store.containers()? {
+            match self.reconcile_container(&container, report) {
+                Ok(()) => {}
+                Err(EngineError::Store(error)) => return Err(EngineError::Store(error)),
+                Err(error) => {
+                    tracing::warn!(container = %container.id, %error, "recovery: could not check the snapshots' volumes");
+                    report.unchecked.push(format!("{}: {error}", container.id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reconcile_container(&self, container: &ContainerRecord, report: &mut RecoveryReport) -> EngineResult<()> {
+        let mut records = self.store.snapshots_of(&container.id)?;
+        for record in &mut records {
+            if record.state != SnapshotState::Lost && !self.backend.snapshot_exists(&record.location)? {
+                record.state = SnapshotState::Lost;
+                self.store.put_snapshots(&[record])?;
+                report.lost.push(record.resource_name());
+            }
+        }
+        let volume = super::snapshots::volume_of(container);
+        for location in self.backend.list_snapshots(&volume)? {
+            if !records.iter().any(|r| r.location == location) {
+                report.unknown.push(location);
             }
         }
         Ok(())
@@ -108,7 +154,7 @@ impl Engine {
 impl Engine {
     /// Logs each recovery action and records it as a `recovery` event.
     fn record_report(&self, report: &RecoveryReport) {
-        let groups: [(&Vec<String>, &str, &str); 8] = [
+        let groups: [(&Vec<String>, &str, &str); 9] = [
             (&report.thawed, "ok", "thawed a cgroup the daemon had frozen before it stopped"),
             (&report.rolled_back, "ok", "removed a snapshot that was never confirmed"),
             (&report.completed, "ok", "kept a snapshot recorded just before the stop"),
@@ -117,6 +163,7 @@ impl Engine {
             (&report.restores_rolled_back, "ok", "rolled back a restore that had not swapped"),
             (&report.lost, "failed", "recorded snapshot has no volume; marked LOST"),
             (&report.unknown, "failed", "snapshot volume without a record; left in place"),
+            (&report.unchecked, "failed", "could not check a container's snapshot volumes"),
         ];
         for (items, outcome, what) in groups {
             for item in items {

@@ -46,6 +46,15 @@ fn fixture_with(config: EngineConfig) -> Fixture {
     Fixture { _dir: dir, engine, backend, freezer, lifecycle, clock }
 }
 
+impl Fixture {
+    /// A new engine over the same store and fakes: the daemon started again.
+    fn restart(&self) -> Engine {
+        let Fixture { engine, backend, freezer, lifecycle, clock, .. } = self;
+        let config = engine.config.clone();
+        Engine::new(engine.store.clone(), backend.clone(), freezer.clone(), lifecycle.clone(), clock.clone(), config)
+    }
+}
+
 fn create(engine: &Engine, name: &str, alias: &str, expiry_days: u32) -> EngineResult<crate::store::SnapshotRecord> {
     engine.create_snapshot(CreateRequest {
         container: "db-1".into(),
@@ -209,6 +218,38 @@ fn recovery_thaws_rolls_back_and_reconciles() {
     assert_eq!(f.engine.snapshot("db-1", "gone").unwrap().state, SnapshotState::Lost);
     assert_eq!(f.engine.snapshot("db-1", &kept.name).unwrap().state, SnapshotState::Ready);
     assert!(f.engine.store().intents().unwrap().is_empty());
+}
+
+#[test]
+fn an_intent_recovery_cannot_settle_holds_its_container_not_the_daemon() {
+    let f = fixture();
+    let half = "/fake/.rollpoint/db-1/half".to_string();
+    f.backend.add(&half, FakeVolume { read_only: true, ..FakeVolume::default() });
+    f.backend.busy.lock().insert(half.clone());
+    let intent = Intent::Create {
+        container: "db-1".into(),
+        name: "half".into(),
+        location: half.clone(),
+        cgroup: CGROUP.into(),
+        freezes: false,
+    };
+    f.engine.store().begin_intent(&intent).unwrap();
+
+    let report = f.engine.recover().expect("recovery goes on");
+    assert_eq!(report.unsettled.len(), 1, "{report:?}");
+    assert!(report.unsettled[0].starts_with("db-1: ") && report.unsettled[0].contains("in use"), "{report:?}");
+    assert_eq!(f.engine.store().intents().unwrap().len(), 1, "kept for the next start");
+    let refused = create(&f.engine, "next", "", 0).unwrap_err();
+    assert!(matches!(&refused, EngineError::FailedPrecondition { reason } if reason.contains("in use")), "{refused}");
+    let events = f.engine.store().events_before(u64::MAX, 10).unwrap();
+    assert!(events.iter().any(|e| e.kind == "recovery" && e.outcome == "failed" && e.container == "db-1"), "{events:?}");
+
+    // Once the cause is gone, the next start settles it.
+    f.backend.busy.lock().clear();
+    let again = f.restart();
+    let report = again.recover().unwrap();
+    assert!(report.unsettled.is_empty() && report.rolled_back == ["db-1/half"], "{report:?}");
+    assert!(create(&again, "next", "", 0).is_ok());
 }
 
 #[test]

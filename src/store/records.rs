@@ -109,6 +109,16 @@ pub enum Intent {
     Restore(RestoreIntent),
 }
 
+impl Intent {
+    /// The container the unfinished operation is about.
+    pub fn container(&self) -> &str {
+        match self {
+            Intent::Create { container, .. } | Intent::Delete { container, .. } => container,
+            Intent::Restore(restore) => &restore.container,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreIntent {
     pub container: String,
