@@ -1,5 +1,8 @@
-//! Logging: to journald (structured fields: container, snapshot, entry,
-//! kind...) when the journal socket exists, to stderr otherwise. The filter
+//! Logging: to journald when the journal socket exists, to stderr otherwise.
+//! In the journal each field of a record is a journal field named
+//! `ROLLPOINT_<FIELD>` (`ROLLPOINT_CONTAINER`, `ROLLPOINT_SNAPSHOT`,
+//! `ROLLPOINT_ENTRY`, `ROLLPOINT_KIND`...), so `journalctl -u rollpointd
+//! ROLLPOINT_CONTAINER=web-1` selects one container's records. The filter
 //! comes from `--log-level`, else `RUST_LOG`, else `info`.
 
 use std::path::Path;
@@ -9,6 +12,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+/// Prefix of the journal fields carrying a record's fields: keeps them apart
+/// from journald's own (`PRIORITY`, `CODE_FILE`...).
+const FIELD_PREFIX: &str = "ROLLPOINT";
 
 pub fn init(level: Option<&str>) {
     let filter = level
@@ -18,7 +24,9 @@ pub fn init(level: Option<&str>) {
     let journald = Path::new(JOURNAL_SOCKET).exists().then(tracing_journald::layer).and_then(Result::ok);
     let registry = tracing_subscriber::registry().with(filter);
     match journald {
-        Some(journald) => registry.with(journald.with_syslog_identifier("rollpointd".into())).init(),
+        Some(journald) => registry
+            .with(journald.with_syslog_identifier("rollpointd".into()).with_field_prefix(Some(FIELD_PREFIX.into())))
+            .init(),
         None => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).init(),
     }
 }

@@ -96,7 +96,9 @@ impl EventLog {
             duration_ms = record.duration.map(|d| d.as_secs_f64() * 1e3),
             frozen_for_ms = record.frozen_for.map(|d| d.as_secs_f64() * 1e3),
             detail = %record.detail,
-            "event"
+            "{} {}",
+            record.kind,
+            subject(&record),
         );
         Ok(record)
     }
@@ -108,5 +110,27 @@ impl EventLog {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+}
+
+/// What an event is about, for the log line: `web-1/v1`, `web-1`, `nightly`.
+fn subject(record: &EventRecord) -> String {
+    let parts = [&record.container, &record.snapshot, &record.entry];
+    parts.iter().filter(|p| !p.is_empty()).map(|p| p.as_str()).collect::<Vec<_>>().join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_line_names_what_the_event_is_about() {
+        let mut record = EventRecord { container: "web-1".into(), snapshot: "v1".into(), ..EventRecord::default() };
+        assert_eq!(subject(&record), "web-1/v1");
+        record.snapshot.clear();
+        assert_eq!(subject(&record), "web-1");
+        record.container.clear();
+        record.entry = "nightly".into();
+        assert_eq!(subject(&record), "nightly");
     }
 }
