@@ -3,7 +3,7 @@
 //! `ROLLPOINT_<FIELD>` (`ROLLPOINT_CONTAINER`, `ROLLPOINT_SNAPSHOT`,
 //! `ROLLPOINT_ENTRY`, `ROLLPOINT_KIND`...), so `journalctl -u rollpointd
 //! ROLLPOINT_CONTAINER=web-1` selects one container's records. The filter
-//! comes from `--log-level`, else `RUST_LOG`, else `info`.
+//! comes from `--log-level`, else `RUST_LOG`, else `info` (sled: errors only).
 
 use std::path::Path;
 
@@ -12,6 +12,10 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+/// `info`, but sled only its errors: it warns at every start that
+/// its cache is capped by the cgroup's memory limit, which is not news.
+const DEFAULT_FILTER: &str = "info,sled=error";
+
 /// Prefix of the journal fields carrying a record's fields: keeps them apart
 /// from journald's own (`PRIORITY`, `CODE_FILE`...).
 const FIELD_PREFIX: &str = "ROLLPOINT";
@@ -20,7 +24,7 @@ pub fn init(level: Option<&str>) {
     let filter = level
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
     let journald = Path::new(JOURNAL_SOCKET).exists().then(tracing_journald::layer).and_then(Result::ok);
     let registry = tracing_subscriber::registry().with(filter);
     match journald {
