@@ -541,16 +541,20 @@ async fn crash_in_restore(fs: &LoopBtrfs, point: &'static str) -> Row {
     row.frozen_after = served.cgroup.is_frozen().unwrap();
     assert!(!row.frozen_after, "{point}: frozen after recovery");
 
-    // Recovery ran the start command: a new server serves the volume's state.
-    let want: &[u8] = if swapped { b"state one\n" } else { b"state two\n" };
-    let pid_after = served.wait_serving(want).await;
-    assert_ne!(pid_after, pid_before, "{point}: recovery did not run the start command");
-    let old_alive = process_alive(pid_before);
-    // Before the stop ran, the old server is still there; recovery cannot
-    // tell whether the stop ran, and starts the container anyway.
-    assert_eq!(old_alive, point == "restore.stopping", "{point}: the old server {pid_before} alive");
-    row.process =
-        format!("new {}{}", pid_after, if old_alive { format!(" + old {pid_before}") } else { String::new() });
+    if point == "restore.stopping" {
+        // The stop never ran: the old server still runs in the cgroup, and
+        // recovery does not start a second copy next to it.
+        assert!(process_alive(pid_before), "{point}: the old server {pid_before} is gone");
+        assert_eq!(served.cgroup.pids().unwrap_or_default(), [pid_before], "{point}: a second copy was started");
+        row.process = format!("old {pid_before} kept, none started");
+    } else {
+        // Recovery ran the start command: a new server serves the volume's state.
+        let want: &[u8] = if swapped { b"state one\n" } else { b"state two\n" };
+        let pid_after = served.wait_serving(want).await;
+        assert_ne!(pid_after, pid_before, "{point}: recovery did not run the start command");
+        assert!(!process_alive(pid_before), "{point}: the old server {pid_before} survived");
+        row.process = format!("new {pid_after}");
+    }
 
     let listed = list_snapshots(&mut clients, &id).await;
     row.listed_after = names(&listed);

@@ -213,6 +213,8 @@ impl Lifecycle for FakeLifecycle {
 #[derive(Default)]
 pub struct FakeFreezer {
     pub states: Mutex<BTreeMap<PathBuf, FreezeState>>,
+    /// Cgroups with processes in them (none unless a test says so).
+    pub running: Mutex<BTreeSet<PathBuf>>,
     /// "freeze <cg>" / "thaw <cg>", in order.
     pub calls: Mutex<Vec<String>>,
 }
@@ -265,7 +267,12 @@ impl Freezer for FakeFreezer {
 
     fn kill_all(&self, cgroup: &Path, _timeout: Duration) -> Result<(), FreezerError> {
         self.calls.lock().push(format!("kill {}", cgroup.display()));
+        self.running.lock().remove(cgroup);
         Ok(())
+    }
+
+    fn populated(&self, cgroup: &Path) -> Result<bool, FreezerError> {
+        Ok(self.running.lock().contains(cgroup))
     }
 }
 

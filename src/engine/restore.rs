@@ -12,8 +12,12 @@
 //! 4. recording: the old state (now at `staging`) moves to its pre-restore
 //!    name, becomes read-only, and is recorded;
 //! 5. starting: the lifecycle starts the container again.
+//!
 //! A daemon killed at any step finishes (from 3 on, when the exchange is
-//! seen to have happened) or rolls back (before it) at its next start.
+//! seen to have happened) or rolls back (before it) at its next start. A
+//! rollback starts the container again only if its cgroup is empty: killed
+//! before the stop ran, the container still runs, and a start would make a
+//! second copy.
 
 use std::time::{Duration, Instant};
 
@@ -352,10 +356,20 @@ impl Engine {
 
     /// Undoes a restore that has not swapped: removes the staging copy,
     /// starts the container again, forgets the intent.
+    /// Undoes a restore that did not swap: the staging copy goes, and the
+    /// container is started again, unless it still runs (the stop never
+    /// happened or failed): starting it would start a second copy.
     fn roll_back_restore(&self, id: IntentId, container: &ContainerRecord, intent: &RestoreIntent) -> EngineResult<()> {
         self.backend.delete_snapshot(&intent.staging)?;
-        if let Err(error) = self.lifecycle.start(container) {
-            tracing::error!(container = %container.id, %error, "could not start the container again after a failed restore");
+        match self.freezer.populated(&container.cgroup) {
+            Ok(true) => {
+                tracing::info!(container = %container.id, "the container still runs; not started again");
+            }
+            Ok(false) | Err(_) => {
+                if let Err(error) = self.lifecycle.start(container) {
+                    tracing::error!(container = %container.id, %error, "could not start the container again after a failed restore");
+                }
+            }
         }
         self.store.end_intent(id)?;
         self.store.make_durable()?;

@@ -416,6 +416,39 @@ fn recovery_finishes_or_rolls_back_a_restore_at_every_step() {
 }
 
 #[test]
+fn a_rolled_back_restore_does_not_start_a_container_that_still_runs() {
+    use crate::store::{RestoreIntent, RestoreStep};
+    // Killed while stopping, before the stop ran: the container still runs.
+    let f = fixture();
+    create(&f.engine, "s", "", 0).unwrap();
+    f.freezer.running.lock().insert(CGROUP.into());
+    let intent = RestoreIntent {
+        container: "db-1".into(),
+        target: "s".into(),
+        pre_restore_name: "pre-restore-x".into(),
+        volume: VOLUME.into(),
+        staging: "/fake/.rollpoint/db-1/restore-staging-1".into(),
+        staging_uuid: String::new(),
+        aside: "/fake/.rollpoint/db-1/pre-restore-x".into(),
+        cgroup: CGROUP.into(),
+        step: RestoreStep::Stopping,
+        request_id: String::new(),
+    };
+    f.engine.store().begin_intent(&Intent::Restore(intent)).unwrap();
+    let report = f.engine.recover().unwrap();
+    assert_eq!(report.restores_rolled_back.len(), 1);
+    assert!(f.lifecycle.calls.lock().is_empty(), "started a second copy: {:?}", f.lifecycle.calls.lock());
+
+    // A stop that fails leaves it running too: the failed restore does not start it.
+    let f = fixture();
+    create(&f.engine, "s", "", 0).unwrap();
+    f.freezer.running.lock().insert(CGROUP.into());
+    *f.lifecycle.fail_stop.lock() = true;
+    assert!(f.engine.restore_snapshot("db-1", "s", "", "uid:0").is_err());
+    assert_eq!(*f.lifecycle.calls.lock(), ["stop db-1"]);
+}
+
+#[test]
 fn the_timeline_records_each_action_in_order() {
     let f = fixture();
     create(&f.engine, "s", "rollback-point", 1).unwrap();

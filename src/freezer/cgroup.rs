@@ -164,6 +164,16 @@ impl Freezer for CgroupFreezer {
             Flavour::V1 => cgroup_v1::kill_all(cgroup, timeout),
         })
     }
+
+    fn populated(&self, cgroup: &Path) -> Result<bool, FreezerError> {
+        if !cgroup.is_dir() {
+            return Ok(false);
+        }
+        self.dispatch(cgroup, |flavour| match flavour {
+            Flavour::V2 => cgroup_v2::populated(cgroup),
+            Flavour::V1 => cgroup_v1::populated(cgroup),
+        })
+    }
 }
 
 /// Drops `.` and applies `..` without touching the filesystem; `..` at the

@@ -50,6 +50,10 @@ pub(super) fn thaw(cgroup: &Path) -> Result<(), FreezerError> {
     write_file(&cgroup.join(STATE_FILE), "THAWED")
 }
 
+pub(super) fn populated(cgroup: &Path) -> Result<bool, FreezerError> {
+    Ok(!read_file(&cgroup.join(PROCS_FILE))?.trim().is_empty())
+}
+
 /// Freezes the subtree so nothing forks past us, SIGKILLs every pid in it,
 /// thaws so the kills are delivered, then waits for it to empty. If the
 /// freeze does not complete (a task stuck in the kernel), the kills are

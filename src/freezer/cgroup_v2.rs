@@ -103,6 +103,10 @@ pub(super) fn kill_all(cgroup: &Path, timeout: Duration) -> Result<(), FreezerEr
     }
 }
 
+pub(super) fn populated(cgroup: &Path) -> Result<bool, FreezerError> {
+    Ok(EventsFile::open(cgroup)?.read()?.populated)
+}
+
 /// An open `cgroup.events`, re-read from the start after each notification.
 struct EventsFile {
     file: File,

@@ -50,4 +50,9 @@ pub trait Freezer: Send + Sync + 'static {
     /// pid in `cgroup.procs` of a frozen group on v1) and waits up to
     /// `timeout` for it to be empty.
     fn kill_all(&self, cgroup: &Path, timeout: Duration) -> Result<(), FreezerError>;
+
+    /// Whether any process is in the cgroup (v2: in it or below it). A
+    /// cgroup that does not exist (systemd removes a stopped unit's) is
+    /// empty.
+    fn populated(&self, cgroup: &Path) -> Result<bool, FreezerError>;
 }
