@@ -278,10 +278,10 @@ async fn mixed_calls_from_fifty_clients_on_twenty_containers() {
     // The store, the filesystem and what the clients were told agree.
     let live = std::mem::take(&mut ledger.lock().unwrap().live);
     let mut snapshots = 0;
-    for index in 0..CONTAINERS {
+    for (index, live) in live.iter().enumerate().take(CONTAINERS) {
         let id = container_id(index);
         let listed = assert_listing_matches_disk(&mut root, &id, &snapshot_folder(fs.mount_point(), &id)).await;
-        assert_eq!(listed, live[index], "{id}: listed vs created minus deleted, as the clients were told");
+        assert_eq!(&listed, live, "{id}: listed vs created minus deleted, as the clients were told");
         for snapshot in list_snapshots(&mut root, &id).await {
             assert_eq!(snapshot.state(), SnapshotState::Ready, "{id}/{}", snapshot.name);
         }

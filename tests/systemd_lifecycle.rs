@@ -81,7 +81,7 @@ impl FakeSystemd {
         self.calls.lock().push(format!("start {name} {mode}"));
         let child = self
             .cgroup
-            .spawn(&mut Command::new("/bin/sleep").arg("600"))
+            .spawn(Command::new("/bin/sleep").arg("600"))
             .map_err(|e| zbus::fdo::Error::Failed(e.to_string()))?;
         *self.running.lock() = Some(child);
         let (id, job) = self.job();
