@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
-use rollpoint::api::proto;
 use rollpoint::testkit::cgroup::TestCgroup;
 use rollpoint::testkit::daemon::{DaemonOptions, TestDaemon};
 use rollpoint::testkit::loop_btrfs::LoopBtrfs;
@@ -135,17 +134,7 @@ async fn cli_over_tls_trusts_the_given_ca_and_prints_restore_steps_once() {
         .await
         .expect("start rollpointd with TLS");
     let mut root = daemon.clients().await.expect("connect to the socket");
-    let token = root
-        .tokens
-        .create_token(proto::CreateTokenRequest {
-            name: "ops".into(),
-            scopes: vec!["admin".into()],
-            containers: vec![],
-        })
-        .await
-        .expect("CreateToken as root on the socket")
-        .into_inner()
-        .secret;
+    let token = admin_token(&mut root, "ops").await;
     let endpoint = format!("https://127.0.0.1:{port}");
     let ca = pki.ca.to_str().unwrap();
 

@@ -113,17 +113,7 @@ async fn mixed_calls_from_fifty_clients_on_twenty_containers() {
     for (index, (cgroup, volume)) in cgroups.iter().zip(&volumes).enumerate() {
         register(&mut root, &container_id(index), cgroup.relative_name(), volume).await.expect("register");
     }
-    let secret = root
-        .tokens
-        .create_token(proto::CreateTokenRequest {
-            name: "load".into(),
-            scopes: vec!["admin".into()],
-            containers: vec![],
-        })
-        .await
-        .expect("CreateToken")
-        .into_inner()
-        .secret;
+    let secret = admin_token(&mut root, "load").await;
     let tcp = Target::Tcp(format!("http://127.0.0.1:{port}"));
     // Warm up (one snapshot and one listing per container) before the first
     // memory reading, so that it includes what any run needs.

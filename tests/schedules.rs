@@ -591,18 +591,9 @@ async fn command_entries_run_as_their_user_and_only_root_or_the_user_may_set_the
     assert_eq!(event.outcome, "failed");
 
     // An admin token over TCP may read entries, but not set or run commands.
-    let token = clients
-        .tokens
-        .create_token(proto::CreateTokenRequest {
-            name: "ops".into(),
-            scopes: vec!["admin".into()],
-            containers: vec![],
-        })
-        .await
-        .expect("CreateToken")
-        .into_inner();
+    let token = admin_token(&mut clients, "ops").await;
     let tcp = Target::Tcp(format!("http://127.0.0.1:{port}"));
-    let mut remote = Clients::connect_with_token(&tcp, Some(&token.secret)).await.expect("connect over TCP");
+    let mut remote = Clients::connect_with_token(&tcp, Some(&token)).await.expect("connect over TCP");
     assert_eq!(list_entries(&mut remote).await.len(), 2, "the token works");
     let events_before = list_events(&mut clients, "", "").await;
     for target_user in [user.name.as_str(), "root"] {

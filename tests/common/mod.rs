@@ -225,6 +225,17 @@ pub fn duration_of(duration: Option<&prost_types::Duration>) -> Duration {
     Duration::new(u64::try_from(duration.seconds).expect("positive"), u32::try_from(duration.nanos).expect("nanos"))
 }
 
+/// A new token with every scope (made as root on the socket); its secret.
+pub async fn admin_token(clients: &mut Clients, name: &str) -> String {
+    clients
+        .tokens
+        .create_token(proto::CreateTokenRequest { name: name.into(), scopes: vec!["admin".into()], containers: vec![] })
+        .await
+        .expect("CreateToken")
+        .into_inner()
+        .secret
+}
+
 pub async fn register(
     clients: &mut Clients,
     id: &str,
