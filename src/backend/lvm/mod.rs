@@ -479,7 +479,11 @@ impl Backend for LvmBackend {
             });
         }
         let rows = match self.settled_report(&name.vg) {
+            // Named by the volume asked about, not only its VG.
             Err(BackendError::NotFound { .. }) => return Err(BackendError::NotFound { path: volume.into() }),
+            Err(BackendError::NotThinVolume { reason, .. }) => {
+                return Err(BackendError::NotThinVolume { volume: volume.into(), reason })
+            }
             other => other?,
         };
         let row = find(&rows, &name)?;
