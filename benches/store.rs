@@ -1,8 +1,8 @@
 //! Criterion benches of the daemon's in-process hot paths, in a temp folder,
 //! no root needed: a snapshot record written and made durable (the sled
 //! flush plus the fsyncs that back every reply), default name allocation
-//! among many taken names, reading one container's records, and a listing
-//! page as `ListSnapshots` cuts it.
+//! among many taken names, reading one container's records, a listing page
+//! as `ListSnapshots` cuts it, and a look-up by alias.
 //!
 //! `cargo bench --bench store`; under `cargo test --all-targets` criterion
 //! runs each bench once, quickly.
@@ -86,21 +86,29 @@ fn store_writes(c: &mut Criterion) {
 
 fn name_allocation(c: &mut Criterion) {
     let now = Utc.with_ymd_and_hms(2026, 5, 4, 2, 55, 0).single().expect("valid time");
+    let base = names::default_name_base("snap", now);
     let mut group = c.benchmark_group("names/default_snapshot_name");
     for taken in [0usize, 100, 1000, 10_000] {
         // The day's names all taken, as after `taken` snapshots with default
-        // names in one day: snap-2026-05-04, snap-2026-05-04-2, ...
+        // names in one day: snap-2026-05-04, snap-2026-05-04-2, ... (and
+        // 1,000 snapshots of another container).
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = store_with(dir.path(), 0);
         let existing: Vec<SnapshotRecord> = (0..taken)
             .map(|i| match i {
                 0 => record(CONTAINER, "snap-2026-05-04", 0),
                 _ => record(CONTAINER, &format!("snap-2026-05-04-{}", i + 1), i as i64),
             })
             .collect();
+        for chunk in existing.chunks(1000) {
+            store.put_snapshots(&chunk.iter().collect::<Vec<_>>()).expect("put");
+        }
         // The engine's test of a name (without its stat of the location).
-        group.bench_with_input(BenchmarkId::from_parameter(taken), &existing, |b, existing| {
-            // As the engine does it: one set of the names in use per create.
+        group.bench_with_input(BenchmarkId::from_parameter(taken), &store, |b, store| {
+            // As the engine does it: the names and aliases of the day, read
+            // from the store's keys, then candidates checked against them.
             b.iter(|| {
-                let taken = names::in_use(existing);
+                let taken = store.snapshot_names_starting_with(CONTAINER, &base).expect("names");
                 names::default_snapshot_name(now, |n| taken.contains(n))
             });
         });
@@ -125,6 +133,10 @@ fn listing(c: &mut Criterion) {
             last_restore: None,
         })
         .expect("put container");
+    // The last snapshot by name carries an alias, for the look-up by alias.
+    let mut aliased = record(CONTAINER, "m-09999", 9999);
+    aliased.alias = Some("rollback-point".into());
+    store.put_snapshots(&[&aliased]).expect("put");
     let engine = Engine::new(
         store.clone(),
         Arc::new(BtrfsBackend::new()),
@@ -146,6 +158,9 @@ fn listing(c: &mut Criterion) {
     });
     group.bench_function("engine_first_page_default", |b| {
         b.iter(|| black_box(engine.list_snapshots(CONTAINER, 0, "").expect("list").items.len()));
+    });
+    group.bench_function("engine_get_by_alias", |b| {
+        b.iter(|| black_box(engine.snapshot(CONTAINER, "rollback-point").expect("get").name.len()));
     });
     group.finish();
 }

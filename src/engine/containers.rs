@@ -90,7 +90,7 @@ impl Engine {
 
     /// Number of snapshots recorded for a container.
     pub fn snapshot_count(&self, id: &str) -> EngineResult<usize> {
-        Ok(self.store.snapshots_of(id)?.len())
+        Ok(self.store.snapshot_count(id)?)
     }
 
     /// Forgets a container. With snapshots recorded, the caller must say

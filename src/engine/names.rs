@@ -4,11 +4,7 @@
 //! character set leaves no way out of the daemon's folders: no `/`, no NUL,
 //! never `.` or `..`, nothing starting with a dot or a dash.
 
-use std::collections::HashSet;
-
 use chrono::{DateTime, Utc};
-
-use crate::store::SnapshotRecord;
 
 use super::error::{EngineError, EngineResult};
 
@@ -119,9 +115,15 @@ pub fn default_snapshot_name(now: DateTime<Utc>, taken: impl Fn(&str) -> bool) -
     default_name_with_prefix("snap", now, taken)
 }
 
+/// `<prefix>-YYYY-MM-DD`: the first default name of the day, and the
+/// beginning of every later one (so the names to avoid are found by prefix).
+pub fn default_name_base(prefix: &str, now: DateTime<Utc>) -> String {
+    format!("{prefix}-{}", now.format("%Y-%m-%d"))
+}
+
 /// Like [`default_snapshot_name`] with another prefix (`pre-restore`).
 pub fn default_name_with_prefix(prefix: &str, now: DateTime<Utc>, taken: impl Fn(&str) -> bool) -> String {
-    let base = format!("{prefix}-{}", now.format("%Y-%m-%d"));
+    let base = default_name_base(prefix, now);
     if !taken(&base) {
         return base;
     }
@@ -129,12 +131,6 @@ pub fn default_name_with_prefix(prefix: &str, now: DateTime<Utc>, taken: impl Fn
         .map(|n| format!("{base}-{n}"))
         .find(|candidate| !taken(candidate))
         .expect("an unbounded range always yields a free name")
-}
-
-/// Every name and alias of `snapshots`, for constant-time checks while a
-/// default name is looked for among thousands.
-pub fn in_use(snapshots: &[SnapshotRecord]) -> HashSet<&str> {
-    snapshots.iter().flat_map(|s| std::iter::once(s.name.as_str()).chain(s.alias.as_deref())).collect()
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! Page tokens: the sort key of the last item of the previous page, so a
 //! page stays correct when items are added or removed between calls.
+//!
+//! A listing either has all its items in memory ([`paginate`]) or reads one
+//! page from an index of the store ([`PageRequest`] then [`page_of`]); both
+//! check `page_size` and `page_token` the same way, in [`PageRequest::new`].
 
 use super::error::{EngineError, EngineResult};
 
@@ -14,6 +18,47 @@ pub struct Page<T> {
     pub next_page_token: String,
 }
 
+/// A caller's `page_size` and `page_token`, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest<'t> {
+    /// How many items the page holds at most (1..=[`MAX_PAGE_SIZE`]).
+    pub size: usize,
+    /// The page starts after the item with this key; empty: at the first.
+    pub after: &'t str,
+}
+
+impl<'t> PageRequest<'t> {
+    pub fn new(page_size: i32, page_token: &'t str) -> EngineResult<Self> {
+        let size = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n < 0 => return Err(EngineError::invalid("page_size", format!("{n} is negative"))),
+            n => usize::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
+        };
+        if page_token.len() > 512 {
+            return Err(EngineError::invalid("page_token", "is not a token this daemon issued"));
+        }
+        Ok(PageRequest { size, after: page_token })
+    }
+
+    /// How many items to read after the token: one more than the page
+    /// holds, which says whether another page follows.
+    pub fn read_ahead(&self) -> usize {
+        self.size + 1
+    }
+}
+
+/// Makes the page out of the items that follow the token, in order, at most
+/// [`PageRequest::read_ahead`] of them.
+pub fn page_of<T>(mut items: Vec<T>, request: &PageRequest<'_>, key: impl Fn(&T) -> String) -> Page<T> {
+    let more = items.len() > request.size;
+    items.truncate(request.size);
+    let next_page_token = match (more, items.last()) {
+        (true, Some(last)) => key(last),
+        _ => String::new(),
+    };
+    Page { items, next_page_token }
+}
+
 /// Cuts one page out of `items`, which must be sorted by `key`.
 pub fn paginate<T>(
     items: Vec<T>,
@@ -21,22 +66,11 @@ pub fn paginate<T>(
     page_size: i32,
     page_token: &str,
 ) -> EngineResult<Page<T>> {
-    let size = match page_size {
-        0 => DEFAULT_PAGE_SIZE,
-        n if n < 0 => return Err(EngineError::invalid("page_size", format!("{n} is negative"))),
-        n => usize::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
-    };
-    if page_token.len() > 512 {
-        return Err(EngineError::invalid("page_token", "is not a token this daemon issued"));
-    }
-    let start = if page_token.is_empty() { 0 } else { items.partition_point(|item| key(item).as_str() <= page_token) };
-    let mut rest = items.into_iter().skip(start);
-    let page: Vec<T> = rest.by_ref().take(size).collect();
-    let next_page_token = match (rest.next(), page.last()) {
-        (Some(_), Some(last)) => key(last),
-        _ => String::new(),
-    };
-    Ok(Page { items: page, next_page_token })
+    let request = PageRequest::new(page_size, page_token)?;
+    let start =
+        if request.after.is_empty() { 0 } else { items.partition_point(|item| key(item).as_str() <= request.after) };
+    let items: Vec<T> = items.into_iter().skip(start).take(request.read_ahead()).collect();
+    Ok(page_of(items, &request, key))
 }
 
 #[cfg(test)]
@@ -56,8 +90,24 @@ mod tests {
     }
 
     #[test]
+    fn a_full_last_page_has_no_token() {
+        let items: Vec<String> = (0..20).map(|i| format!("{i:03}")).collect();
+        let second = paginate(items.clone(), Clone::clone, 10, "009").unwrap();
+        assert_eq!(second.items.len(), 10);
+        assert!(second.next_page_token.is_empty());
+    }
+
+    #[test]
     fn negative_page_size_names_the_field() {
         let err = paginate(vec![1], |i| i.to_string(), -1, "").unwrap_err();
         assert!(matches!(err, EngineError::InvalidArgument { field: "page_size", .. }));
+    }
+
+    #[test]
+    fn sizes_default_and_are_capped() {
+        assert_eq!(PageRequest::new(0, "").unwrap().size, DEFAULT_PAGE_SIZE);
+        assert_eq!(PageRequest::new(i32::MAX, "").unwrap().size, MAX_PAGE_SIZE);
+        let err = PageRequest::new(10, &"x".repeat(513)).unwrap_err();
+        assert!(matches!(err, EngineError::InvalidArgument { field: "page_token", .. }));
     }
 }

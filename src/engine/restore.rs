@@ -145,9 +145,9 @@ impl Engine {
         }
 
         let now = self.clock.now();
-        let existing = self.store.snapshots_of(&container.id)?;
         let volume = volume_of(&container);
-        let taken = names::in_use(&existing);
+        let taken =
+            self.store.snapshot_names_starting_with(&container.id, &names::default_name_base("pre-restore", now))?;
         let pre_restore_name =
             names::default_name_with_prefix("pre-restore", now, |n| self.name_taken(&taken, &volume, n));
         let mut intent = RestoreIntent {

@@ -9,7 +9,7 @@ use super::error::{EngineError, EngineResult};
 use super::fault;
 use super::freeze_window::Window;
 use super::names;
-use super::paging::{paginate, Page};
+use super::paging::{page_of, Page, PageRequest};
 use super::Engine;
 use crate::backend::VolumeInfo;
 use crate::events::Event;
@@ -56,20 +56,23 @@ impl Engine {
         names::comment(&request.comment)?;
 
         let _guard = self.locks.lock(&container.id, self.config.lock_wait)?;
-        let existing = self.store.snapshots_of(&container.id)?;
         let now = self.clock.now();
         let volume = volume_of(&container);
-        let taken = names::in_use(&existing);
         let name = if request.name.is_empty() {
+            let taken =
+                self.store.snapshot_names_starting_with(&container.id, &names::default_name_base("snap", now))?;
             names::default_snapshot_name(now, |n| self.name_taken(&taken, &volume, n))
-        } else if self.name_taken(&taken, &volume, &request.name) {
+        } else if self.store.snapshot_name_in_use(&container.id, &request.name)?
+            || self.location_in_use(&volume, &request.name)
+        {
             return Err(EngineError::AlreadyExists {
                 what: format!("snapshot {:?} of container {}", request.name, container.id),
             });
         } else {
             request.name.clone()
         };
-        if !request.alias.is_empty() && existing.iter().any(|s| s.name == request.alias) || request.alias == name {
+        if !request.alias.is_empty() && self.store.has_snapshot(&container.id, &request.alias)? || request.alias == name
+        {
             return Err(EngineError::invalid(
                 "alias",
                 format!("{:?} is the name of a snapshot; an alias must differ from every name", request.alias),
@@ -138,7 +141,7 @@ impl Engine {
             generation: taken.details.generation,
             comment: request.comment,
         };
-        self.save_with_alias(&record, existing)?;
+        self.save_with_alias(&record)?;
         self.store.end_intent(intent_id)?;
         self.emit(
             Event::new("snapshot.created", "ok")
@@ -166,19 +169,26 @@ impl Engine {
     /// Whether a snapshot name is in use: by a record (as a name or an
     /// alias, in `taken`), or by a volume on disk that no record knows (a
     /// leftover that recovery reported; never overwritten).
-    pub(super) fn name_taken(&self, taken: &HashSet<&str>, volume: &VolumeInfo, name: &str) -> bool {
-        taken.contains(name) || self.backend.snapshot_exists(&self.backend.location(volume, name)).unwrap_or(true)
+    pub(super) fn name_taken(&self, taken: &HashSet<String>, volume: &VolumeInfo, name: &str) -> bool {
+        taken.contains(name) || self.location_in_use(volume, name)
     }
 
-    /// Writes `record`, taking its alias away from any other snapshot of the
-    /// container in the same atomic batch.
-    fn save_with_alias(&self, record: &SnapshotRecord, others: Vec<SnapshotRecord>) -> EngineResult<()> {
-        let mut moved: Vec<SnapshotRecord> = Vec::new();
+    /// Whether a volume sits where a snapshot called `name` would go (or
+    /// whether that cannot be told, which counts as in use).
+    fn location_in_use(&self, volume: &VolumeInfo, name: &str) -> bool {
+        self.backend.snapshot_exists(&self.backend.location(volume, name)).unwrap_or(true)
+    }
+
+    /// Writes `record`, taking its alias away from the snapshot of the
+    /// container that held it, in the same atomic write. The container's
+    /// lock must be held.
+    fn save_with_alias(&self, record: &SnapshotRecord) -> EngineResult<()> {
+        let mut moved = None;
         if let Some(alias) = &record.alias {
-            for mut other in others {
-                if other.name != record.name && other.alias.as_ref() == Some(alias) {
-                    other.alias = None;
-                    moved.push(other);
+            if let Some(mut holder) = self.store.snapshot_by_alias(&record.container, alias)? {
+                if holder.name != record.name {
+                    holder.alias = None;
+                    moved = Some(holder);
                 }
             }
         }
@@ -229,13 +239,13 @@ impl Engine {
             return Ok(found);
         }
         self.store
-            .snapshots_of(&container.id)?
-            .into_iter()
-            .find(|s| s.alias.as_deref() == Some(reference))
+            .snapshot_by_alias(&container.id, reference)?
             .ok_or_else(|| EngineError::not_found(format!("snapshot {reference:?} of container {}", container.id)))
     }
 
-    /// The snapshots of a container, oldest first.
+    /// The snapshots of a container, oldest first ([`SnapshotRecord::sort_key`],
+    /// also the page token). A page is read from the store's time index: its
+    /// cost is the page's, not the container's.
     pub fn list_snapshots(
         &self,
         container: &str,
@@ -243,9 +253,9 @@ impl Engine {
         page_token: &str,
     ) -> EngineResult<Page<SnapshotRecord>> {
         let container = self.container_for("container", container)?;
-        let mut snapshots = self.store.snapshots_of(&container.id)?;
-        snapshots.sort_by_key(sort_key);
-        paginate(snapshots, sort_key, page_size, page_token)
+        let request = PageRequest::new(page_size, page_token)?;
+        let items = self.store.snapshots_after(&container.id, request.after, request.read_ahead())?;
+        Ok(page_of(items, &request, SnapshotRecord::sort_key))
     }
 
     /// Changes the alias and/or the expiry of a snapshot.
@@ -264,9 +274,8 @@ impl Engine {
         }
         let _guard = self.locks.lock(&container.id, self.config.lock_wait)?;
         let mut snapshot = self.find_snapshot(&container, reference)?;
-        let others = self.store.snapshots_of(&container.id)?;
         if let Some(alias) = update.alias {
-            if others.iter().any(|s| s.name == alias && s.name != snapshot.name) {
+            if alias != snapshot.name && self.store.has_snapshot(&container.id, &alias)? {
                 return Err(EngineError::invalid("alias", format!("{alias:?} is the name of another snapshot")));
             }
             snapshot.alias = Some(alias).filter(|a| !a.is_empty());
@@ -274,7 +283,7 @@ impl Engine {
         if let Some(days) = update.expiry_days {
             snapshot.expire_time = expiry_from(self.clock.now(), days);
         }
-        self.save_with_alias(&snapshot, others)?;
+        self.save_with_alias(&snapshot)?;
         self.store.make_durable()?;
         self.expiry_changed.notify_one();
         Ok(snapshot)
@@ -361,11 +370,6 @@ pub(super) fn volume_of(container: &ContainerRecord) -> VolumeInfo {
 
 pub(super) fn expiry_from(now: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> {
     (days > 0).then(|| now + chrono::Duration::days(i64::from(days)))
-}
-
-/// Oldest first; the name breaks ties. Also the page token.
-fn sort_key(snapshot: &SnapshotRecord) -> String {
-    format!("{:020}|{}", snapshot.create_time.timestamp_nanos_opt().unwrap_or(0).max(0), snapshot.name)
 }
 
 /// The schedule entry behind a snapshot, for the timeline.

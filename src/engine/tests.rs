@@ -187,6 +187,56 @@ fn update_moves_the_alias_and_resets_expiry() {
 }
 
 #[test]
+fn listing_pages_follow_creation_and_tokens_are_sort_keys() {
+    let f = fixture();
+    // Names against the order of creation; d and c at the same instant.
+    for (name, minutes) in [("e", 1), ("d", 1), ("c", 0), ("b", 1), ("a", 1)] {
+        f.clock.advance(chrono::Duration::minutes(minutes));
+        create(&f.engine, name, "", 0).unwrap();
+    }
+    let first = f.engine.list_snapshots("db-1", 2, "").unwrap();
+    let names =
+        |page: &Page<crate::store::SnapshotRecord>| page.items.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&first), ["e", "c"]);
+    // The token format of every release so far: nanoseconds, '|', name.
+    let nanos = first.items[1].create_time.timestamp_nanos_opt().unwrap();
+    assert_eq!(first.next_page_token, format!("{nanos:020}|c"));
+    // Deleting the snapshot a token points at does not break the listing.
+    f.engine.delete_snapshot("db-1", "c", "test").unwrap();
+    let second = f.engine.list_snapshots("db-1", 2, &first.next_page_token).unwrap();
+    assert_eq!(names(&second), ["d", "b"]);
+    let third = f.restart().list_snapshots("db-1", 2, &second.next_page_token).unwrap();
+    assert_eq!(names(&third), ["a"]);
+    assert!(third.next_page_token.is_empty());
+    assert_eq!(f.engine.snapshot_count("db-1").unwrap(), 4);
+    assert!(matches!(
+        f.engine.list_snapshots("db-1", -1, ""),
+        Err(EngineError::InvalidArgument { field: "page_size", .. })
+    ));
+    assert!(matches!(
+        f.engine.list_snapshots("db-1", 2, &"9".repeat(513)),
+        Err(EngineError::InvalidArgument { field: "page_token", .. })
+    ));
+}
+
+#[test]
+fn an_alias_cannot_be_another_snapshots_name() {
+    let f = fixture();
+    create(&f.engine, "a", "", 0).unwrap();
+    create(&f.engine, "b", "", 0).unwrap();
+    let update = UpdateRequest { alias: Some("a".into()), expiry_days: None };
+    assert!(matches!(
+        f.engine.update_snapshot("db-1", "b", update),
+        Err(EngineError::InvalidArgument { field: "alias", .. })
+    ));
+    assert!(matches!(create(&f.engine, "c", "b", 0), Err(EngineError::InvalidArgument { field: "alias", .. })));
+    // Nor a snapshot be named like an alias.
+    f.engine.update_snapshot("db-1", "b", UpdateRequest { alias: Some("keep".into()), expiry_days: None }).unwrap();
+    assert!(matches!(create(&f.engine, "keep", "", 0), Err(EngineError::AlreadyExists { .. })));
+    assert_eq!(f.engine.snapshot("db-1", "keep").unwrap().name, "b");
+}
+
+#[test]
 fn recovery_thaws_rolls_back_and_reconciles() {
     let f = fixture();
     let kept = create(&f.engine, "kept", "", 0).unwrap();

@@ -1,5 +1,14 @@
 //! Store layer: sled trees for containers, snapshots and intents.
 //!
+//! Two index trees sit beside `snapshots` so that a listing page and a look-up
+//! by alias do not read every record of a container: `snapshots_by_time`
+//! (`<container>\0<sort key>` -> name, the order of ListSnapshots) and
+//! `snapshot_aliases` (`<container>\0<alias>` -> name). Every write of a
+//! snapshot record updates them in the same sled transaction, so a crash
+//! leaves the three trees in step; [`Store::open`] checks them against the
+//! records and rebuilds them when they are not (a database written before
+//! they existed, or by an older daemon since).
+//!
 //! sled 0.34 flushes with `sync_file_range`, which does not make data durable
 //! on btrfs or across a power loss (sled issues #1351, #1452). Every write
 //! that backs a reply is followed by [`Store::make_durable`], which flushes
@@ -9,11 +18,16 @@ mod durable;
 mod error;
 pub mod records;
 
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree, UnabortableTransactionError,
+};
 
 pub use error::StoreError;
 pub use records::*;
@@ -26,6 +40,10 @@ pub struct Store {
     dir: PathBuf,
     containers: sled::Tree,
     snapshots: sled::Tree,
+    /// `<container>\0<sort key>` -> snapshot name (see the module doc).
+    snapshots_by_time: sled::Tree,
+    /// `<container>\0<alias>` -> snapshot name.
+    snapshot_aliases: sled::Tree,
     intents: sled::Tree,
     requests: sled::Tree,
     tokens: sled::Tree,
@@ -34,13 +52,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating when missing) the store in `dir`.
+    /// Opens (creating when missing) the store in `dir`, and rebuilds the
+    /// snapshot indexes if they are out of step with the records.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { op: "create", path: dir.to_owned(), source })?;
         let db = sled::Config::new().path(dir.join("db")).open()?;
-        Ok(Store {
+        let store = Store {
             containers: db.open_tree("containers")?,
             snapshots: db.open_tree("snapshots")?,
+            snapshots_by_time: db.open_tree("snapshots_by_time")?,
+            snapshot_aliases: db.open_tree("snapshot_aliases")?,
             intents: db.open_tree("intents")?,
             requests: db.open_tree("requests")?,
             tokens: db.open_tree("tokens")?,
@@ -48,7 +69,9 @@ impl Store {
             entries: db.open_tree("entries")?,
             dir: dir.join("db"),
             db,
-        })
+        };
+        store.check_snapshot_indexes()?;
+        Ok(store)
     }
 
     /// Flushes every write so far and makes it durable (see the module doc).
@@ -89,9 +112,93 @@ impl Store {
         get(&self.snapshots, &snapshot_key(container, name))
     }
 
-    /// The snapshots of one container, in no particular order.
+    /// The snapshot of `container` that holds `alias`, through the alias
+    /// index.
+    pub fn snapshot_by_alias(&self, container: &str, alias: &str) -> Result<Option<SnapshotRecord>, StoreError> {
+        // Reads are not isolated from a write that moves the alias between
+        // the two look-ups; the record says whether it still holds it.
+        for _ in 0..3 {
+            let Some(name) = self.snapshot_aliases.get(index_key(container, alias))? else { return Ok(None) };
+            match get::<SnapshotRecord>(&self.snapshots, &snapshot_key_bytes(container, &name))? {
+                Some(record) if record.alias.as_deref() == Some(alias) => return Ok(Some(record)),
+                _ => continue,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether `container` has a snapshot called `name` (aliases aside).
+    pub fn has_snapshot(&self, container: &str, name: &str) -> Result<bool, StoreError> {
+        Ok(self.snapshots.contains_key(snapshot_key(container, name))?)
+    }
+
+    /// Whether `name` is the name or the alias of a snapshot of `container`.
+    pub fn snapshot_name_in_use(&self, container: &str, name: &str) -> Result<bool, StoreError> {
+        Ok(self.has_snapshot(container, name)? || self.snapshot_aliases.contains_key(index_key(container, name))?)
+    }
+
+    /// Every name and alias of `container`'s snapshots that begins with
+    /// `prefix` (`snap-2026-05-04` for the default names of that day), read
+    /// from keys alone.
+    pub fn snapshot_names_starting_with(&self, container: &str, prefix: &str) -> Result<HashSet<String>, StoreError> {
+        let mut found = HashSet::new();
+        for (tree, container_part) in
+            [(&self.snapshots, snapshot_key(container, "")), (&self.snapshot_aliases, index_key(container, ""))]
+        {
+            let mut key_prefix = container_part.clone();
+            key_prefix.extend_from_slice(prefix.as_bytes());
+            for key in tree.scan_prefix(&key_prefix).keys() {
+                let key = key?;
+                // Names are checked ASCII when written.
+                found.insert(String::from_utf8_lossy(&key[container_part.len()..]).into_owned());
+            }
+        }
+        Ok(found)
+    }
+
+    /// How many snapshots `container` has, counted from keys alone.
+    pub fn snapshot_count(&self, container: &str) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for key in self.snapshots.scan_prefix(snapshot_key(container, "")).keys() {
+            key?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// The snapshots of one container, ordered by name.
     pub fn snapshots_of(&self, container: &str) -> Result<Vec<SnapshotRecord>, StoreError> {
         scan(&self.snapshots, &snapshot_key(container, ""))
+    }
+
+    /// At most `limit` snapshots of `container` in [`SnapshotRecord::sort_key`]
+    /// order (oldest first), starting after the sort key `after` (from the
+    /// first when empty): one page of a listing, read through the time
+    /// index, so its cost does not grow with the container's snapshots.
+    pub fn snapshots_after(
+        &self,
+        container: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<SnapshotRecord>, StoreError> {
+        let start = index_key(container, after);
+        let lower = if after.is_empty() { Bound::Included(start) } else { Bound::Excluded(start) };
+        let mut page = Vec::with_capacity(limit.min(1024));
+        for item in self.snapshots_by_time.range((lower, Bound::Excluded(index_end(container)))) {
+            if page.len() == limit {
+                break;
+            }
+            let (key, name) = item?;
+            // A record deleted or rewritten between the two reads (listings
+            // take no lock) is skipped: it is no longer at this place.
+            let Some(record) = get::<SnapshotRecord>(&self.snapshots, &snapshot_key_bytes(container, &name))? else {
+                continue;
+            };
+            if &key[container.len() + 1..] == record.sort_key().as_bytes() {
+                page.push(record);
+            }
+        }
+        Ok(page)
     }
 
     pub fn all_snapshots(&self) -> Result<Vec<SnapshotRecord>, StoreError> {
@@ -99,19 +206,73 @@ impl Store {
     }
 
     /// Writes several snapshot records atomically (e.g. an alias moving from
-    /// one snapshot to another).
+    /// one snapshot to another), with their index entries.
     pub fn put_snapshots(&self, records: &[&SnapshotRecord]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for record in records {
-            batch.insert(snapshot_key(&record.container, &record.name), encode(*record)?);
-        }
-        self.snapshots.apply_batch(batch)?;
-        Ok(())
+        let encoded = records.iter().map(|record| encode(*record)).collect::<Result<Vec<Vec<u8>>, StoreError>>()?;
+        (&self.snapshots, &self.snapshots_by_time, &self.snapshot_aliases)
+            .transaction(|(snapshots, by_time, aliases)| {
+                for (record, value) in records.iter().zip(&encoded) {
+                    let previous = snapshots.insert(snapshot_key(&record.container, &record.name), value.as_slice())?;
+                    if let Some(previous) = previous {
+                        let previous: SnapshotRecord =
+                            decode(&previous).map_err(ConflictableTransactionError::Abort)?;
+                        unindex(by_time, aliases, &previous)?;
+                    }
+                    by_time.insert(index_key(&record.container, &record.sort_key()), record.name.as_bytes())?;
+                    if let Some(alias) = &record.alias {
+                        aliases.insert(index_key(&record.container, alias), record.name.as_bytes())?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(from_transaction)
     }
 
     pub fn remove_snapshot(&self, container: &str, name: &str) -> Result<(), StoreError> {
-        self.snapshots.remove(snapshot_key(container, name))?;
-        Ok(())
+        (&self.snapshots, &self.snapshots_by_time, &self.snapshot_aliases)
+            .transaction(|(snapshots, by_time, aliases)| {
+                if let Some(previous) = snapshots.remove(snapshot_key(container, name))? {
+                    let previous: SnapshotRecord = decode(&previous).map_err(ConflictableTransactionError::Abort)?;
+                    unindex(by_time, aliases, &previous)?;
+                }
+                Ok(())
+            })
+            .map_err(from_transaction)
+    }
+
+    /// Compares the snapshot indexes with what the records say and rebuilds
+    /// them when they differ; true if it did. One pass over the records, at
+    /// open only.
+    fn check_snapshot_indexes(&self) -> Result<bool, StoreError> {
+        let mut by_time = BTreeMap::new();
+        let mut aliases = BTreeMap::new();
+        for item in self.snapshots.iter() {
+            let record: SnapshotRecord = decode(&item?.1)?;
+            by_time.insert(index_key(&record.container, &record.sort_key()), record.name.clone().into_bytes());
+            if let Some(alias) = &record.alias {
+                // Two records claiming one alias should not exist; if they
+                // do, the first by name keeps it, as a scan would find.
+                aliases.entry(index_key(&record.container, alias)).or_insert_with(|| record.name.clone().into_bytes());
+            }
+        }
+        if tree_holds(&self.snapshots_by_time, &by_time)? && tree_holds(&self.snapshot_aliases, &aliases)? {
+            return Ok(false);
+        }
+        tracing::warn!(
+            records = by_time.len(),
+            "the snapshot indexes are out of step with the records (written by an older rollpointd?); rebuilding them"
+        );
+        // Not atomic, and need not be: an interrupted rebuild is found out of
+        // step at the next open and done again.
+        for (tree, entries) in [(&self.snapshots_by_time, by_time), (&self.snapshot_aliases, aliases)] {
+            tree.clear()?;
+            let mut batch = sled::Batch::default();
+            for (key, value) in entries {
+                batch.insert(key, value);
+            }
+            tree.apply_batch(batch)?;
+        }
+        Ok(true)
     }
 
     // ------------------------------------------------------------- intents
@@ -269,6 +430,69 @@ fn snapshot_key(container: &str, name: &str) -> Vec<u8> {
     // Container ids and snapshot names never hold '/', so the prefix
     // "<container>/" selects exactly one container's snapshots.
     format!("{container}/{name}").into_bytes()
+}
+
+/// [`snapshot_key`] for a name read from an index.
+fn snapshot_key_bytes(container: &str, name: &[u8]) -> Vec<u8> {
+    let mut key = snapshot_key(container, "");
+    key.extend_from_slice(name);
+    key
+}
+
+/// Key of an index entry: `<container>\0<rest>`. Container ids never hold
+/// NUL, so `<container>\0` selects exactly one container's entries.
+fn index_key(container: &str, rest: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(container.len() + 1 + rest.len());
+    key.extend_from_slice(container.as_bytes());
+    key.push(0);
+    key.extend_from_slice(rest.as_bytes());
+    key
+}
+
+/// The first key after every index entry of `container`.
+fn index_end(container: &str) -> Vec<u8> {
+    let mut key = container.as_bytes().to_vec();
+    key.push(1);
+    key
+}
+
+/// Removes the index entries of a record being replaced or removed, inside
+/// the write's transaction. An alias entry is left alone when it already
+/// names another snapshot (the alias moved to it in the same write).
+fn unindex(
+    by_time: &TransactionalTree,
+    aliases: &TransactionalTree,
+    previous: &SnapshotRecord,
+) -> Result<(), UnabortableTransactionError> {
+    by_time.remove(index_key(&previous.container, &previous.sort_key()))?;
+    if let Some(alias) = &previous.alias {
+        let key = index_key(&previous.container, alias);
+        if aliases.get(&key)?.is_some_and(|holder| holder == previous.name.as_bytes()) {
+            aliases.remove(key)?;
+        }
+    }
+    Ok(())
+}
+
+fn from_transaction(error: TransactionError<StoreError>) -> StoreError {
+    match error {
+        TransactionError::Abort(error) => error,
+        TransactionError::Storage(error) => StoreError::Sled(error),
+    }
+}
+
+/// Whether `tree` holds exactly `entries`.
+fn tree_holds(tree: &sled::Tree, entries: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<bool, StoreError> {
+    if tree.len() != entries.len() {
+        return Ok(false);
+    }
+    for (item, (key, value)) in tree.iter().zip(entries) {
+        let (tree_key, tree_value) = item?;
+        if tree_key != key.as_slice() || tree_value != value.as_slice() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {

@@ -89,6 +89,13 @@ impl SnapshotRecord {
         format!("containers/{}/snapshots/{}", self.container, self.name)
     }
 
+    /// Oldest first, the name breaking ties: the order of ListSnapshots, the
+    /// key of the store's time index, and the page token (tokens already
+    /// handed out hold this format, so it must not change).
+    pub fn sort_key(&self) -> String {
+        format!("{:020}|{}", self.create_time.timestamp_nanos_opt().unwrap_or(0).max(0), self.name)
+    }
+
     /// Whether `reference` (a name or an alias) designates this snapshot.
     pub fn answers_to(&self, reference: &str) -> bool {
         self.name == reference || self.alias.as_deref() == Some(reference)
