@@ -58,8 +58,12 @@ impl Backend for HostBackends {
         self.for_info(volume).location(volume, name)
     }
 
-    fn create_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<SnapshotDetails, BackendError> {
-        self.for_volume(source).create_snapshot(source, location, read_only)
+    fn prepare_snapshot(&self, source: &str, location: &str) -> Result<(), BackendError> {
+        self.for_volume(source).prepare_snapshot(source, location)
+    }
+
+    fn take_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<(), BackendError> {
+        self.for_volume(source).take_snapshot(source, location, read_only)
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<(), BackendError> {

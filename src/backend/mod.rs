@@ -59,8 +59,25 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Takes a copy-on-write snapshot of `source` (the volume's path, or the
     /// location of another snapshot) at `location`, which must not exist; the
-    /// folder that holds it is created when missing.
-    fn create_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<SnapshotDetails, BackendError>;
+    /// folder that holds it is created when missing. The three steps below
+    /// in a row; a freeze window runs them apart, so that only
+    /// [`Backend::take_snapshot`] holds the container frozen.
+    fn create_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<SnapshotDetails, BackendError> {
+        self.prepare_snapshot(source, location)?;
+        self.take_snapshot(source, location, read_only)?;
+        self.details(location)
+    }
+
+    /// Everything a snapshot can check and settle before it is taken (the
+    /// source can be snapshotted, `location` is free, there is room), done
+    /// before the container is frozen. Nothing by default.
+    fn prepare_snapshot(&self, _source: &str, _location: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// The snapshot itself and nothing else: what runs while the container
+    /// is frozen. Still refuses a taken `location`, and what it finds wrong.
+    fn take_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<(), BackendError>;
 
     /// Moves a volume or snapshot from `from` to `to` atomically (rename(2) on
     /// btrfs). `to` must not exist. Used by the restore swap.

@@ -36,6 +36,8 @@ pub struct FakeBackend {
     pub exclusive: Mutex<BTreeMap<String, u64>>,
     /// When set, exclusive_bytes fails (a pool whose metadata cannot be read).
     pub fail_exclusive: Mutex<bool>,
+    /// When set, prepare_snapshot refuses (a thin pool above its threshold).
+    pub pool_full: Mutex<bool>,
     /// Locations whose delete fails (a volume still in use).
     pub busy: Mutex<BTreeSet<String>>,
     next_uuid: Mutex<u64>,
@@ -100,7 +102,20 @@ impl Backend for FakeBackend {
         volume.snapshot_dir.join(name).to_string_lossy().into_owned()
     }
 
-    fn create_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<SnapshotDetails, BackendError> {
+    fn prepare_snapshot(&self, _source: &str, location: &str) -> Result<(), BackendError> {
+        self.calls.lock().push(format!("prepare {location}"));
+        if *self.pool_full.lock() {
+            return Err(BackendError::PoolFull {
+                pool: "vg0/pool".into(),
+                data_percent: 95.0,
+                metadata_percent: 10.0,
+                threshold: 90.0,
+            });
+        }
+        Ok(())
+    }
+
+    fn take_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<(), BackendError> {
         let delay = *self.snapshot_delay.lock();
         if let Some(delay) = delay {
             std::thread::sleep(delay);
@@ -117,8 +132,8 @@ impl Backend for FakeBackend {
         if volumes.contains_key(location) {
             return Err(BackendError::AlreadyExists { path: location.into() });
         }
-        volumes.insert(location.to_owned(), copy.clone());
-        Ok(Self::details_of(location, &copy))
+        volumes.insert(location.to_owned(), copy);
+        Ok(())
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<(), BackendError> {

@@ -1,5 +1,9 @@
 //! The freeze window: freeze the cgroup, snapshot, thaw, as short as it can be.
 //!
+//! What the backend can do before or after the snapshot stays out of it:
+//! [`Backend::prepare_snapshot`] runs before the freeze, only
+//! [`Backend::take_snapshot`] inside, [`Backend::details`] after the thaw.
+//!
 //! The sequence runs on its own OS thread raised to SCHED_FIFO, so that busy
 //! processes of the container (once thawed) or of the host cannot hold the
 //! container frozen by preempting the daemon between freeze and thaw. The
@@ -52,8 +56,24 @@ enum Phase {
 }
 
 impl Window {
-    /// Runs the window; blocks the calling thread at most about `budget`.
+    /// Runs the window; blocks the calling thread at most about `budget`
+    /// (besides the backend's preparation before it and reading the
+    /// snapshot's details after).
     pub fn run(self) -> EngineResult<FrozenSnapshot> {
+        self.backend.prepare_snapshot(&self.source, &self.location)?;
+        let backend = self.backend.clone();
+        let location = self.location.clone();
+        let frozen_for = self.hold()?;
+        // A snapshot that cannot be read back is not recorded: not kept either.
+        let details = backend.details(&location).inspect_err(|_| {
+            let _ = backend.delete_snapshot(&location);
+        })?;
+        Ok(FrozenSnapshot { details, frozen_for })
+    }
+
+    /// Freeze, snapshot, thaw on the worker thread, under the watchdog; how
+    /// long the container was frozen.
+    fn hold(self) -> EngineResult<Duration> {
         let phase = Arc::new(Mutex::new(Phase::Running));
         let (sender, receiver) = mpsc::sync_channel(1);
         let budget = self.budget;
@@ -103,27 +123,26 @@ impl Window {
         }
     }
 
-    fn work(&self) -> EngineResult<FrozenSnapshot> {
+    fn work(&self) -> EngineResult<Duration> {
         let started = Instant::now();
         if self.freeze {
             self.freezer.freeze(&self.cgroup, self.budget)?;
         }
         fault::point("create.frozen");
-        let snapshot = self.backend.create_snapshot(&self.source, &self.location, true);
+        let snapshot = self.backend.take_snapshot(&self.source, &self.location, true);
         let thawed = if self.freeze { self.freezer.thaw(&self.cgroup) } else { Ok(()) };
         let frozen_for = if self.freeze { started.elapsed() } else { Duration::ZERO };
-        let details = match (snapshot, thawed) {
-            (Ok(details), Ok(())) => details,
-            (Err(error), _) => return Err(error.into()),
-            (Ok(_), Err(error)) => {
+        match (snapshot, thawed) {
+            (Ok(()), Ok(())) => Ok(frozen_for),
+            (Err(error), _) => Err(error.into()),
+            (Ok(()), Err(error)) => {
                 let _ = self.backend.delete_snapshot(&self.location);
-                return Err(error.into());
+                Err(error.into())
             }
-        };
-        Ok(FrozenSnapshot { details, frozen_for })
+        }
     }
 
-    fn clean_up_abandoned(&self, result: &EngineResult<FrozenSnapshot>) {
+    fn clean_up_abandoned(&self, result: &EngineResult<Duration>) {
         if result.is_ok() {
             if let Err(error) = self.backend.delete_snapshot(&self.location) {
                 tracing::error!(location = %self.location, %error, "could not delete an abandoned snapshot");

@@ -7,6 +7,7 @@ use chrono::TimeZone;
 
 use super::fakes::{FakeBackend, FakeClock, FakeFreezer, FakeLifecycle, FakeVolume};
 use super::*;
+use crate::backend::BackendError;
 use crate::freezer::FreezeState;
 use crate::store::{Intent, SnapshotOrigin, SnapshotState, Store};
 
@@ -75,10 +76,25 @@ fn create_flushes_then_freezes_snapshots_and_thaws() {
     assert_eq!(snapshot.alias.as_deref(), Some("rollback-point"));
     assert_eq!(snapshot.expire_time, Some(f.clock.now() + chrono::Duration::days(7)));
     assert!(snapshot.read_only);
-    assert_eq!(*f.backend.calls.lock(), vec!["flush".to_string(), format!("snapshot {}", snapshot.location)]);
+    assert_eq!(
+        *f.backend.calls.lock(),
+        ["flush".to_string(), format!("prepare {}", snapshot.location), format!("snapshot {}", snapshot.location)]
+    );
     assert_eq!(*f.freezer.calls.lock(), vec![format!("freeze {CGROUP}"), format!("thaw {CGROUP}")]);
     assert_eq!(f.freezer.state_of(CGROUP), FreezeState::Thawed);
     assert!(f.engine.store().intents().unwrap().is_empty());
+}
+
+#[test]
+fn a_snapshot_refused_in_preparation_never_freezes_the_container() {
+    let f = fixture();
+    *f.backend.pool_full.lock() = true;
+    let error = create(&f.engine, "v1", "", 0).unwrap_err();
+    assert!(matches!(error, EngineError::Backend(BackendError::PoolFull { .. })), "{error:?}");
+    assert!(f.freezer.calls.lock().is_empty(), "froze for a snapshot refused up front: {:?}", f.freezer.calls.lock());
+    assert!(!f.backend.calls.lock().iter().any(|c| c.starts_with("snapshot")));
+    assert!(f.engine.store().intents().unwrap().is_empty());
+    assert!(f.engine.snapshot("db-1", "v1").is_err());
 }
 
 #[test]

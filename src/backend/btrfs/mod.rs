@@ -118,7 +118,7 @@ impl Backend for BtrfsBackend {
         volume.snapshot_dir.join(name).to_string_lossy().into_owned()
     }
 
-    fn create_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<SnapshotDetails, BackendError> {
+    fn take_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<(), BackendError> {
         let (parent, name) = paths::split_location(location)?;
         let source_fd = open_subvolume(Path::new(source))?;
         std::fs::DirBuilder::new()
@@ -133,8 +133,7 @@ impl Backend for BtrfsBackend {
         subvol::snapshot(&source_fd, &parent_fd, name, read_only).map_err(|err| match err.raw_os_error() {
             Some(libc::EEXIST) => BackendError::AlreadyExists { path: PathBuf::from(location) },
             _ => BackendError::io("snapshot", location, err),
-        })?;
-        self.details(location)
+        })
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<(), BackendError> {
