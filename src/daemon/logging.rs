@@ -12,8 +12,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
-/// `info`, but sled only its errors: it warns at every start that
-/// its cache is capped by the cgroup's memory limit, which is not news.
+/// `info`, but sled only its errors: its own info and warnings are about
+/// its internals, not the daemon's work.
 const DEFAULT_FILTER: &str = "info,sled=error";
 
 /// Prefix of the journal fields carrying a record's fields: keeps them apart
