@@ -66,7 +66,10 @@ mod tests {
         let locks = ContainerLocks::default();
         locks.hold_unsettled("db-1", "mount busy".into());
         let refused = locks.lock("db-1", Duration::ZERO).err().expect("refused");
-        assert!(matches!(&refused, EngineError::FailedPrecondition { reason } if reason.contains("mount busy")), "{refused}");
+        assert!(
+            matches!(&refused, EngineError::FailedPrecondition { reason } if reason.contains("mount busy")),
+            "{refused}"
+        );
         assert!(locks.lock("web-1", Duration::ZERO).is_ok(), "other containers go on");
     }
 }

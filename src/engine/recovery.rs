@@ -56,12 +56,10 @@ impl Engine {
                 Err(EngineError::Store(error)) => return Err(EngineError::Store(error)),
                 Err(error) => {
                     tracing::error!(container = %container, %error, "recovery: could not settle an unfinished operation");
-                    self.emit(
-                        Event::new("recovery", "failed").container(&container).actor("daemon").detail(format!(
-                            "could not settle an unfinished operation; the container refuses changes until a restart \
+                    self.emit(Event::new("recovery", "failed").container(&container).actor("daemon").detail(format!(
+                        "could not settle an unfinished operation; the container refuses changes until a restart \
                              settles it: {error}"
-                        )),
-                    );
+                    )));
                     self.locks.hold_unsettled(&container, error.to_string());
                     report.unsettled.push(format!("{container}: {error}"));
                 }
@@ -87,8 +85,7 @@ impl Engine {
                         Err(error) => return Err(error.into()),
                     }
                 }
-                let recorded =
-                    self.store.snapshot(&container, &name)?.is_some_and(|s| s.state == SnapshotState::Ready);
+                let recorded = self.store.snapshot(&container, &name)?.is_some_and(|s| s.state == SnapshotState::Ready);
                 if recorded {
                     report.completed.push(format!("{container}/{name}"));
                 } else {

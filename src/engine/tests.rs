@@ -308,7 +308,10 @@ fn an_intent_recovery_cannot_settle_holds_its_container_not_the_daemon() {
     let refused = create(&f.engine, "next", "", 0).unwrap_err();
     assert!(matches!(&refused, EngineError::FailedPrecondition { reason } if reason.contains("in use")), "{refused}");
     let events = f.engine.store().events_before(u64::MAX, 10).unwrap();
-    assert!(events.iter().any(|e| e.kind == "recovery" && e.outcome == "failed" && e.container == "db-1"), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.kind == "recovery" && e.outcome == "failed" && e.container == "db-1"),
+        "{events:?}"
+    );
 
     // Once the cause is gone, the next start settles it.
     f.backend.busy.lock().clear();
