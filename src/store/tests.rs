@@ -41,12 +41,18 @@ fn records_survive_a_reopen() {
     assert_eq!(store.intents().unwrap().len(), 1);
 }
 
+/// `record` as a snapshot of another container (`db-10`: `db-1` is a
+/// prefix of its id, the case key prefixes must not confuse).
+fn in_container(container: &str, mut record: SnapshotRecord) -> SnapshotRecord {
+    record.container = container.into();
+    record
+}
+
 #[test]
 fn snapshot_prefixes_do_not_leak_between_containers() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let mut other = snapshot("a", None);
-    other.container = "db-10".into();
+    let other = in_container("db-10", snapshot("a", None));
     store.put_snapshots(&[&snapshot("a", None), &other]).unwrap();
     assert_eq!(store.snapshots_of("db-1").unwrap().len(), 1);
 }
@@ -91,8 +97,7 @@ fn pages_come_oldest_first_from_the_time_index() {
     // Names out of time order, and two at the same second (the name decides).
     let records = [at("c", None, 1), at("a", None, 3), at("b", None, 2), at("e", None, 2), at("d", None, 0)];
     store.put_snapshots(&records.iter().collect::<Vec<_>>()).unwrap();
-    let mut other = at("0", None, 0);
-    other.container = "db-10".into();
+    let other = in_container("db-10", at("0", None, 0));
     store.put_snapshots(&[&other]).unwrap();
 
     assert_eq!(names(&store.snapshots_after("db-1", "", 10).unwrap()), ["d", "c", "b", "e", "a"]);
@@ -159,8 +164,7 @@ fn aliases_follow_moves_renames_and_removals() {
 fn names_of_the_day_are_read_by_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let mut other = snapshot("snap-2026-05-04-9", None);
-    other.container = "db-10".into();
+    let other = in_container("db-10", snapshot("snap-2026-05-04-9", None));
     store
         .put_snapshots(&[
             &snapshot("snap-2026-05-04", None),

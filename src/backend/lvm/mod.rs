@@ -407,7 +407,6 @@ fn find<'a>(rows: &'a [LvRow], name: &LvName) -> Result<&'a LvRow, BackendError>
     rows.iter().find(|r| r.name == name.lv).ok_or_else(|| BackendError::NotFound { path: name.full().into() })
 }
 
-/// Turns an lvm failure into the error the engine understands.
 /// The source and target of a snapshot, parsed and checked: one VG, and a
 /// target named as rollpoint's own.
 fn snapshot_names(source: &str, location: &str) -> Result<(LvName, LvName), BackendError> {
@@ -420,6 +419,7 @@ fn snapshot_names(source: &str, location: &str) -> Result<(LvName, LvName), Back
     Ok((source_name, target))
 }
 
+/// Turns an lvm failure into the error the engine understands.
 fn classify_failure(command: &str, subject: &str, detail: String) -> BackendError {
     let lower = detail.to_lowercase();
     if lower.contains("already exists") {
