@@ -17,6 +17,7 @@ pub mod engine;
 pub mod events;
 pub mod freezer;
 pub mod lifecycle;
+pub mod remote;
 pub mod scheduler;
 pub mod store;
 pub mod sys;
