@@ -6,9 +6,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use crate::engine::EngineConfig;
+use crate::remote::config::check_name;
+use crate::remote::RemoteConfig;
 
 pub const DEFAULT_CONFIG: &str = "/etc/rollpoint/rollpointd.toml";
 pub const DEFAULT_SOCKET: &str = "/run/rollpoint/rollpointd.sock";
@@ -53,6 +57,12 @@ pub struct Config {
     pub max_concurrent_operations: usize,
     /// Events older than this many days are pruned (0 = keep forever).
     pub event_retention_days: u32,
+    /// This host's name in the manifests it exports; default: the kernel's
+    /// host name.
+    pub host_name: Option<String>,
+    /// Remotes for off-host copies: `[remotes.NAME]` tables (see
+    /// `remote::config`).
+    pub remotes: BTreeMap<String, RemoteConfig>,
 }
 
 impl Default for Config {
@@ -74,6 +84,8 @@ impl Default for Config {
             event_retention_days: 90,
             schedule_grace_seconds: 3600,
             max_concurrent_operations: engine.max_concurrent_operations,
+            host_name: None,
+            remotes: BTreeMap::new(),
         }
     }
 }
@@ -108,6 +120,10 @@ impl Config {
         if !(1.0..=100.0).contains(&config.lvm_pool_threshold_percent) {
             return Err("lvm_pool_threshold_percent: must be between 1 and 100".into());
         }
+        for (name, remote) in &config.remotes {
+            check_name(name).map_err(|reason| format!("remotes.{name}: {reason}"))?;
+            remote.location().map_err(|reason| format!("remotes.{name}: {reason}"))?;
+        }
         if config.freeze_budget_ms == 0 {
             return Err("freeze_budget_ms: must be at least 1".into());
         }
@@ -120,6 +136,9 @@ impl Config {
             lock_wait: Duration::from_millis(self.lock_wait_ms),
             pre_restore_expiry_days: self.pre_restore_expiry_days,
             max_concurrent_operations: self.max_concurrent_operations.max(1),
+            remotes: self.remotes.clone(),
+            state_dir: self.state_dir.clone(),
+            host: self.host_name.clone().unwrap_or_else(crate::engine::host_name),
         }
     }
 }
@@ -144,5 +163,17 @@ mod tests {
         assert!(Config::parse("frezee_budget_ms = 3").unwrap_err().contains("frezee_budget_ms"));
         assert!(Config::parse("freeze_budget_ms = 0").unwrap_err().contains("freeze_budget_ms"));
         assert!(Config::parse("listen = \"nowhere\"").unwrap_err().contains("listen"));
+    }
+
+    #[test]
+    fn remotes_are_tables_checked_at_load() {
+        let config = Config::parse(
+            "[remotes.offsite]\nurl = \"s3://bucket/p\"\nendpoint = \"http://127.0.0.1:9\"\nallow_http = true\n",
+        )
+        .unwrap();
+        assert_eq!(config.remotes["offsite"].endpoint.as_deref(), Some("http://127.0.0.1:9"));
+        assert!(Config::parse("[remotes.x]\nurl = \"ftp://a\"\n").unwrap_err().contains("remotes.x"));
+        assert!(Config::parse("[remotes.x]\nurl = \"s3://a\"\nendpoitn = \"b\"\n").unwrap_err().contains("endpoitn"));
+        assert!(Config::parse("[remotes.\"a b\"]\nurl = \"s3://a\"\n").unwrap_err().contains("remotes.a b"));
     }
 }

@@ -84,6 +84,7 @@ fn snapshot_entry(
             container: container.into(),
             alias: alias.into(),
             expiry_days,
+            ..Default::default()
         })),
         comment: comment.into(),
         enabled: true,

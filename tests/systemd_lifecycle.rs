@@ -192,6 +192,7 @@ async fn restore_stops_and_starts_a_systemd_unit_over_dbus() {
             container: "db-1".into(),
             snapshot: "rollback-point".into(),
             request_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -211,6 +212,7 @@ async fn restore_stops_and_starts_a_systemd_unit_over_dbus() {
             container: "db-1".into(),
             snapshot: "rollback-point".into(),
             request_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

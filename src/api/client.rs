@@ -8,6 +8,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
 
 use super::proto::container_service_client::ContainerServiceClient;
 use super::proto::event_service_client::EventServiceClient;
+use super::proto::remote_service_client::RemoteServiceClient;
 use super::proto::schedule_service_client::ScheduleServiceClient;
 use super::proto::snapshot_service_client::SnapshotServiceClient;
 use super::proto::token_service_client::TokenServiceClient;
@@ -111,6 +112,7 @@ pub struct Clients {
     pub tokens: TokenServiceClient<AuthedChannel>,
     pub events: EventServiceClient<AuthedChannel>,
     pub schedules: ScheduleServiceClient<AuthedChannel>,
+    pub remotes: RemoteServiceClient<AuthedChannel>,
     pub channel: Channel,
 }
 
@@ -142,7 +144,8 @@ impl Clients {
             snapshots: SnapshotServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             tokens: TokenServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             events: EventServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            schedules: ScheduleServiceClient::with_interceptor(channel.clone(), bearer),
+            schedules: ScheduleServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            remotes: RemoteServiceClient::with_interceptor(channel.clone(), bearer),
             channel,
         })
     }

@@ -53,6 +53,7 @@ pub fn snapshot_with_exclusive_bytes(record: &SnapshotRecord, exclusive_bytes: O
             SnapshotOrigin::Api => proto::SnapshotOrigin::Api,
             SnapshotOrigin::Schedule { .. } => proto::SnapshotOrigin::Schedule,
             SnapshotOrigin::PreRestore => proto::SnapshotOrigin::PreRestore,
+            SnapshotOrigin::Import { .. } => proto::SnapshotOrigin::Import,
         } as i32,
         read_only: record.read_only,
         location: record.location.clone(),
@@ -158,11 +159,14 @@ pub fn entry(record: &EntryRecord, next_fire: Option<DateTime<Utc>>) -> proto::E
         schedule: record.schedule.clone(),
         time_zone: record.time_zone.clone(),
         action: Some(match &record.action {
-            EntryAction::Snapshot { container, alias, expiry_days } => Action::Snapshot(proto::SnapshotAction {
-                container: container.clone(),
-                alias: alias.clone(),
-                expiry_days: *expiry_days,
-            }),
+            EntryAction::Snapshot { container, alias, expiry_days, export_to } => {
+                Action::Snapshot(proto::SnapshotAction {
+                    container: container.clone(),
+                    alias: alias.clone(),
+                    expiry_days: *expiry_days,
+                    export_to: export_to.clone(),
+                })
+            }
             EntryAction::Command { command, timeout } => Action::Command(proto::CommandAction {
                 command: command.clone(),
                 timeout_seconds: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX),

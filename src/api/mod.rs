@@ -7,6 +7,7 @@ mod containers;
 pub mod convert;
 mod events;
 pub mod proto;
+mod remotes;
 mod schedules;
 pub mod server;
 mod snapshots;

@@ -26,6 +26,7 @@ fn action_from_proto(action: Option<entry::Action>) -> Result<EntryAction, Engin
             container: snapshot.container,
             alias: snapshot.alias,
             expiry_days: snapshot.expiry_days,
+            export_to: snapshot.export_to,
         }),
         Some(entry::Action::Command(command)) => Ok(EntryAction::Command {
             command: command.command,

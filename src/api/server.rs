@@ -18,10 +18,12 @@ use super::containers::Containers;
 use super::events::Events;
 use super::proto::container_service_server::ContainerServiceServer;
 use super::proto::event_service_server::EventServiceServer;
+use super::proto::remote_service_server::RemoteServiceServer;
 use super::proto::schedule_service_server::ScheduleServiceServer;
 use super::proto::snapshot_service_server::SnapshotServiceServer;
 use super::proto::token_service_server::TokenServiceServer;
 use super::proto::FILE_DESCRIPTOR_SET;
+use super::remotes::Remotes;
 use super::schedules::Schedules;
 use super::snapshots::Snapshots;
 use super::token_service::Tokens;
@@ -29,12 +31,13 @@ use super::tokens::TokenBook;
 use crate::engine::Engine;
 
 /// Names of the services reported by the health service.
-pub const SERVICES: [&str; 5] = [
+pub const SERVICES: [&str; 6] = [
     "rollpoint.v1.ContainerService",
     "rollpoint.v1.SnapshotService",
     "rollpoint.v1.TokenService",
     "rollpoint.v1.EventService",
     "rollpoint.v1.ScheduleService",
+    "rollpoint.v1.RemoteService",
 ];
 
 /// Largest request the daemon decodes.
@@ -108,6 +111,8 @@ impl Services {
         let events = EventServiceServer::new(Events { engine: self.engine.clone(), stop: self.stop.clone() });
         let schedules = ScheduleServiceServer::new(Schedules { engine: self.engine.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let remotes = RemoteServiceServer::new(Remotes { engine: self.engine.clone() })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let mut builder = Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
@@ -120,7 +125,8 @@ impl Services {
             .add_service(tonic::service::interceptor::InterceptedService::new(snapshots, self.gate.clone()))
             .add_service(tonic::service::interceptor::InterceptedService::new(tokens, self.gate.clone()))
             .add_service(tonic::service::interceptor::InterceptedService::new(events, self.gate.clone()))
-            .add_service(tonic::service::interceptor::InterceptedService::new(schedules, self.gate.clone())))
+            .add_service(tonic::service::interceptor::InterceptedService::new(schedules, self.gate.clone()))
+            .add_service(tonic::service::interceptor::InterceptedService::new(remotes, self.gate.clone())))
     }
 
     /// Serves on a bound Unix listener until `shutdown` resolves.

@@ -102,7 +102,13 @@ impl SnapshotService for Snapshots {
         let actor = authorize(&request, Scope::Restore, Some(&request.get_ref().container))?.actor();
         let request = request.into_inner();
         let outcome = blocking(&self.engine, move |engine| {
-            engine.restore_snapshot(&request.container, &request.snapshot, &request.request_id, &actor)
+            engine.restore_with_remote(
+                &request.container,
+                &request.snapshot,
+                &request.remote,
+                &request.request_id,
+                &actor,
+            )
         })
         .await?;
         Ok(Response::new(convert::restore(&outcome)))

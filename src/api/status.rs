@@ -5,6 +5,7 @@ use tonic::{Code, Status};
 use crate::backend::BackendError;
 use crate::engine::EngineError;
 use crate::freezer::FreezerError;
+use crate::remote::ErrorClass;
 
 pub fn from_engine(error: EngineError) -> Status {
     let code = code_of(&error);
@@ -36,7 +37,8 @@ fn code_of(error: &EngineError) -> Code {
             | BackendError::NotFound { .. }
             | BackendError::InsideSnapshotFolder { .. }
             | BackendError::NotThinVolume { .. }
-            | BackendError::NotOurs { .. } => Code::FailedPrecondition,
+            | BackendError::NotOurs { .. }
+            | BackendError::Unsupported { .. } => Code::FailedPrecondition,
             BackendError::NotAbsolute { .. } | BackendError::InvalidName { .. } => Code::InvalidArgument,
             BackendError::AlreadyExists { .. } => Code::AlreadyExists,
             BackendError::NoSpace { .. } | BackendError::PoolFull { .. } => Code::ResourceExhausted,
@@ -48,6 +50,16 @@ fn code_of(error: &EngineError) -> Code {
             | FreezerError::OutsideHierarchy { .. } => Code::FailedPrecondition,
             FreezerError::Timeout { .. } => Code::DeadlineExceeded,
             _ => Code::Internal,
+        },
+        EngineError::Remote(remote) => match remote.class() {
+            ErrorClass::InvalidConfig => Code::FailedPrecondition,
+            ErrorClass::PermissionDenied => Code::PermissionDenied,
+            ErrorClass::NotFound => Code::NotFound,
+            ErrorClass::AlreadyExists => Code::AlreadyExists,
+            ErrorClass::Unavailable => Code::Unavailable,
+            ErrorClass::DataLoss => Code::DataLoss,
+            ErrorClass::NoSpace => Code::ResourceExhausted,
+            ErrorClass::Internal => Code::Internal,
         },
         EngineError::Store(_) | EngineError::Internal { .. } => Code::Internal,
     }

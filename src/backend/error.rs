@@ -30,6 +30,8 @@ pub enum BackendError {
     NotOurs { location: String },
     #[error("{command}: {detail}")]
     Lvm { command: String, detail: String },
+    #[error("this backend does not support {what}")]
+    Unsupported { what: String },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

@@ -94,6 +94,18 @@ impl Backend for HostBackends {
         self.for_info(volume).list_snapshots(volume)
     }
 
+    fn readable_root(&self, location: &str) -> Result<std::path::PathBuf, BackendError> {
+        self.for_volume(location).readable_root(location)
+    }
+
+    fn create_volume(&self, location: &str) -> Result<(), BackendError> {
+        self.for_volume(location).create_volume(location)
+    }
+
+    fn changes_between(&self, parent: &str, location: &str) -> Result<Option<Vec<super::PathChange>>, BackendError> {
+        self.for_volume(location).changes_between(parent, location)
+    }
+
     fn exclusive_bytes(&self, location: &str) -> Result<Option<u64>, BackendError> {
         self.for_volume(location).exclusive_bytes(location)
     }

@@ -113,4 +113,39 @@ pub trait Backend: Send + Sync + 'static {
     fn exclusive_bytes(&self, _location: &str) -> Result<Option<u64>, BackendError> {
         Ok(None)
     }
+
+    /// A directory where the files of the volume or snapshot at `location`
+    /// can be read (for btrfs: the location itself). Export reads snapshots
+    /// through it.
+    fn readable_root(&self, location: &str) -> Result<PathBuf, BackendError> {
+        Err(BackendError::Unsupported { what: format!("reading the files of {location} (export and import)") })
+    }
+
+    /// Creates an empty, writable volume at `location` (which must not
+    /// exist), to be filled by an import and then made read-only.
+    fn create_volume(&self, location: &str) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported { what: format!("creating a volume at {location} (import)") })
+    }
+
+    /// What turned the snapshot at `parent` into the one at `location`, as
+    /// path changes in order, where the backend can tell without reading
+    /// file data (btrfs: the send stream without data); `Ok(None)` where it
+    /// cannot, which is the default.
+    fn changes_between(&self, _parent: &str, _location: &str) -> Result<Option<Vec<PathChange>>, BackendError> {
+        Ok(None)
+    }
+}
+
+/// One step of what turned a parent snapshot's tree into another's, in
+/// order. Paths are relative to the volume's root, as bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathChange {
+    /// `from` (and everything under it) is now at `to`.
+    Rename { from: Vec<u8>, to: Vec<u8> },
+    /// `path` was unlinked or removed.
+    Remove { path: Vec<u8> },
+    /// A new hard link `path` to the file now at `target`.
+    Link { path: Vec<u8>, target: Vec<u8> },
+    /// `path` was created or changed: its data too when `data`.
+    Touched { path: Vec<u8>, data: bool },
 }

@@ -160,6 +160,134 @@ pub enum Command {
     /// Schedule snapshots (or commands) on crontab(5) schedules.
     #[command(subcommand, after_long_help = SCHEDULE_EXAMPLES)]
     Schedule(ScheduleCommand),
+    /// Off-host copies: list, create, check, verify and prune remotes.
+    ///
+    /// A remote is an S3-compatible bucket or a directory named in the
+    /// daemon's configuration ([remotes.NAME] in rollpointd.toml); it holds a
+    /// repository of encrypted, deduplicated exports (see `rollpoint export`).
+    #[command(subcommand, after_long_help = REMOTE_EXAMPLES)]
+    Remote(RemoteCommand),
+    /// Copy a snapshot to a remote, off this host.
+    ///
+    /// Incremental: only what changed since the container's newest earlier
+    /// export is read (btrfs tells what changed) and only chunks the remote
+    /// does not hold are uploaded. The container is never frozen for it.
+    /// Progress goes to stderr; the result to stdout.
+    #[command(after_long_help = REMOTE_EXAMPLES)]
+    Export(ExportArgs),
+    /// Bring an exported snapshot back from a remote, on this host or any other.
+    ///
+    /// Without --to, it becomes a snapshot of the registered container of
+    /// the same id (origin import), ready for `rollpoint restore`. With --to
+    /// PATH, the tree is written to a new btrfs subvolume at PATH (when its
+    /// folder is on btrfs) or a new directory (any other filesystem). Every
+    /// chunk is checked before it is written.
+    #[command(after_long_help = REMOTE_EXAMPLES)]
+    Import(ImportArgs),
+}
+
+const REMOTE_EXAMPLES: &str = "\
+Examples:
+  rollpoint remote init offsite
+  rollpoint remote check offsite
+  rollpoint export db-1 rollback-point --remote offsite
+  rollpoint remote snapshots offsite --container db-1
+  rollpoint import db-1 snap-2026-05-04 --remote offsite
+  rollpoint import db-1 snap-2026-05-04 --remote offsite --to /srv/restored/db-1
+  rollpoint restore db-1 snap-2026-05-04 --remote offsite
+  rollpoint remote verify offsite
+  rollpoint remote prune offsite --keep-last 7 --keep-days 30";
+
+// ------------------------------------------------------------------- remotes
+
+#[derive(Subcommand, Debug)]
+pub enum RemoteCommand {
+    /// List the configured remotes and their key files.
+    List,
+    /// Create the repository at a remote (and this host's key file for it).
+    ///
+    /// The key file opens the repository: copy it to every host that is to
+    /// restore from it and keep a copy off the hosts. Losing every copy of
+    /// it loses the data.
+    Init {
+        /// Remote name, as in the daemon's configuration.
+        remote: String,
+    },
+    /// Reach a remote and open its repository (credentials, bucket, key).
+    Check {
+        /// Remote name.
+        remote: String,
+    },
+    /// List the snapshots exported to a remote, with the bytes each added.
+    Snapshots {
+        /// Remote name.
+        remote: String,
+        /// Only this container's.
+        #[arg(long, value_name = "ID")]
+        container: Option<String>,
+    },
+    /// Read everything back and check every seal and id.
+    ///
+    /// Names each damaged object and the snapshots it touches; exits 1 when
+    /// anything is damaged.
+    Verify {
+        /// Remote name.
+        remote: String,
+    },
+    /// Forget exports by retention and collect what nothing references.
+    ///
+    /// Unreferenced packs are marked first and deleted by a later prune
+    /// once the mark is older than --grace, which keeps prune safe while
+    /// other hosts export into the same repository.
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Remote name.
+    pub remote: String,
+    /// Keep the newest N exports of each container.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the exports of snapshots taken in the last D days.
+    #[arg(long, value_name = "D")]
+    pub keep_days: Option<u32>,
+    /// Only forget this container's exports.
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
+    /// How long an unreferenced pack stays marked before a prune deletes
+    /// it: 30m, 24h, 7d... [default: 24h].
+    #[arg(long, value_name = "AGE", value_parser = parse_grace)]
+    pub grace: Option<Duration>,
+    /// Say what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Container id.
+    pub container: String,
+    /// Snapshot name or alias.
+    pub snapshot: String,
+    /// Remote to copy to.
+    #[arg(long, value_name = "NAME")]
+    pub remote: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Container id the snapshot was exported from.
+    pub container: String,
+    /// Exported snapshot's name or alias, or its id (see `rollpoint remote snapshots`).
+    pub snapshot: String,
+    /// Remote to read from.
+    #[arg(long, value_name = "NAME")]
+    pub remote: String,
+    /// Write the tree to a new volume at this absolute path instead of a
+    /// snapshot of the container.
+    #[arg(long, value_name = "PATH")]
+    pub to: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------- containers
@@ -347,6 +475,10 @@ pub struct RestoreArgs {
     /// answer instead of restoring again.
     #[arg(long, value_name = "ID")]
     pub request_id: Option<String>,
+    /// When the snapshot is not on this host (expired, deleted, lost, or
+    /// another host's), bring it back from this remote first.
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
 }
 
 // -------------------------------------------------------------------- tokens
@@ -463,6 +595,10 @@ fn parse_time_bound(value: &str) -> Result<TimeBound, String> {
     parse_age(value).map(TimeBound::Ago).ok_or_else(|| {
         format!("expected an age (30m, 24h, 7d), a date (2026-05-04) or an RFC 3339 time, got {value:?}")
     })
+}
+
+fn parse_grace(value: &str) -> Result<Duration, String> {
+    parse_age(value).ok_or_else(|| format!("expected an age (30m, 24h, 7d), got {value:?}"))
 }
 
 /// `30m`, `24h`, `7d`, `1h30m`: numbers each followed by s, m, h, d or w.
@@ -602,6 +738,10 @@ pub struct ScheduleAddArgs {
     /// Each snapshot taken expires after D days [default: never].
     #[arg(long, value_name = "D", conflicts_with = "command")]
     pub expire_days: Option<u32>,
+    /// Also export each snapshot taken to this remote (off-host); a failed
+    /// export is an event and leaves the local snapshot in place.
+    #[arg(long, value_name = "REMOTE", conflicts_with = "command")]
+    pub export_to: Option<String>,
     /// Run this command line with /bin/sh, as --user, in a clean environment,
     /// at each firing; its output is kept (bounded) in the event.
     #[arg(long, value_name = "COMMAND")]

@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod error;
 mod output;
+mod remote_views;
 mod views;
 
 use std::process::ExitCode;

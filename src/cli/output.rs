@@ -158,22 +158,7 @@ pub fn span(ms: f64) -> String {
     }
 }
 
-/// A size in binary units, one decimal from KiB up: `512 B`, `4.0 MiB`,
-/// `1.5 GiB`.
-pub fn bytes(count: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if count < 1024 {
-        return format!("{count} B");
-    }
-    let mut value = count as f64 / 1024.0;
-    let mut unit = 0;
-    // Move up while the value would print as 1024.0 or more.
-    while value >= 1023.95 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
+pub use crate::units::bytes;
 
 /// One line of at most `max` characters: runs of white space (newlines
 /// included) become one space, and a cut is marked with `…`.
@@ -499,13 +484,16 @@ const OUTCOME_WIDTH: usize = 40;
 fn action(action: &ActionView, command_width: usize) -> String {
     match action {
         ActionView::None => "none".to_owned(),
-        ActionView::Snapshot { container, alias, expiry_days } => {
+        ActionView::Snapshot { container, alias, expiry_days, export_to } => {
             let mut text = format!("snapshot {container}");
             if let Some(alias) = alias {
                 let _ = write!(text, " alias={alias}");
             }
             if *expiry_days > 0 {
                 let _ = write!(text, " expire={expiry_days}d");
+            }
+            if let Some(remote) = export_to {
+                let _ = write!(text, " export-to={remote}");
             }
             text
         }
@@ -783,6 +771,7 @@ TIME (UTC)               KIND              CONTAINER  SNAPSHOT         OUTCOME  
             container: "db-1".into(),
             alias: "rollback-point".into(),
             expiry_days: 7,
+            export_to: String::new(),
         })
     }
 

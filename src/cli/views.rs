@@ -291,7 +291,7 @@ impl From<proto::Entry> for EntryView {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ActionView {
     None,
-    Snapshot { container: String, alias: Option<String>, expiry_days: u32 },
+    Snapshot { container: String, alias: Option<String>, expiry_days: u32, export_to: Option<String> },
     Command { command: String, timeout_seconds: u32 },
 }
 
@@ -304,6 +304,7 @@ impl From<Option<proto::entry::Action>> for ActionView {
                 container: snapshot.container,
                 alias: non_empty(snapshot.alias),
                 expiry_days: snapshot.expiry_days,
+                export_to: non_empty(snapshot.export_to),
             },
             Some(Action::Command(command)) => {
                 ActionView::Command { command: command.command, timeout_seconds: command.timeout_seconds }
@@ -370,6 +371,7 @@ fn origin_word(origin: proto::SnapshotOrigin) -> &'static str {
         proto::SnapshotOrigin::Api => "api",
         proto::SnapshotOrigin::Schedule => "schedule",
         proto::SnapshotOrigin::PreRestore => "pre-restore",
+        proto::SnapshotOrigin::Import => "import",
     }
 }
 
@@ -477,6 +479,7 @@ mod tests {
                 container: "db-1".into(),
                 alias: String::new(),
                 expiry_days: 7,
+                export_to: String::new(),
             })),
             ..Default::default()
         };

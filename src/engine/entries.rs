@@ -81,8 +81,12 @@ pub fn check_schedule(schedule: &str, time_zone: &str) -> EngineResult<CronSched
 
 fn check_action(action: &EntryAction) -> EngineResult<()> {
     match action {
-        EntryAction::Snapshot { container, alias, expiry_days } => {
+        EntryAction::Snapshot { container, alias, expiry_days, export_to } => {
             names::container_id("entry.snapshot.container", container)?;
+            if !export_to.is_empty() {
+                crate::remote::config::check_name(export_to)
+                    .map_err(|reason| EngineError::invalid("entry.snapshot.export_to", reason))?;
+            }
             if !alias.is_empty() {
                 names::snapshot_name("entry.snapshot.alias", alias)?;
             }

@@ -1,5 +1,6 @@
 use crate::backend::BackendError;
 use crate::freezer::FreezerError;
+use crate::remote::RemoteError;
 use crate::store::StoreError;
 
 /// Errors of the engine. The API layer maps each variant to one gRPC code in
@@ -28,6 +29,8 @@ pub enum EngineError {
     Freezer(#[from] FreezerError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
     #[error("{reason}")]
     Internal { reason: String },
 }

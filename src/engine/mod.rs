@@ -15,6 +15,7 @@ mod locks;
 pub mod names;
 mod paging;
 mod recovery;
+pub mod remotes;
 mod restore;
 mod schedule_fire;
 mod snapshots;
@@ -56,6 +57,12 @@ pub struct EngineConfig {
     /// Most engine calls in flight at once; past it calls are refused with
     /// RESOURCE_EXHAUSTED instead of queueing without bound.
     pub max_concurrent_operations: usize,
+    /// Remotes for off-host copies, by name.
+    pub remotes: std::collections::BTreeMap<String, crate::remote::RemoteConfig>,
+    /// Where remotes' key files live by default (`<state_dir>/keys`).
+    pub state_dir: std::path::PathBuf,
+    /// This host's name, written into the manifests it exports.
+    pub host: String,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +72,9 @@ impl Default for EngineConfig {
             lock_wait: Duration::from_secs(30),
             pre_restore_expiry_days: 7,
             max_concurrent_operations: 64,
+            remotes: std::collections::BTreeMap::new(),
+            state_dir: crate::config::DEFAULT_STATE_DIR.into(),
+            host: host_name(),
         }
     }
 }
@@ -83,6 +93,35 @@ pub struct Engine {
     expiry_changed: tokio::sync::Notify,
     /// Woken whenever schedule entries change.
     entries_changed: tokio::sync::Notify,
+    /// Snapshot locations being read by an export: not deleted meanwhile.
+    pinned: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// Keeps a snapshot from being deleted while it is read; unpins on drop.
+pub(crate) struct Pin<'a> {
+    engine: &'a Engine,
+    location: String,
+}
+
+impl Drop for Pin<'_> {
+    fn drop(&mut self) {
+        let mut pinned = self.engine.pinned.lock();
+        if let Some(count) = pinned.get_mut(&self.location) {
+            *count -= 1;
+            if *count == 0 {
+                pinned.remove(&self.location);
+            }
+        }
+    }
+}
+
+/// The host's name (`/proc/sys/kernel/hostname`), or `localhost`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 impl Engine {
@@ -108,7 +147,24 @@ impl Engine {
             admission,
             expiry_changed: tokio::sync::Notify::new(),
             entries_changed: tokio::sync::Notify::new(),
+            pinned: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Pins a snapshot's location while it is read (an export).
+    pub(crate) fn pin_snapshot(&self, location: &str) -> EngineResult<Pin<'_>> {
+        *self.pinned.lock().entry(location.to_owned()).or_insert(0) += 1;
+        Ok(Pin { engine: self, location: location.to_owned() })
+    }
+
+    /// Refuses to delete a pinned snapshot.
+    pub(crate) fn check_not_pinned(&self, snapshot: &crate::store::SnapshotRecord) -> EngineResult<()> {
+        if self.pinned.lock().contains_key(&snapshot.location) {
+            return Err(EngineError::FailedPrecondition {
+                reason: format!("{} is being exported; try again when the export ends", snapshot.resource_name()),
+            });
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &Store {

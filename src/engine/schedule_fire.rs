@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::entries::parse_entry_name;
 use super::error::EngineResult;
+use super::remotes::ExportRequest;
 use super::snapshots::CreateRequest;
 use super::Engine;
 use crate::events::Event;
@@ -38,7 +39,7 @@ impl Engine {
     pub fn run_action(&self, name: &str, due: DateTime<Utc>, actor: &str) -> EngineResult<FireResult> {
         let entry = self.entry(name)?;
         let result = match &entry.action {
-            EntryAction::Snapshot { container, alias, expiry_days } => {
+            EntryAction::Snapshot { container, alias, expiry_days, export_to } => {
                 let created = self.create_snapshot(CreateRequest {
                     container: container.clone(),
                     name: String::new(),
@@ -49,6 +50,7 @@ impl Engine {
                     actor: actor.to_owned(),
                 });
                 match created {
+                    Ok(snapshot) if !export_to.is_empty() => self.export_after_fire(snapshot, export_to, actor),
                     Ok(snapshot) => FireResult {
                         outcome: "ok".into(),
                         detail: format!("snapshot {} of {}", snapshot.name, snapshot.container),
@@ -83,6 +85,37 @@ impl Engine {
         }
         self.store.make_durable()?;
         Ok(result)
+    }
+}
+
+impl Engine {
+    /// Exports a scheduled snapshot that has landed. A failure is recorded
+    /// (the snapshot.exported event and the entry's outcome) and leaves the
+    /// local snapshot in place.
+    fn export_after_fire(&self, snapshot: SnapshotRecord, remote: &str, actor: &str) -> FireResult {
+        let request = ExportRequest {
+            container: snapshot.container.clone(),
+            snapshot: snapshot.name.clone(),
+            remote: remote.to_owned(),
+            actor: actor.to_owned(),
+        };
+        let exported = self.export_snapshot(&request, &mut |_| {}, &std::sync::atomic::AtomicBool::new(false));
+        let landed = format!("snapshot {} of {}", snapshot.name, snapshot.container);
+        match exported {
+            Ok(exported) => FireResult {
+                outcome: "ok".into(),
+                detail: format!(
+                    "{landed}, exported to {remote} ({} new)",
+                    crate::units::bytes(exported.manifest.added_bytes)
+                ),
+                snapshot: Some(snapshot),
+            },
+            Err(error) => FireResult {
+                outcome: "failed".into(),
+                detail: format!("{landed} (kept here), but its export to {remote} failed: {error}"),
+                snapshot: Some(snapshot),
+            },
+        }
     }
 }
 

@@ -305,6 +305,7 @@ impl Engine {
         mut snapshot: SnapshotRecord,
         event: Event,
     ) -> EngineResult<SnapshotRecord> {
+        self.check_not_pinned(&snapshot)?;
         let intent = Intent::Delete {
             container: container.id.clone(),
             name: snapshot.name.clone(),
@@ -351,7 +352,10 @@ impl Engine {
             let Ok(_guard) = self.locks.lock(&container.id, Duration::from_millis(100)) else { continue };
             // Re-read under the lock: it may have been deleted or updated.
             match self.store.snapshot(&container.id, &snapshot.name)? {
-                Some(current) if current.expire_time.is_some_and(|t| t <= now) => {
+                // A snapshot being exported expires when the export ends.
+                Some(current)
+                    if current.expire_time.is_some_and(|t| t <= now) && self.check_not_pinned(&current).is_ok() =>
+                {
                     let deleted =
                         self.delete_locked(&container, current, Event::new("snapshot.expired", "ok").actor("daemon"))?;
                     tracing::info!(container = %deleted.container, snapshot = %deleted.name, "snapshot expired");

@@ -561,6 +561,7 @@ fn snapshot_entry(schedule: &str) -> super::entries::EntrySpec {
             container: "db-1".into(),
             alias: "rollback-point".into(),
             expiry_days: 7,
+            export_to: String::new(),
         },
         comment: "pre-migration snapshot".into(),
         enabled: true,

@@ -63,11 +63,12 @@ impl Chunker {
     /// Cuts up to `len` bytes of `reader` (fewer if it ends first) through a
     /// bounded window; calls `each` with each chunk in order. Returns the
     /// bytes read.
-    pub fn chunk_reader<E: From<std::io::Error>>(
+    pub fn chunk_reader<E>(
         &self,
         reader: &mut impl Read,
         len: u64,
         buffer: &mut Vec<u8>,
+        read_error: impl Fn(std::io::Error) -> E,
         mut each: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<u64, E> {
         let max = self.params.max as usize;
@@ -82,7 +83,7 @@ impl Chunker {
             let mut at_end = false;
             while filled < capacity && remaining > 0 {
                 let want = (capacity - filled).min(usize::try_from(remaining).unwrap_or(usize::MAX));
-                let got = reader.read(&mut buffer[filled..filled + want])?;
+                let got = reader.read(&mut buffer[filled..filled + want]).map_err(&read_error)?;
                 if got == 0 {
                     remaining = 0;
                     break;
@@ -138,10 +139,16 @@ mod tests {
         let mut lengths = Vec::new();
         let mut buffer = Vec::new();
         chunker
-            .chunk_reader::<std::io::Error>(&mut &data[..], data.len() as u64, &mut buffer, |c| {
-                lengths.push(c.len());
-                Ok(())
-            })
+            .chunk_reader::<std::io::Error>(
+                &mut &data[..],
+                data.len() as u64,
+                &mut buffer,
+                |e| e,
+                |c| {
+                    lengths.push(c.len());
+                    Ok(())
+                },
+            )
             .unwrap();
         lengths
     }

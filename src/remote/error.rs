@@ -48,6 +48,8 @@ pub enum ErrorClass {
     AlreadyExists,
     Unavailable,
     DataLoss,
+    /// A local filesystem is full.
+    NoSpace,
     Internal,
 }
 
@@ -62,6 +64,12 @@ impl RemoteError {
             RemoteError::AlreadyInitialized { .. } => ErrorClass::AlreadyExists,
             RemoteError::Unavailable { .. } => ErrorClass::Unavailable,
             RemoteError::Corrupt { .. } => ErrorClass::DataLoss,
+            RemoteError::Io { source, .. }
+                if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+                    || source.to_string().contains("No space left") =>
+            {
+                ErrorClass::NoSpace
+            }
             RemoteError::Io { .. } => ErrorClass::Internal,
         }
     }

@@ -63,6 +63,10 @@ pub enum SnapshotOrigin {
         entry: String,
     },
     PreRestore,
+    /// Brought back from this remote (an off-host copy).
+    Import {
+        remote: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +236,16 @@ impl EntryRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EntryAction {
-    Snapshot { container: String, alias: String, expiry_days: u32 },
-    Command { command: String, timeout: Duration },
+    Snapshot {
+        container: String,
+        alias: String,
+        expiry_days: u32,
+        /// A remote each snapshot is exported to once it lands; empty: none.
+        #[serde(default)]
+        export_to: String,
+    },
+    Command {
+        command: String,
+        timeout: Duration,
+    },
 }

@@ -370,6 +370,7 @@ pub async fn restore(
             container: container.into(),
             snapshot: snapshot.into(),
             request_id: request_id.into(),
+            ..Default::default()
         })
         .await?;
     Ok(reply.into_inner())

@@ -343,6 +343,7 @@ async fn restore(bench: &mut Bench, container: &str, snapshot: &str) -> Fallible
             container: container.into(),
             snapshot: snapshot.into(),
             request_id: String::new(),
+            ..Default::default()
         })
         .await
         .map_err(|s| format!("RestoreSnapshot {container}/{snapshot}: {:?}: {}", s.code(), s.message()))?;

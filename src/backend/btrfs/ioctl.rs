@@ -163,6 +163,10 @@ impl GetSubvolInfoArgs {
 // Issued on the destination's parent directory; `fd` = the source subvolume.
 nix::ioctl_write_ptr!(snap_create_v2, BTRFS_IOCTL_MAGIC, 23, VolArgsV2);
 
+// include/uapi/linux/btrfs.h: #define BTRFS_IOC_SUBVOL_CREATE_V2 _IOW(BTRFS_IOCTL_MAGIC, 24, struct btrfs_ioctl_vol_args_v2)
+// Issued on the new subvolume's parent directory; `name` = the new subvolume.
+nix::ioctl_write_ptr!(subvol_create_v2, BTRFS_IOCTL_MAGIC, 24, VolArgsV2);
+
 // include/uapi/linux/btrfs.h: #define BTRFS_IOC_SNAP_DESTROY_V2 _IOW(BTRFS_IOCTL_MAGIC, 63, struct btrfs_ioctl_vol_args_v2)
 // Issued on the parent directory; `name` = the subvolume to delete.
 nix::ioctl_write_ptr!(snap_destroy_v2, BTRFS_IOCTL_MAGIC, 63, VolArgsV2);
@@ -188,6 +192,7 @@ mod tests {
     #[test]
     fn request_numbers_match_the_kernel_header() {
         assert_eq!(nix::request_code_write!(BTRFS_IOCTL_MAGIC, 23, size_of::<VolArgsV2>()) as u64, 0x5000_9417);
+        assert_eq!(nix::request_code_write!(BTRFS_IOCTL_MAGIC, 24, size_of::<VolArgsV2>()) as u64, 0x5000_9418);
         assert_eq!(nix::request_code_write!(BTRFS_IOCTL_MAGIC, 63, size_of::<VolArgsV2>()) as u64, 0x5000_943f);
         assert_eq!(nix::request_code_read!(BTRFS_IOCTL_MAGIC, 60, size_of::<GetSubvolInfoArgs>()) as u64, 0x81f8_943c);
         assert_eq!(nix::request_code_read!(BTRFS_IOCTL_MAGIC, 25, size_of::<u64>()) as u64, 0x8008_9419);

@@ -226,6 +226,32 @@ impl Backend for BtrfsBackend {
     fn exclusive_bytes(&self, _location: &str) -> Result<Option<u64>, BackendError> {
         Ok(None)
     }
+
+    /// A snapshot's files are under its location.
+    fn readable_root(&self, location: &str) -> Result<PathBuf, BackendError> {
+        open_subvolume(Path::new(location))?;
+        Ok(PathBuf::from(location))
+    }
+
+    fn create_volume(&self, location: &str) -> Result<(), BackendError> {
+        let (parent, name) = paths::split_location(location)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|err| BackendError::io("create folder", parent, err))?;
+        let parent_fd = subvol::open_dir(parent).map_err(|err| fs_error("open", parent, err))?;
+        subvol::create(&parent_fd, name).map_err(|err| match err.raw_os_error() {
+            Some(libc::EEXIST) => BackendError::AlreadyExists { path: PathBuf::from(location) },
+            Some(libc::ENOTTY | libc::EXDEV) => BackendError::NotBtrfs { path: parent.to_path_buf() },
+            _ => BackendError::io("create subvolume", location, err),
+        })
+    }
+}
+
+/// Whether `path` lies on a btrfs filesystem.
+pub fn is_on_btrfs(path: &Path) -> bool {
+    subvol::kind_of_path(path).is_ok_and(|kind| kind != Kind::NotBtrfs)
 }
 
 #[cfg(test)]

@@ -108,6 +108,18 @@ pub fn snapshot(source: impl AsFd, parent: impl AsFd, name: &OsStr, read_only: b
     Ok(())
 }
 
+/// Creates an empty subvolume `name` inside the directory `parent`
+/// (`BTRFS_IOC_SUBVOL_CREATE_V2`).
+pub fn create(parent: impl AsFd, name: &OsStr) -> io::Result<()> {
+    let args = vol_args_with_name(name)?;
+    // SAFETY: `parent` is an open fd borrowed for the call; `args` is a live,
+    // fully initialised `btrfs_ioctl_vol_args_v2` with flags 0 (no qgroup
+    // inheritance) and a NUL-terminated name that fits; it outlives the call
+    // and is only read. The return value is checked by nix.
+    unsafe { ioctl::subvol_create_v2(parent.as_fd().as_raw_fd(), &raw const *args) }?;
+    Ok(())
+}
+
 /// Deletes the subvolume `name` inside the directory `parent`
 /// (`BTRFS_IOC_SNAP_DESTROY_V2`, by name). A subvolume that holds nested
 /// subvolumes fails with `ENOTEMPTY`.

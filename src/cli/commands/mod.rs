@@ -2,6 +2,7 @@
 
 mod containers;
 mod events;
+mod remotes;
 mod restore;
 mod schedules;
 mod snapshots;
@@ -41,6 +42,9 @@ pub async fn dispatch(context: &mut Context, command: Command) -> Result<(), Cli
         Command::Token(command) => tokens::run(context, command).await,
         Command::Events(args) => events::run(context, args).await,
         Command::Schedule(command) => schedules::run(context, command).await,
+        Command::Remote(command) => remotes::run(context, command).await,
+        Command::Export(args) => remotes::export(context, args).await,
+        Command::Import(args) => remotes::import(context, args).await,
     }
 }
 

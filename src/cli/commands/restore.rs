@@ -25,6 +25,7 @@ pub async fn run(context: &mut Context, args: RestoreArgs) -> Result<(), CliErro
         container: args.container.clone(),
         snapshot: args.snapshot,
         request_id: args.request_id.unwrap_or_default(),
+        remote: args.remote.unwrap_or_default(),
     };
     let response = context.clients.snapshots.restore_snapshot(request).await;
     let printed = match progress {

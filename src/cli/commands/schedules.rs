@@ -67,6 +67,7 @@ pub fn create_request(args: ScheduleAddArgs) -> proto::CreateEntryRequest {
             container: container.unwrap_or_default(),
             alias: args.alias.unwrap_or_default(),
             expiry_days: args.expire_days.unwrap_or(0),
+            export_to: args.export_to.unwrap_or_default(),
         }),
     };
     proto::CreateEntryRequest {
@@ -157,8 +158,12 @@ mod tests {
         assert_eq!(entry.comment, "pre-migration snapshot");
         assert!(entry.enabled);
         assert_eq!(entry.id, "");
-        let expected =
-            proto::SnapshotAction { container: "db-1".into(), alias: "rollback-point".into(), expiry_days: 7 };
+        let expected = proto::SnapshotAction {
+            container: "db-1".into(),
+            alias: "rollback-point".into(),
+            expiry_days: 7,
+            export_to: String::new(),
+        };
         assert_eq!(entry.action, Some(proto::entry::Action::Snapshot(expected)));
     }
 

@@ -1,0 +1,105 @@
+//! Reading a repository back: manifests, trees, and many blobs at once with
+//! few requests (neighbouring blobs of a pack come in one ranged GET).
+
+use std::collections::BTreeMap;
+
+use super::crypto::Id;
+use super::error::{RemoteError, RemoteResult};
+use super::export::copy_extents_to_links;
+use super::manifest::{decode_stream, Manifest, Tree, MANIFEST_VERSION};
+use super::pack::pack_key;
+use super::repository::{BlobIndex, Repository};
+
+/// Two blobs less than this apart in a pack are fetched in one request.
+const COALESCE_GAP: u64 = 1024 * 1024;
+
+/// Reads blobs, in the order asked.
+pub fn read_blobs(repository: &Repository, index: &BlobIndex, ids: &[Id]) -> RemoteResult<Vec<Vec<u8>>> {
+    let mut by_pack: BTreeMap<u32, Vec<(u64, usize)>> = BTreeMap::new();
+    for (position, id) in ids.iter().enumerate() {
+        let location = index.get(id).ok_or_else(|| RemoteError::NotFound {
+            remote: repository.remote().to_owned(),
+            object: format!("blob {id}"),
+        })?;
+        by_pack.entry(location.pack).or_default().push((u64::from(location.offset), position));
+    }
+    let mut out: Vec<Option<Vec<u8>>> = vec![None; ids.len()];
+    for (pack, mut wanted) in by_pack {
+        wanted.sort();
+        let pack_id = index.packs[pack as usize];
+        let key = pack_key(&pack_id);
+        let mut run_start = 0;
+        while run_start < wanted.len() {
+            let first = &ids[wanted[run_start].1];
+            let start = u64::from(index.get(first).expect("looked up above").offset);
+            let mut end = start;
+            let mut run_end = run_start;
+            while run_end < wanted.len() {
+                let location = index.get(&ids[wanted[run_end].1]).expect("looked up above");
+                let offset = u64::from(location.offset);
+                if offset > end + COALESCE_GAP {
+                    break;
+                }
+                end = end.max(offset + u64::from(location.length));
+                run_end += 1;
+            }
+            let bytes = repository.objects().get_range(&key, start..end)?;
+            for &(offset, position) in &wanted[run_start..run_end] {
+                let id = &ids[position];
+                let location = index.get(id).expect("looked up above");
+                let from = (offset - start) as usize;
+                let sealed = bytes
+                    .get(from..from + location.length as usize)
+                    .ok_or_else(|| repository.corrupt(&key, "shorter than its index says"))?;
+                let plain = repository
+                    .key()
+                    .open_blob(sealed, id, location.raw_length as usize)
+                    .map_err(|m| repository.corrupt(&key, format!("blob {} at offset {offset}: {m}", id.short())))?;
+                out[position] = Some(plain);
+            }
+            run_start = run_end;
+        }
+    }
+    Ok(out.into_iter().map(|b| b.expect("every position filled")).collect())
+}
+
+/// The tree of a manifest, each hard link carrying its target's extents.
+pub fn read_tree(repository: &Repository, index: &BlobIndex, manifest: &Manifest) -> RemoteResult<Tree> {
+    let ids: Vec<Id> = manifest.tree.iter().map(|c| c.id).collect();
+    let stream: Vec<u8> = read_blobs(repository, index, &ids)?.concat();
+    let records = decode_stream(&stream)
+        .map_err(|m| repository.corrupt(&format!("the tree of {}/{}", manifest.container, manifest.snapshot), m))?;
+    let mut tree: Tree = records.into_iter().map(|r| (r.path.clone(), r)).collect();
+    copy_extents_to_links(&mut tree);
+    Ok(tree)
+}
+
+/// Reads one manifest.
+pub fn read_manifest(repository: &Repository, id: &Id) -> RemoteResult<Manifest> {
+    let key = Manifest::key(id);
+    let sealed = repository.objects().get(&key)?;
+    let plain =
+        repository.key().open(&sealed, key.as_bytes(), 64 * 1024 * 1024).map_err(|m| repository.corrupt(&key, m))?;
+    if repository.key().object_id(&plain) != *id {
+        return Err(repository.corrupt(&key, "its content does not hash to its name"));
+    }
+    let manifest: Manifest = postcard::from_bytes(&plain).map_err(|e| repository.corrupt(&key, e.to_string()))?;
+    if manifest.version != MANIFEST_VERSION {
+        return Err(repository.corrupt(
+            &key,
+            format!("manifest version {} (this rollpoint reads {MANIFEST_VERSION})", manifest.version),
+        ));
+    }
+    Ok(manifest)
+}
+
+/// Every manifest, oldest export first.
+pub fn list_manifests(repository: &Repository) -> RemoteResult<Vec<(Id, Manifest)>> {
+    let mut manifests = Vec::new();
+    for listed in repository.objects().list("snapshots")? {
+        let Some(id) = listed.key.strip_prefix("snapshots/").and_then(Id::from_hex) else { continue };
+        manifests.push((id, read_manifest(repository, &id)?));
+    }
+    manifests.sort_by(|a, b| a.1.exported.cmp(&b.1.exported));
+    Ok(manifests)
+}
