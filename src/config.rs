@@ -48,9 +48,17 @@ pub struct Config {
     /// late, if it is at most this old (seconds); older ones are recorded as
     /// missed.
     pub schedule_grace_seconds: u64,
-    /// Most operations in flight at once; more are refused with
-    /// RESOURCE_EXHAUSTED.
+    /// Most operations in flight at once (reads and changes each); more wait
+    /// their turn, first come first served.
     pub max_concurrent_operations: usize,
+    /// Most calls waiting for a turn (reads and changes each); more are
+    /// refused with RESOURCE_EXHAUSTED. Each waiting call holds its request
+    /// and its HTTP/2 stream, a few KiB.
+    pub max_queued_operations: usize,
+    /// How long a call without a deadline of its own (`grpc-timeout`) waits
+    /// for its turn before it is refused with RESOURCE_EXHAUSTED, in
+    /// milliseconds.
+    pub admission_wait_ms: u64,
     /// Events older than this many days are pruned (0 = keep forever).
     pub event_retention_days: u32,
 }
@@ -74,6 +82,8 @@ impl Default for Config {
             event_retention_days: 90,
             schedule_grace_seconds: 3600,
             max_concurrent_operations: engine.max_concurrent_operations,
+            max_queued_operations: engine.max_queued_operations,
+            admission_wait_ms: millis(engine.admission_wait),
         }
     }
 }
@@ -120,6 +130,8 @@ impl Config {
             lock_wait: Duration::from_millis(self.lock_wait_ms),
             pre_restore_expiry_days: self.pre_restore_expiry_days,
             max_concurrent_operations: self.max_concurrent_operations.max(1),
+            max_queued_operations: self.max_queued_operations,
+            admission_wait: Duration::from_millis(self.admission_wait_ms),
         }
     }
 }
