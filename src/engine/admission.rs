@@ -189,3 +189,132 @@ impl Admission {
         self.turns.by_container.lock().len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE_SLOT: AdmissionLimits =
+        AdmissionLimits { max_in_flight: 1, max_queued: 10, default_wait: Duration::from_secs(60) };
+
+    type AdmittedNames = Arc<parking_lot::Mutex<Vec<&'static str>>>;
+
+    /// Starts a call named `name` that records itself once admitted, and
+    /// returns when it is queued (so calls queue in the order started).
+    async fn queue_call(
+        admission: &Arc<Admission>,
+        container: Option<&'static str>,
+        name: &'static str,
+        admitted: &AdmittedNames,
+    ) -> tokio::task::JoinHandle<EngineResult<()>> {
+        let queued_before = admission.queued();
+        let (queue, admitted) = (admission.clone(), admitted.clone());
+        let call = tokio::spawn(async move {
+            let _slot = queue.admit(container, None).await?;
+            admitted.lock().push(name);
+            Ok(())
+        });
+        while admission.queued() == queued_before {
+            tokio::task::yield_now().await;
+        }
+        call
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_calls_are_admitted_in_arrival_order() {
+        let admission = Arc::new(Admission::new(ONE_SLOT));
+        let admitted = AdmittedNames::default();
+        let holder = admission.admit(None, None).await.unwrap();
+        let mut calls = Vec::new();
+        for name in ["first", "second", "third", "fourth"] {
+            calls.push(queue_call(&admission, None, name, &admitted).await);
+        }
+        assert!(admitted.lock().is_empty(), "nobody passes the call holding the only slot");
+        drop(holder);
+        for call in calls {
+            call.await.unwrap().unwrap();
+        }
+        assert_eq!(*admitted.lock(), ["first", "second", "third", "fourth"]);
+        assert_eq!(admission.queued(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_refuses_at_once_and_says_when_to_retry() {
+        let limits = AdmissionLimits { max_queued: 2, ..ONE_SLOT };
+        let admission = Arc::new(Admission::new(limits));
+        let admitted = AdmittedNames::default();
+        let holder = admission.admit(None, None).await.unwrap();
+        let waiting =
+            [queue_call(&admission, None, "a", &admitted).await, queue_call(&admission, None, "b", &admitted).await];
+        let before = Instant::now();
+        let refused = admission.admit(None, None).await.err().expect("refused");
+        assert!(
+            matches!(&refused, EngineError::Overloaded { retry_after, .. } if *retry_after == RETRY_AFTER),
+            "{refused}"
+        );
+        assert_eq!(Instant::now(), before, "refused without waiting");
+        assert!(refused.to_string().contains("max_queued_operations"), "{refused}");
+        drop(holder);
+        for call in waiting {
+            call.await.unwrap().unwrap();
+        }
+        assert_eq!(*admitted.lock(), ["a", "b"], "the queued calls still run");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_that_passes_in_the_queue_is_deadline_exceeded_and_leaves_it() {
+        let admission = Admission::new(ONE_SLOT);
+        let _holder = admission.admit(None, None).await.unwrap();
+        let before = Instant::now();
+        let late = admission.admit(None, Some(Duration::from_millis(50))).await.err().expect("refused");
+        assert!(matches!(late, EngineError::DeadlineExceeded { .. }), "{late}");
+        assert_eq!(Instant::now() - before, Duration::from_millis(50), "waited exactly its deadline");
+        assert_eq!(admission.queued(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_deadline_the_wait_ends_at_admission_wait_with_retry_info() {
+        let admission = Admission::new(ONE_SLOT);
+        let _holder = admission.admit(None, None).await.unwrap();
+        let before = Instant::now();
+        let refused = admission.admit(None, None).await.err().expect("refused");
+        assert!(matches!(refused, EngineError::Overloaded { .. }), "{refused}");
+        assert_eq!(Instant::now() - before, ONE_SLOT.default_wait);
+        assert_eq!(admission.queued(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_gone_while_waiting_leaves_the_queue_and_never_runs() {
+        let admission = Arc::new(Admission::new(ONE_SLOT));
+        let admitted = AdmittedNames::default();
+        let holder = admission.admit(Some("db-1"), None).await.unwrap();
+        let gone = queue_call(&admission, Some("db-1"), "gone", &admitted).await;
+        let stays = queue_call(&admission, Some("db-1"), "stays", &admitted).await;
+        gone.abort();
+        assert!(gone.await.unwrap_err().is_cancelled());
+        assert_eq!(admission.queued(), 1, "only the caller still there waits");
+        drop(holder);
+        stays.await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(*admitted.lock(), ["stays"]);
+        assert_eq!(admission.containers_with_turns(), 0, "no turn is left behind");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_for_one_container_run_in_arrival_order_others_go_past() {
+        let limits = AdmissionLimits { max_in_flight: 4, ..ONE_SLOT };
+        let admission = Arc::new(Admission::new(limits));
+        let admitted = AdmittedNames::default();
+        let holder = admission.admit(Some("db-1"), None).await.unwrap();
+        let first = queue_call(&admission, Some("db-1"), "db-1 first", &admitted).await;
+        let second = queue_call(&admission, Some("db-1"), "db-1 second", &admitted).await;
+        // A free slot and a free container: admitted without queueing.
+        let _other = admission.admit(Some("web-1"), None).await.unwrap();
+        assert!(admitted.lock().is_empty(), "db-1's calls wait for the call before them");
+        drop(holder);
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        assert_eq!(*admitted.lock(), ["db-1 first", "db-1 second"]);
+        assert_eq!(admission.containers_with_turns(), 1, "web-1 still runs");
+    }
+}
