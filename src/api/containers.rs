@@ -8,7 +8,7 @@ use super::auth::authorize;
 use super::proto::container_service_server::ContainerService;
 use super::proto::*;
 use super::tokens::Scope;
-use super::{blocking, changing, convert, deadline_of};
+use super::{admission_deadline, blocking, changing, convert};
 use crate::engine::{Engine, RegisterRequest};
 
 pub struct Containers {
@@ -22,7 +22,7 @@ impl ContainerService for Containers {
         request: Request<RegisterContainerRequest>,
     ) -> Result<Response<RegisterContainerResponse>, Status> {
         let caller = authorize(&request, Scope::Admin, None)?;
-        let deadline = deadline_of(request.metadata());
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
         let lifecycle = convert::lifecycle_from_proto(request.lifecycle).map_err(super::status::from_engine)?;
         let id = request.id.clone();
@@ -78,7 +78,7 @@ impl ContainerService for Containers {
         request: Request<UnregisterContainerRequest>,
     ) -> Result<Response<UnregisterContainerResponse>, Status> {
         let actor = authorize(&request, Scope::Admin, Some(&request.get_ref().id))?.actor();
-        let deadline = deadline_of(request.metadata());
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
         let id = request.id.clone();
         let deleted = changing(&self.engine, deadline, Some(&id), move |engine| {

@@ -7,6 +7,17 @@ use std::time::Duration;
 
 use tonic::metadata::MetadataMap;
 
+/// How much sooner than the caller's deadline a call stops waiting for its
+/// turn. tonic's timer for the same deadline started a moment earlier and
+/// answers CANCELLED ("Timeout expired"); stopping first, the caller gets
+/// DEADLINE_EXCEEDED and the reason. More than tokio's 1 ms timer tick.
+const ANSWER_MARGIN: Duration = Duration::from_millis(5);
+
+/// How long a call may wait for its turn, given its metadata.
+pub fn admission_deadline(metadata: &MetadataMap) -> Option<Duration> {
+    deadline_of(metadata).map(|deadline| deadline.saturating_sub(ANSWER_MARGIN))
+}
+
 /// The time the caller gives the call; `None` without a header or with a
 /// malformed one (tonic ignores those as well).
 pub fn deadline_of(metadata: &MetadataMap) -> Option<Duration> {
@@ -51,6 +62,13 @@ mod tests {
         for (header, expected) in cases {
             assert_eq!(deadline_of(&with_timeout(header)), Some(expected), "{header}");
         }
+    }
+
+    #[test]
+    fn the_wait_ends_before_the_deadline() {
+        assert_eq!(admission_deadline(&with_timeout("50m")), Some(Duration::from_millis(45)));
+        assert_eq!(admission_deadline(&with_timeout("2m")), Some(Duration::ZERO));
+        assert_eq!(admission_deadline(&MetadataMap::new()), None);
     }
 
     #[test]

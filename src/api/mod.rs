@@ -17,7 +17,7 @@ pub mod tokens;
 
 use std::sync::Arc;
 
-use deadline::deadline_of;
+use deadline::admission_deadline;
 
 use crate::engine::{CallKind, Engine, EngineError, EngineResult};
 
@@ -32,7 +32,7 @@ where
 }
 
 /// Runs a blocking engine call that changes something, once admitted within
-/// the caller's `deadline` (`deadline_of` its metadata); calls for one
+/// the caller's `deadline` (`admission_deadline` of its metadata); calls for one
 /// `container` run in the order they arrived.
 async fn changing<T, F>(
     engine: &Arc<Engine>,

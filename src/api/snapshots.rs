@@ -8,7 +8,7 @@ use super::auth::authorize;
 use super::proto::snapshot_service_server::SnapshotService;
 use super::proto::*;
 use super::tokens::Scope;
-use super::{blocking, changing, convert, deadline_of};
+use super::{admission_deadline, blocking, changing, convert};
 use crate::engine::{CreateRequest, Engine, EngineError, UpdateRequest};
 use crate::store::SnapshotOrigin;
 
@@ -23,7 +23,7 @@ impl SnapshotService for Snapshots {
         request: Request<CreateSnapshotRequest>,
     ) -> Result<Response<CreateSnapshotResponse>, Status> {
         let actor = authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?.actor();
-        let deadline = deadline_of(request.metadata());
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
         let container = request.container.clone();
         let record = changing(&self.engine, deadline, Some(&container), move |engine| {
@@ -77,7 +77,7 @@ impl SnapshotService for Snapshots {
         request: Request<UpdateSnapshotRequest>,
     ) -> Result<Response<UpdateSnapshotResponse>, Status> {
         authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?;
-        let deadline = deadline_of(request.metadata());
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
         let update = update_from_mask(&request).map_err(super::status::from_engine)?;
         let container = request.container.clone();
@@ -93,7 +93,7 @@ impl SnapshotService for Snapshots {
         request: Request<DeleteSnapshotRequest>,
     ) -> Result<Response<DeleteSnapshotResponse>, Status> {
         let actor = authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?.actor();
-        let deadline = deadline_of(request.metadata());
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
         let container = request.container.clone();
         let record = changing(&self.engine, deadline, Some(&container), move |engine| {
@@ -108,7 +108,7 @@ impl SnapshotService for Snapshots {
         request: Request<RestoreSnapshotRequest>,
     ) -> Result<Response<RestoreSnapshotResponse>, Status> {
         let actor = authorize(&request, Scope::Restore, Some(&request.get_ref().container))?.actor();
-        let deadline = deadline_of(request.metadata());
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
         let container = request.container.clone();
         let outcome = changing(&self.engine, deadline, Some(&container), move |engine| {
