@@ -136,8 +136,11 @@ impl Drop for QueuePlace<'_> {
 /// last of them instead of growing with every name ever asked for.
 #[derive(Default)]
 struct ContainerTurns {
-    by_container: Mutex<HashMap<String, (Arc<tokio::sync::Mutex<()>>, usize)>>,
+    by_container: Mutex<HashMap<String, TurnEntry>>,
 }
+
+/// A container's turn lock and how many calls hold or wait for it.
+type TurnEntry = (Arc<tokio::sync::Mutex<()>>, usize);
 
 struct ContainerTurn {
     turns: Arc<ContainerTurns>,
