@@ -52,9 +52,17 @@ pub struct Config {
     /// late, if it is at most this old (seconds); older ones are recorded as
     /// missed.
     pub schedule_grace_seconds: u64,
-    /// Most operations in flight at once; more are refused with
-    /// RESOURCE_EXHAUSTED.
+    /// Most operations in flight at once (reads and changes each); more wait
+    /// their turn, first come first served.
     pub max_concurrent_operations: usize,
+    /// Most calls waiting for a turn (reads and changes each); more are
+    /// refused with RESOURCE_EXHAUSTED. Each waiting call holds its request
+    /// and its HTTP/2 stream, a few KiB.
+    pub max_queued_operations: usize,
+    /// How long a call without a deadline of its own (`grpc-timeout`) waits
+    /// for its turn before it is refused with RESOURCE_EXHAUSTED, in
+    /// milliseconds.
+    pub admission_wait_ms: u64,
     /// Events older than this many days are pruned (0 = keep forever).
     pub event_retention_days: u32,
     /// This host's name in the manifests it exports; default: the kernel's
@@ -86,6 +94,8 @@ impl Default for Config {
             max_concurrent_operations: engine.max_concurrent_operations,
             host_name: None,
             remotes: BTreeMap::new(),
+            max_queued_operations: engine.max_queued_operations,
+            admission_wait_ms: millis(engine.admission_wait),
         }
     }
 }
@@ -139,6 +149,8 @@ impl Config {
             remotes: self.remotes.clone(),
             state_dir: self.state_dir.clone(),
             host: self.host_name.clone().unwrap_or_else(crate::engine::host_name),
+            max_queued_operations: self.max_queued_operations,
+            admission_wait: Duration::from_millis(self.admission_wait_ms),
         }
     }
 }

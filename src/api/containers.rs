@@ -8,7 +8,7 @@ use super::auth::authorize;
 use super::proto::container_service_server::ContainerService;
 use super::proto::*;
 use super::tokens::Scope;
-use super::{blocking, convert};
+use super::{admission_deadline, blocking, changing, convert};
 use crate::engine::{Engine, RegisterRequest};
 
 pub struct Containers {
@@ -22,9 +22,11 @@ impl ContainerService for Containers {
         request: Request<RegisterContainerRequest>,
     ) -> Result<Response<RegisterContainerResponse>, Status> {
         let caller = authorize(&request, Scope::Admin, None)?;
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
         let lifecycle = convert::lifecycle_from_proto(request.lifecycle).map_err(super::status::from_engine)?;
-        let record = blocking(&self.engine, move |engine| {
+        let id = request.id.clone();
+        let record = changing(&self.engine, deadline, Some(&id), move |engine| {
             engine.register_container(RegisterRequest {
                 id: request.id,
                 cgroup: request.cgroup,
@@ -76,8 +78,10 @@ impl ContainerService for Containers {
         request: Request<UnregisterContainerRequest>,
     ) -> Result<Response<UnregisterContainerResponse>, Status> {
         let actor = authorize(&request, Scope::Admin, Some(&request.get_ref().id))?.actor();
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
-        let deleted = blocking(&self.engine, move |engine| {
+        let id = request.id.clone();
+        let deleted = changing(&self.engine, deadline, Some(&id), move |engine| {
             engine.unregister_container(&request.id, request.delete_snapshots, request.keep_snapshots, &actor)
         })
         .await?;

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client;
 mod containers;
 pub mod convert;
+mod deadline;
 mod events;
 pub mod proto;
 mod remotes;
@@ -17,18 +18,54 @@ pub mod tokens;
 
 use std::sync::Arc;
 
-use crate::engine::{Engine, EngineError, EngineResult};
+use deadline::admission_deadline;
 
-/// Runs a blocking engine call on the blocking thread pool and maps its error.
+use crate::engine::{CallKind, Engine, EngineError, EngineResult};
+
+/// Runs a blocking engine call that only reads on the blocking thread pool,
+/// once admitted, and maps its error.
 async fn blocking<T, F>(engine: &Arc<Engine>, call: F) -> Result<T, tonic::Status>
 where
     T: Send + 'static,
     F: FnOnce(&Engine) -> EngineResult<T> + Send + 'static,
 {
-    let permit = engine.admit().map_err(status::from_engine)?;
+    admitted(engine, CallKind::Read, None, call).await
+}
+
+/// Runs a blocking engine call that changes something, once admitted within
+/// the caller's `deadline` (`admission_deadline` of its metadata); calls for one
+/// `container` run in the order they arrived.
+async fn changing<T, F>(
+    engine: &Arc<Engine>,
+    deadline: Option<std::time::Duration>,
+    container: Option<&str>,
+    call: F,
+) -> Result<T, tonic::Status>
+where
+    T: Send + 'static,
+    F: FnOnce(&Engine) -> EngineResult<T> + Send + 'static,
+{
+    admitted(engine, CallKind::Change { container }, deadline, call).await
+}
+
+async fn admitted<T, F>(
+    engine: &Arc<Engine>,
+    kind: CallKind<'_>,
+    deadline: Option<std::time::Duration>,
+    call: F,
+) -> Result<T, tonic::Status>
+where
+    T: Send + 'static,
+    F: FnOnce(&Engine) -> EngineResult<T> + Send + 'static,
+{
+    // Dropped with this future if the caller goes away while it waits: the
+    // waiter leaves the queue and `call` never runs.
+    let admission = engine.admit(kind, deadline).await.map_err(status::from_engine)?;
     let engine = engine.clone();
+    // Held by the blocking thread: a call that has started holds its slot
+    // and its container's turn until it ends, even if the caller left.
     match tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        let _admission = admission;
         call(&engine)
     })
     .await

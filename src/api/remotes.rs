@@ -13,9 +13,9 @@ use super::auth::authorize;
 use super::proto::remote_service_server::RemoteService;
 use super::proto::*;
 use super::tokens::Scope;
-use super::{blocking, convert, status};
+use super::{admission_deadline, blocking, changing, convert, status};
 use crate::engine::remotes::{ExportRequest, ImportRequest, ImportTarget, RemoteSnapshot as EngineRemoteSnapshot};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{CallKind, Engine, EngineError};
 use crate::remote::prune::PrunePolicy;
 
 pub struct Remotes {
@@ -50,8 +50,10 @@ type Updates<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 /// Runs a long engine call on a blocking thread and streams what it
 /// reports: progress (skipped while the client is slow: the next one says
 /// more), then the result. A client that goes away cancels the call.
-fn stream_call<T, F>(
+async fn stream_call<T, F>(
     engine: &Arc<Engine>,
+    kind: CallKind<'_>,
+    deadline: Option<Duration>,
     progress_update: fn(TransferProgress) -> T,
     call: F,
 ) -> Result<Updates<T>, Status>
@@ -59,11 +61,11 @@ where
     T: Send + 'static,
     F: FnOnce(&Engine, &mut dyn FnMut(TransferProgress), &AtomicBool) -> Result<T, EngineError> + Send + 'static,
 {
-    let permit = engine.admit().map_err(status::from_engine)?;
+    let admission = engine.admit(kind, deadline).await.map_err(status::from_engine)?;
     let engine = engine.clone();
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<T, Status>>(8);
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        let _admission = admission;
         let cancel = AtomicBool::new(false);
         let mut report = |progress: TransferProgress| {
             if sender.is_closed() {
@@ -100,8 +102,9 @@ impl RemoteService for Remotes {
 
     async fn init_remote(&self, request: Request<InitRemoteRequest>) -> Result<Response<InitRemoteResponse>, Status> {
         let actor = authorize(&request, Scope::Admin, None)?.actor();
+        let deadline = admission_deadline(request.metadata());
         let remote = request.into_inner().remote;
-        let report = blocking(&self.engine, move |engine| engine.init_remote(&remote, &actor)).await?;
+        let report = changing(&self.engine, deadline, None, move |engine| engine.init_remote(&remote, &actor)).await?;
         Ok(Response::new(InitRemoteResponse {
             repository_id: report.repository_id,
             key_file: report.key_file.display().to_string(),
@@ -144,11 +147,16 @@ impl RemoteService for Remotes {
         request: Request<ExportSnapshotRequest>,
     ) -> Result<Response<Self::ExportSnapshotStream>, Status> {
         let actor = authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?.actor();
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
         let request =
             ExportRequest { container: request.container, snapshot: request.snapshot, remote: request.remote, actor };
+        // A read: an export only reads a snapshot, and must not hold back
+        // the container's next snapshot while it uploads.
         let stream = stream_call(
             &self.engine,
+            CallKind::Read,
+            deadline,
             |progress| ExportSnapshotResponse { update: Some(export_snapshot_response::Update::Progress(progress)) },
             move |engine, report, cancel| {
                 let exported = engine.export_snapshot(
@@ -177,7 +185,8 @@ impl RemoteService for Remotes {
                     })),
                 })
             },
-        )?;
+        )
+        .await?;
         Ok(Response::new(stream))
     }
 
@@ -188,7 +197,9 @@ impl RemoteService for Remotes {
         request: Request<ImportSnapshotRequest>,
     ) -> Result<Response<Self::ImportSnapshotStream>, Status> {
         let actor = authorize(&request, Scope::Restore, Some(&request.get_ref().container))?.actor();
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
+        let container = request.container.clone();
         let request = ImportRequest {
             remote: request.remote,
             container: request.container,
@@ -200,8 +211,16 @@ impl RemoteService for Remotes {
             },
             actor,
         };
+        // Into a container's snapshots it is a change of that container;
+        // into a path of its own it changes nothing the daemon keeps.
+        let kind = match request.target {
+            ImportTarget::Snapshot => CallKind::Change { container: Some(&container) },
+            ImportTarget::Path(_) => CallKind::Read,
+        };
         let stream = stream_call(
             &self.engine,
+            kind,
+            deadline,
             |progress| ImportSnapshotResponse { update: Some(import_snapshot_response::Update::Progress(progress)) },
             move |engine, report, cancel| {
                 let result = engine.import_snapshot(
@@ -230,7 +249,8 @@ impl RemoteService for Remotes {
                     })),
                 })
             },
-        )?;
+        )
+        .await?;
         Ok(Response::new(stream))
     }
 
@@ -257,6 +277,7 @@ impl RemoteService for Remotes {
         request: Request<PruneRemoteRequest>,
     ) -> Result<Response<PruneRemoteResponse>, Status> {
         let actor = authorize(&request, Scope::Admin, None)?.actor();
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
         let policy = PrunePolicy {
             keep_last: request.keep_last,
@@ -270,7 +291,8 @@ impl RemoteService for Remotes {
             dry_run: request.dry_run,
         };
         let remote = request.remote;
-        let report = blocking(&self.engine, move |engine| engine.prune_remote(&remote, &policy, &actor)).await?;
+        let report =
+            changing(&self.engine, deadline, None, move |engine| engine.prune_remote(&remote, &policy, &actor)).await?;
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         Ok(Response::new(PruneRemoteResponse {
             forgotten: report.forgotten,

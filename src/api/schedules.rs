@@ -11,7 +11,7 @@ use super::proto::schedule_service_server::ScheduleService;
 use super::proto::*;
 use super::status::from_engine;
 use super::tokens::Scope;
-use super::{blocking, convert};
+use super::{admission_deadline, blocking, changing, convert};
 use crate::engine::entries::{parse_entry_name, EntryPatch, EntrySpec, DEFAULT_COMMAND_TIMEOUT};
 use crate::engine::{Engine, EngineError};
 use crate::store::{EntryAction, EntryRecord};
@@ -99,7 +99,7 @@ impl ScheduleService for Schedules {
             comment: entry.comment,
             enabled: entry.enabled,
         };
-        let created = blocking(&self.engine, move |engine| {
+        let created = changing(&self.engine, admission_deadline(request.metadata()), None, move |engine| {
             let record = engine.create_entry(&user, spec, &actor)?;
             Ok(entry_message(engine, &record))
         })
@@ -140,7 +140,7 @@ impl ScheduleService for Schedules {
         let patch = patch_from_mask(update, &mask).map_err(from_engine)?;
         let action = patch.action.clone().unwrap_or_else(|| current.action.clone());
         let actor = authorize_entry(&request, &current.user, &action)?.actor();
-        let updated = blocking(&self.engine, move |engine| {
+        let updated = changing(&self.engine, admission_deadline(request.metadata()), None, move |engine| {
             let record = engine.update_entry(&name, patch, &actor)?;
             Ok(entry_message(engine, &record))
         })
@@ -154,14 +154,17 @@ impl ScheduleService for Schedules {
     ) -> Result<Response<DeleteEntryResponse>, Status> {
         let name = request.get_ref().name.clone();
         let (_, actor) = self.entry_as_authorized(&request, &name).await?;
-        blocking(&self.engine, move |engine| engine.delete_entry(&name, &actor)).await?;
+        changing(&self.engine, admission_deadline(request.metadata()), None, move |engine| {
+            engine.delete_entry(&name, &actor)
+        })
+        .await?;
         Ok(Response::new(DeleteEntryResponse {}))
     }
 
     async fn run_entry(&self, request: Request<RunEntryRequest>) -> Result<Response<RunEntryResponse>, Status> {
         let name = request.get_ref().name.clone();
         let (_, actor) = self.entry_as_authorized(&request, &name).await?;
-        let response = blocking(&self.engine, move |engine| {
+        let response = changing(&self.engine, admission_deadline(request.metadata()), None, move |engine| {
             let fired = engine.run_entry_now(&name, &actor)?;
             let entry = engine.entry(&name)?;
             Ok(RunEntryResponse {

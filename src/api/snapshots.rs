@@ -8,7 +8,7 @@ use super::auth::authorize;
 use super::proto::snapshot_service_server::SnapshotService;
 use super::proto::*;
 use super::tokens::Scope;
-use super::{blocking, convert};
+use super::{admission_deadline, blocking, changing, convert};
 use crate::engine::{CreateRequest, Engine, EngineError, UpdateRequest};
 use crate::store::SnapshotOrigin;
 
@@ -23,8 +23,10 @@ impl SnapshotService for Snapshots {
         request: Request<CreateSnapshotRequest>,
     ) -> Result<Response<CreateSnapshotResponse>, Status> {
         let actor = authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?.actor();
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
-        let record = blocking(&self.engine, move |engine| {
+        let container = request.container.clone();
+        let record = changing(&self.engine, deadline, Some(&container), move |engine| {
             engine.create_snapshot(CreateRequest {
                 container: request.container,
                 name: request.name,
@@ -75,11 +77,14 @@ impl SnapshotService for Snapshots {
         request: Request<UpdateSnapshotRequest>,
     ) -> Result<Response<UpdateSnapshotResponse>, Status> {
         authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?;
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
         let update = update_from_mask(&request).map_err(super::status::from_engine)?;
-        let record =
-            blocking(&self.engine, move |engine| engine.update_snapshot(&request.container, &request.snapshot, update))
-                .await?;
+        let container = request.container.clone();
+        let record = changing(&self.engine, deadline, Some(&container), move |engine| {
+            engine.update_snapshot(&request.container, &request.snapshot, update)
+        })
+        .await?;
         Ok(Response::new(UpdateSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
     }
 
@@ -88,10 +93,13 @@ impl SnapshotService for Snapshots {
         request: Request<DeleteSnapshotRequest>,
     ) -> Result<Response<DeleteSnapshotResponse>, Status> {
         let actor = authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?.actor();
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
-        let record =
-            blocking(&self.engine, move |engine| engine.delete_snapshot(&request.container, &request.snapshot, &actor))
-                .await?;
+        let container = request.container.clone();
+        let record = changing(&self.engine, deadline, Some(&container), move |engine| {
+            engine.delete_snapshot(&request.container, &request.snapshot, &actor)
+        })
+        .await?;
         Ok(Response::new(DeleteSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
     }
 
@@ -100,8 +108,10 @@ impl SnapshotService for Snapshots {
         request: Request<RestoreSnapshotRequest>,
     ) -> Result<Response<RestoreSnapshotResponse>, Status> {
         let actor = authorize(&request, Scope::Restore, Some(&request.get_ref().container))?.actor();
+        let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
-        let outcome = blocking(&self.engine, move |engine| {
+        let container = request.container.clone();
+        let outcome = changing(&self.engine, deadline, Some(&container), move |engine| {
             engine.restore_with_remote(
                 &request.container,
                 &request.snapshot,

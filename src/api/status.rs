@@ -1,6 +1,7 @@
 //! The one place where engine errors become gRPC status codes.
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::backend::BackendError;
 use crate::engine::EngineError;
@@ -19,6 +20,10 @@ pub fn from_engine(error: EngineError) -> Status {
         }
         tracing::error!(error = %chain, "internal error");
     }
+    if let EngineError::Overloaded { retry_after, .. } = &error {
+        // google.rpc.RetryInfo, which gRPC clients and proxies read to pace retries.
+        return Status::with_error_details(code, error.to_string(), ErrorDetails::with_retry_info(Some(*retry_after)));
+    }
     Status::new(code, error.to_string())
 }
 
@@ -30,7 +35,7 @@ fn code_of(error: &EngineError) -> Code {
         EngineError::FailedPrecondition { .. } => Code::FailedPrecondition,
         EngineError::Busy { .. } => Code::Aborted,
         EngineError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
-        EngineError::ResourceExhausted { .. } => Code::ResourceExhausted,
+        EngineError::ResourceExhausted { .. } | EngineError::Overloaded { .. } => Code::ResourceExhausted,
         EngineError::Backend(backend) => match backend {
             BackendError::NotBtrfs { .. }
             | BackendError::NotSubvolume { .. }
@@ -67,6 +72,8 @@ fn code_of(error: &EngineError) -> Code {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -80,6 +87,15 @@ mod tests {
     fn a_snapshot_given_as_volume_is_a_failed_precondition() {
         let error = EngineError::Backend(BackendError::InsideSnapshotFolder { path: "/fs/.rollpoint/db/s".into() });
         assert_eq!(from_engine(error).code(), Code::FailedPrecondition);
+    }
+
+    #[test]
+    fn an_overloaded_daemon_says_when_to_retry() {
+        let error = EngineError::Overloaded { reason: "queue full".into(), retry_after: Duration::from_millis(1500) };
+        let status = from_engine(error);
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let retry = status.get_details_retry_info().expect("RetryInfo in the details");
+        assert_eq!(retry.retry_delay, Some(Duration::from_millis(1500)));
     }
 
     #[test]

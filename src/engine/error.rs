@@ -23,6 +23,10 @@ pub enum EngineError {
     DeadlineExceeded { reason: String },
     #[error("{reason}")]
     ResourceExhausted { reason: String },
+    /// The admission queue is full or the wait for a slot ran out: the call
+    /// was not run and may be repeated after `retry_after`.
+    #[error("{reason}; retry in {retry_after:?}")]
+    Overloaded { reason: String, retry_after: std::time::Duration },
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]

@@ -5,6 +5,7 @@
 //! btrfs backend and cgroup freezer are tested as root. Every call is
 //! blocking; the API layer runs them on blocking threads.
 
+mod admission;
 mod clock;
 mod containers;
 pub mod entries;
@@ -28,6 +29,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use admission::Admitted;
 pub use clock::{Clock, SystemClock};
 pub use containers::RegisterRequest;
 pub use error::{EngineError, EngineResult};
@@ -42,6 +44,7 @@ use crate::events::{Event, EventLog};
 use crate::freezer::Freezer;
 use crate::lifecycle::Lifecycle;
 use crate::store::Store;
+use admission::{Admission, AdmissionLimits};
 use locks::ContainerLocks;
 
 /// Tunables of the engine, from the daemon's configuration.
@@ -54,8 +57,8 @@ pub struct EngineConfig {
     pub lock_wait: Duration,
     /// Expiry of pre-restore snapshots, in days (0 = never).
     pub pre_restore_expiry_days: u32,
-    /// Most engine calls in flight at once; past it calls are refused with
-    /// RESOURCE_EXHAUSTED instead of queueing without bound.
+    /// Most engine calls in flight at once (per kind of call: reads and
+    /// changes each have their own slots); past it calls wait their turn.
     pub max_concurrent_operations: usize,
     /// Remotes for off-host copies, by name.
     pub remotes: std::collections::BTreeMap<String, crate::remote::RemoteConfig>,
@@ -63,6 +66,11 @@ pub struct EngineConfig {
     pub state_dir: std::path::PathBuf,
     /// This host's name, written into the manifests it exports.
     pub host: String,
+    /// Most calls waiting for a slot (per kind of call); past it calls are
+    /// refused with RESOURCE_EXHAUSTED.
+    pub max_queued_operations: usize,
+    /// How long a call without a deadline of its own waits for a slot.
+    pub admission_wait: Duration,
 }
 
 impl Default for EngineConfig {
@@ -75,8 +83,22 @@ impl Default for EngineConfig {
             remotes: std::collections::BTreeMap::new(),
             state_dir: crate::config::DEFAULT_STATE_DIR.into(),
             host: host_name(),
+            max_queued_operations: 10_000,
+            admission_wait: Duration::from_secs(60),
         }
     }
+}
+
+/// Waits longer than this are logged, to explain a slow answer.
+const LONG_ADMISSION_WAIT: Duration = Duration::from_secs(1);
+
+/// What a call does, for admission.
+#[derive(Debug, Clone, Copy)]
+pub enum CallKind<'a> {
+    /// Only reads the store.
+    Read,
+    /// Changes something; calls for one container run in arrival order.
+    Change { container: Option<&'a str> },
 }
 
 pub struct Engine {
@@ -88,7 +110,10 @@ pub struct Engine {
     config: EngineConfig,
     locks: ContainerLocks,
     events: EventLog,
-    admission: Arc<tokio::sync::Semaphore>,
+    /// Reads have their own queue, so that a burst of changes does not keep
+    /// the daemon from answering them.
+    read_admission: Admission,
+    change_admission: Admission,
     /// Woken whenever the earliest expiry may have changed.
     expiry_changed: tokio::sync::Notify,
     /// Woken whenever schedule entries change.
@@ -134,7 +159,11 @@ impl Engine {
         config: EngineConfig,
     ) -> Self {
         let events = EventLog::new(store.clone());
-        let admission = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_operations));
+        let limits = AdmissionLimits {
+            max_in_flight: config.max_concurrent_operations,
+            max_queued: config.max_queued_operations,
+            default_wait: config.admission_wait,
+        };
         Engine {
             store,
             backend,
@@ -144,7 +173,8 @@ impl Engine {
             config,
             locks: ContainerLocks::default(),
             events,
-            admission,
+            read_admission: Admission::new(limits),
+            change_admission: Admission::new(limits),
             expiry_changed: tokio::sync::Notify::new(),
             entries_changed: tokio::sync::Notify::new(),
             pinned: parking_lot::Mutex::new(std::collections::HashMap::new()),
@@ -171,14 +201,23 @@ impl Engine {
         &self.store
     }
 
-    /// A place among the operations in flight, or RESOURCE_EXHAUSTED.
-    pub fn admit(&self) -> EngineResult<tokio::sync::OwnedSemaphorePermit> {
-        self.admission.clone().try_acquire_owned().map_err(|_| EngineError::ResourceExhausted {
-            reason: format!(
-                "{} operations are in flight, the most this daemon takes at once; retry shortly",
-                self.config.max_concurrent_operations
-            ),
-        })
+    /// A place among the operations in flight, waited for in arrival order
+    /// up to `deadline` (the caller's own) or `admission_wait`; see
+    /// `admission` for the refusals. Hold the result while the call runs.
+    pub async fn admit(&self, call: CallKind<'_>, deadline: Option<Duration>) -> EngineResult<Admitted> {
+        let admitted = match call {
+            CallKind::Read => self.read_admission.admit(None, deadline).await?,
+            CallKind::Change { container } => self.change_admission.admit(container, deadline).await?,
+        };
+        if admitted.waited > LONG_ADMISSION_WAIT {
+            tracing::info!(waited = ?admitted.waited, ?call, "call waited long for an operation slot");
+        }
+        Ok(admitted)
+    }
+
+    /// Calls waiting for a slot: reads, changes.
+    pub fn queued_calls(&self) -> (usize, usize) {
+        (self.read_admission.queued(), self.change_admission.queued())
     }
 
     /// The audit timeline.

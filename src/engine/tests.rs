@@ -615,3 +615,42 @@ fn bad_entries_name_the_field() {
         Err(EngineError::AlreadyExists { .. })
     ));
 }
+
+/// An engine whose changes run one at a time, so that a second one queues.
+fn one_change_at_a_time() -> Fixture {
+    fixture_with(EngineConfig {
+        max_concurrent_operations: 1,
+        max_queued_operations: 1,
+        admission_wait: Duration::from_secs(60),
+        ..EngineConfig::default()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_whose_deadline_passes_in_the_queue_never_runs() {
+    let f = one_change_at_a_time();
+    let running = f.engine.admit(CallKind::Change { container: Some("db-1") }, None).await.unwrap();
+    let late = f.engine.admit(CallKind::Change { container: Some("db-1") }, Some(Duration::from_millis(50))).await;
+    assert!(matches!(late, Err(EngineError::DeadlineExceeded { .. })), "{:?}", late.err());
+    drop(running);
+    assert_eq!(f.engine.queued_calls(), (0, 0));
+    // The next call is admitted at once and is the only one that lands.
+    let _next = f.engine.admit(CallKind::Change { container: Some("db-1") }, None).await.unwrap();
+    create(&f.engine, "after", "", 0).unwrap();
+    assert_eq!(f.engine.snapshot_count("db-1").unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reads_are_answered_while_changes_queue() {
+    let f = one_change_at_a_time();
+    let _running = f.engine.admit(CallKind::Change { container: Some("db-1") }, None).await.unwrap();
+    let change = f.engine.admit(CallKind::Change { container: None }, Some(Duration::from_secs(5)));
+    let read = async {
+        let admitted = f.engine.admit(CallKind::Read, None).await.unwrap();
+        assert_eq!(admitted.waited, Duration::ZERO, "a read does not queue behind changes");
+        f.engine.container("db-1").unwrap()
+    };
+    let (change, read) = tokio::join!(change, read);
+    assert_eq!(read.id, "db-1");
+    assert!(matches!(change, Err(EngineError::DeadlineExceeded { .. })), "the change still waited");
+}
