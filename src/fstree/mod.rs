@@ -1,65 +1,47 @@
-//! TEMPORARY STUB (replaced by the fstree branch).
-#![allow(unused)]
-use std::fs::File;
-use std::path::Path;
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Kind {
-    File,
-    Dir,
-    Symlink,
-    CharDevice,
-    BlockDevice,
-    Fifo,
-    Socket,
-}
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Metadata {
-    pub kind: Kind,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub atime_ns: i64,
-    pub mtime_ns: i64,
-    pub size: u64,
-    pub rdev: u64,
-    pub symlink_target: Option<Vec<u8>>,
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-    pub ino: u64,
-    pub nlink: u64,
-    pub ctime_ns: i64,
-}
-#[derive(Debug, thiserror::Error)]
-#[error("stub")]
-pub struct FsTreeError;
-pub fn read_metadata(root: &Path, rel: &[u8]) -> Result<Metadata, FsTreeError> {
-    unimplemented!()
-}
-pub fn walk(root: &Path) -> Result<Vec<(Vec<u8>, Metadata)>, FsTreeError> {
-    unimplemented!()
-}
-pub fn data_ranges(file: &File, size: u64) -> Result<Vec<(u64, u64)>, FsTreeError> {
-    unimplemented!()
-}
-pub struct Materializer;
-impl Materializer {
-    pub fn new(root: &Path) -> Result<Materializer, FsTreeError> {
-        unimplemented!()
+//! A file tree with every piece of metadata a restore needs: read it
+//! (`walk`, `read_metadata`, `data_ranges` for holes), recreate it on any
+//! filesystem (`Materializer`), compare two trees (`compare_trees`). Paths
+//! are bytes (Linux file names need not be UTF-8), relative to a root,
+//! without a leading '/'. A leaf: it knows nothing of the layers above.
+
+mod compare;
+mod error;
+mod holes;
+mod materialize;
+mod metadata;
+mod walk;
+
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+
+pub use compare::compare_trees;
+pub use error::FsTreeError;
+pub use holes::data_ranges;
+pub use materialize::Materializer;
+pub use metadata::{read_metadata, Kind, Metadata};
+pub use walk::walk;
+
+/// Opens a regular file to read its data without moving its atime
+/// (O_NOATIME, allowed to its owner and to root) or following a symlink.
+pub fn open_for_reading(path: &Path) -> Result<std::fs::File, FsTreeError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let open = |flags| std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path);
+    match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
+        // Neither owner nor root: plain, the atime may move.
+        Err(error) if error.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
+        other => other,
     }
-    pub fn create(
-        &mut self,
-        rel: &[u8],
-        meta: &Metadata,
-        hardlink_to: Option<&[u8]>,
-    ) -> Result<Option<File>, FsTreeError> {
-        unimplemented!()
-    }
-    pub fn finish_file(&mut self, rel: &[u8], file: File, meta: &Metadata) -> Result<(), FsTreeError> {
-        unimplemented!()
-    }
-    pub fn finish(self) -> Result<(), FsTreeError> {
-        unimplemented!()
+    .map_err(FsTreeError::io("open", path))
+}
+
+/// `root/rel`, or `root` for b"".
+pub fn join(root: &Path, rel: &[u8]) -> PathBuf {
+    if rel.is_empty() {
+        root.to_owned()
+    } else {
+        root.join(std::ffi::OsStr::from_bytes(rel))
     }
 }
-pub fn compare_trees(a: &Path, b: &Path) -> Result<Vec<String>, FsTreeError> {
-    unimplemented!()
-}
+
+#[cfg(test)]
+mod tests;

@@ -34,6 +34,9 @@ pub enum RemoteError {
     /// The key file cannot open the repository's key.
     #[error("remote {remote}: the key file {path} does not open this repository's key")]
     WrongKey { remote: String, path: PathBuf },
+    /// Reading the snapshot's files, or writing the restored tree.
+    #[error(transparent)]
+    Files(#[from] crate::fstree::FsTreeError),
     /// A local file (key file, credentials file) could not be used.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
@@ -71,6 +74,11 @@ impl RemoteError {
                 ErrorClass::NoSpace
             }
             RemoteError::Io { .. } => ErrorClass::Internal,
+            RemoteError::Files(error) if matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+                ErrorClass::NoSpace
+            }
+            RemoteError::Files(crate::fstree::FsTreeError::BadPath { .. }) => ErrorClass::DataLoss,
+            RemoteError::Files(_) => ErrorClass::Internal,
         }
     }
 

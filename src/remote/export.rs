@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -165,13 +165,8 @@ pub fn export(
         }
         let full = root.join(std::ffi::OsStr::from_bytes_path(path));
         let record = tree.get_mut(path).expect("paths to read are in the tree");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&full)
-            .map_err(io_error(full.clone()))?;
-        let ranges = fstree::data_ranges(&file, record.meta.size)
-            .map_err(|e| io_error(full.clone())(std::io::Error::other(e)))?;
+        let file = fstree::open_for_reading(&full)?;
+        let ranges = fstree::data_ranges(&file, record.meta.size)?;
         let mut extents = Vec::with_capacity(ranges.len());
         for (offset, length) in ranges {
             let mut chunks = Vec::new();
@@ -403,8 +398,7 @@ fn restat_marked(root: &Path, tree: &mut Tree, marks: &mut Marks) -> RemoteResul
             marks.remove(&path);
             continue;
         }
-        let meta = fstree::read_metadata(root, &path)
-            .map_err(|e| RemoteError::Io { path: full.clone(), source: std::io::Error::other(e) })?;
+        let meta = fstree::read_metadata(root, &path)?;
         let keep_data =
             !data && tree.get(&path).is_some_and(|old| old.meta.kind == meta.kind && old.meta.size == meta.size);
         marks.insert(path.clone(), !keep_data);
@@ -418,8 +412,7 @@ fn restat_marked(root: &Path, tree: &mut Tree, marks: &mut Marks) -> RemoteResul
 /// Walks the whole tree; a file whose inode, size and times match the
 /// parent's record at the same path keeps its chunks.
 fn walk_comparing(root: &Path, parent: Option<&Tree>) -> RemoteResult<(Tree, Marks)> {
-    let entries =
-        fstree::walk(root).map_err(|e| RemoteError::Io { path: root.to_owned(), source: std::io::Error::other(e) })?;
+    let entries = fstree::walk(root)?;
     let mut tree = Tree::new();
     let mut marks = Marks::new();
     for (path, meta) in entries {

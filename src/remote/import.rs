@@ -56,9 +56,6 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> RemoteError + '_ {
     move |source| RemoteError::Io { path: path.to_owned(), source }
 }
 
-fn fs_error(path: &Path, error: impl std::fmt::Display) -> RemoteError {
-    RemoteError::Io { path: path.to_owned(), source: std::io::Error::other(error.to_string()) }
-}
 
 /// Materialises `manifest` under `target` (an existing, empty directory).
 pub fn import(
@@ -78,7 +75,7 @@ pub fn import(
 
     report.phase = "creating the tree".into();
     progress(&report);
-    let mut materializer = Materializer::new(target).map_err(|e| fs_error(target, e))?;
+    let mut materializer = Materializer::new(target)?;
     let mut files: Vec<PendingFile> = Vec::new();
     let mut by_pack: BTreeMap<u32, Vec<Placement>> = BTreeMap::new();
     let mut file_count = 0u64;
@@ -86,12 +83,12 @@ pub fn import(
         let full = target.join(std::ffi::OsStr::from_bytes(&record.path));
         let created = materializer
             .create(&record.path, &record.meta, record.hardlink_to.as_deref())
-            .map_err(|e| fs_error(&full, e))?;
+            ?;
         let Some(file) = created else { continue };
         file_count += 1;
         let chunks: usize = record.extents.iter().map(|e| e.chunks.len()).sum();
         if chunks == 0 {
-            materializer.finish_file(&record.path, file, &record.meta).map_err(|e| fs_error(&full, e))?;
+            materializer.finish_file(&record.path, file, &record.meta)?;
             continue;
         }
         drop(file);
@@ -178,7 +175,7 @@ pub fn import(
                 pending.chunks_left -= 1;
                 if pending.chunks_left == 0 {
                     let file = open.remove(&placement.file).expect("opened above");
-                    materializer.finish_file(&pending.path, file, &pending.meta).map_err(|e| fs_error(&full, e))?;
+                    materializer.finish_file(&pending.path, file, &pending.meta)?;
                 }
             }
             run_start = run_end;
@@ -190,7 +187,7 @@ pub fn import(
     }
     report.phase = "setting directories' metadata and syncing".into();
     progress(&report);
-    materializer.finish().map_err(|e| fs_error(target, e))?;
+    materializer.finish()?;
     report.phase = "done".into();
     progress(&report);
     Ok(Imported {
