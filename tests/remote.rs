@@ -62,6 +62,15 @@ fn change_one_percent(root: &Path) -> u64 {
     let added = pseudo_random(30_000, 8);
     std::fs::create_dir(root.join("new-dir")).unwrap();
     std::fs::write(root.join("new-dir/new-file"), &added).unwrap();
+    // Metadata only, links and a file renamed over another.
+    std::fs::hard_link(root.join("data/d05/f000"), root.join("new-dir/second-name")).unwrap();
+    std::fs::set_permissions(root.join("data/d06/f000"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(root.join("data/d06/f001"), Some(2000), Some(2000)).unwrap();
+    std::fs::remove_file(root.join("link-to-f001")).unwrap();
+    std::os::unix::fs::symlink("data/d00/f009", root.join("link-to-f001")).unwrap();
+    std::fs::rename(root.join("data/d07/f000"), root.join("data/d07/f001")).unwrap();
+    std::fs::OpenOptions::new().write(true).open(root.join("data/d08/f000")).unwrap().set_len(10).unwrap();
+    std::fs::remove_dir_all(root.join("data/d09")).unwrap();
     written + added.len() as u64
 }
 
@@ -110,7 +119,8 @@ async fn export_incrementally_then_import_and_restore_on_another_host() {
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     assert!(status.message().contains("remote init here"), "{}", status.message());
     let status = export(&mut first.clients, "app", "s1", "elsewhere").await.unwrap_err();
-    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("remote: "), "{}", status.message());
     assert!(status.message().contains("elsewhere"), "{}", status.message());
 
     let init = first
@@ -274,13 +284,25 @@ async fn an_import_onto_a_full_filesystem_fails_clearly_and_registers_nothing() 
 
     // As a snapshot of a registered container on a full btrfs: nothing recorded.
     register(&mut small.clients, "app", small.cgroup.relative_name(), &small.volume).await.unwrap();
-    std::fs::write(small.volume.join("filler"), pseudo_random(1, 1)).unwrap();
-    let fill = small.fs.mount_point().join("filler");
-    let _ = std::process::Command::new("/usr/bin/fallocate").args(["-l", "980M"]).arg(&fill).status();
+    fill_up(small.fs.mount_point());
     let status = import(&mut small.clients, "app", "big", "here", None).await.unwrap_err();
     assert!(matches!(status.code(), Code::ResourceExhausted), "{status:?}");
     assert!(list_snapshots(&mut small.clients, "app").await.is_empty(), "no snapshot recorded");
     drop(tiny);
+}
+
+/// Leaves a filesystem with almost no free space: files of shrinking sizes
+/// until none fits.
+fn fill_up(mount: &Path) {
+    let mut size: u64 = 256 << 20;
+    let mut n = 0;
+    while size >= 64 << 10 {
+        let file = std::fs::File::create(mount.join(format!("filler-{n}"))).unwrap();
+        if nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, size as i64).is_err() {
+            size /= 2;
+        }
+        n += 1;
+    }
 }
 
 fn largest_pack(repository: &Path) -> PathBuf {

@@ -94,14 +94,18 @@ impl Engine {
     fn remote_config(&self, name: &str) -> EngineResult<&RemoteConfig> {
         remote_layer::config::check_name(name).map_err(|reason| EngineError::invalid("remote", reason))?;
         self.config.remotes.get(name).ok_or_else(|| {
-            EngineError::not_found(format!(
-                "remote {name:?} (configured remotes: {}; add [remotes.{name}] to the daemon's configuration)",
-                if self.config.remotes.is_empty() {
-                    "none".to_owned()
-                } else {
-                    self.config.remotes.keys().cloned().collect::<Vec<_>>().join(", ")
-                }
-            ))
+            let configured = if self.config.remotes.is_empty() {
+                "none".to_owned()
+            } else {
+                self.config.remotes.keys().cloned().collect::<Vec<_>>().join(", ")
+            };
+            EngineError::invalid(
+                "remote",
+                format!(
+                    "{name:?} is not a configured remote (configured: {configured}); add [remotes.{name}] to the \
+                     daemon's configuration and restart it"
+                ),
+            )
         })
     }
 
@@ -143,7 +147,7 @@ impl Engine {
                 report.repository_id,
                 report.key_file.display()
             ))),
-            Err(error) => self.emit(event.detail(format!("remote {name}: {error}"))),
+            Err(error) => self.emit(event.detail(error.to_string())),
         }
         Ok(result?)
     }
@@ -203,7 +207,7 @@ impl Engine {
                 exported.method.as_str(),
                 if exported.already_there { "; it was there already" } else { "" }
             ))),
-            Err(error) => self.emit(event.detail(format!("to remote {}: {error}", request.remote))),
+            Err(error) => self.emit(event.detail(error.to_string())),
         }
         let _ = self.store.make_durable();
         result
@@ -308,7 +312,7 @@ impl Engine {
                 bytes(imported.imported.bytes_downloaded),
                 imported.imported.entries
             ))),
-            Err(error) => self.emit(event.detail(format!("from remote {}: {error}", request.remote))),
+            Err(error) => self.emit(event.detail(error.to_string())),
         }
         let _ = self.store.make_durable();
         result
@@ -542,7 +546,7 @@ impl Engine {
             .duration(started.elapsed());
         match &result {
             Ok(report) => self.emit(event.detail(format!("remote {name}: {}", report.summary()))),
-            Err(error) => self.emit(event.detail(format!("remote {name}: {error}"))),
+            Err(error) => self.emit(event.detail(error.to_string())),
         }
         let _ = self.store.make_durable();
         Ok(result?)

@@ -87,10 +87,8 @@ fn apply_by_path(path: &Path, meta: &Metadata) -> Result<(), FsTreeError> {
 }
 
 fn set_xattr_by_path(path: &Path, c: &std::ffi::CStr, name: &[u8], value: &[u8]) -> Result<(), FsTreeError> {
-    let c_name = std::ffi::CString::new(name).map_err(|_| FsTreeError::BadPath {
-        path: name.to_vec(),
-        reason: "an xattr name holds a NUL byte",
-    })?;
+    let c_name = std::ffi::CString::new(name)
+        .map_err(|_| FsTreeError::BadPath { path: name.to_vec(), reason: "an xattr name holds a NUL byte" })?;
     // SAFETY: both strings are NUL-terminated and outlive the call; `value`
     // is a live buffer of `value.len()` bytes, only read; checked.
     if unsafe { libc::lsetxattr(c.as_ptr(), c_name.as_ptr(), value.as_ptr().cast(), value.len(), 0) } != 0 {
@@ -131,7 +129,12 @@ impl Materializer {
     /// regular file that is not a hard link comes back open, to be filled
     /// and handed to [`Materializer::finish_file`]; `hardlink_to` names an
     /// earlier file of this materialiser to link to instead.
-    pub fn create(&mut self, rel: &[u8], meta: &Metadata, hardlink_to: Option<&[u8]>) -> Result<Option<File>, FsTreeError> {
+    pub fn create(
+        &mut self,
+        rel: &[u8],
+        meta: &Metadata,
+        hardlink_to: Option<&[u8]>,
+    ) -> Result<Option<File>, FsTreeError> {
         if rel.is_empty() {
             if meta.kind != Kind::Dir {
                 return Err(FsTreeError::BadPath { path: Vec::new(), reason: "the root must be a folder" });
@@ -149,7 +152,10 @@ impl Materializer {
         let path = super::join(&self.root, rel);
         if let Some(target) = hardlink_to {
             if !self.files.contains(target) {
-                return Err(FsTreeError::BadPath { path: rel.to_vec(), reason: "links to a file not created before it" });
+                return Err(FsTreeError::BadPath {
+                    path: rel.to_vec(),
+                    reason: "links to a file not created before it",
+                });
             }
             std::fs::hard_link(super::join(&self.root, target), &path).map_err(FsTreeError::io("link", &path))?;
             return Ok(None);

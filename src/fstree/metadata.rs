@@ -52,10 +52,8 @@ fn nanos(seconds: i64, nanos: i64) -> i64 {
 }
 
 pub(crate) fn c_path(path: &Path) -> Result<CString, FsTreeError> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| FsTreeError::BadPath {
-        path: path.as_os_str().as_bytes().to_vec(),
-        reason: "holds a NUL byte",
-    })
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| FsTreeError::BadPath { path: path.as_os_str().as_bytes().to_vec(), reason: "holds a NUL byte" })
 }
 
 fn kind_of(file_type: std::fs::FileType) -> Kind {

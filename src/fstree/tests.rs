@@ -64,7 +64,8 @@ fn xattr_set(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
 fn the_walk_lists_the_root_first_and_every_folder_before_its_content() {
     let dir = tempfile::tempdir().unwrap();
     sample_tree(dir.path());
-    let paths: Vec<String> = walk(dir.path()).unwrap().into_iter().map(|(p, _)| String::from_utf8(p).unwrap()).collect();
+    let paths: Vec<String> =
+        walk(dir.path()).unwrap().into_iter().map(|(p, _)| String::from_utf8(p).unwrap()).collect();
     assert_eq!(paths[0], "");
     for (i, path) in paths.iter().enumerate().skip(1) {
         let parent = path.rsplit_once('/').map_or("", |(parent, _)| parent);

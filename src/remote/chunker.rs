@@ -73,8 +73,10 @@ impl Chunker {
     ) -> Result<u64, E> {
         let max = self.params.max as usize;
         let capacity = WINDOW.max(2 * max);
-        buffer.clear();
-        buffer.resize(capacity, 0);
+        // Zeroed once per buffer, not per file: callers reuse it.
+        if buffer.len() < capacity {
+            buffer.resize(capacity, 0);
+        }
         let mut filled = 0usize;
         let mut remaining = len;
         let mut total = 0u64;

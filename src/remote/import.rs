@@ -56,7 +56,6 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> RemoteError + '_ {
     move |source| RemoteError::Io { path: path.to_owned(), source }
 }
 
-
 /// Materialises `manifest` under `target` (an existing, empty directory).
 pub fn import(
     repository: &Repository,
@@ -81,9 +80,7 @@ pub fn import(
     let mut file_count = 0u64;
     for record in tree.values() {
         let full = target.join(std::ffi::OsStr::from_bytes(&record.path));
-        let created = materializer
-            .create(&record.path, &record.meta, record.hardlink_to.as_deref())
-            ?;
+        let created = materializer.create(&record.path, &record.meta, record.hardlink_to.as_deref())?;
         let Some(file) = created else { continue };
         file_count += 1;
         let chunks: usize = record.extents.iter().map(|e| e.chunks.len()).sum();

@@ -159,6 +159,44 @@ impl GetSubvolInfoArgs {
     }
 }
 
+/// `BTRFS_SEND_FLAG_NO_FILE_DATA`: the stream says where data changed
+/// (`UPDATE_EXTENT`) without carrying it.
+pub const BTRFS_SEND_FLAG_NO_FILE_DATA: u64 = 0x1;
+
+/// `struct btrfs_ioctl_send_args` (72 bytes):
+/// ```c
+/// struct btrfs_ioctl_send_args {
+///     __s64 send_fd;
+///     __u64 clone_sources_count;
+///     __u64 __user *clone_sources;
+///     __u64 parent_root;
+///     __u64 flags;
+///     __u32 version;
+///     __u8  reserved[28];
+/// };
+/// ```
+#[repr(C)]
+#[derive(Clone)]
+pub struct SendArgs {
+    pub send_fd: i64,
+    pub clone_sources_count: u64,
+    pub clone_sources: *const u64,
+    pub parent_root: u64,
+    pub flags: u64,
+    pub version: u32,
+    pub reserved: [u8; 28],
+}
+
+const _: () = assert!(size_of::<SendArgs>() == 72);
+const _: () = assert!(offset_of!(SendArgs, parent_root) == 24);
+const _: () = assert!(offset_of!(SendArgs, flags) == 32);
+const _: () = assert!(offset_of!(SendArgs, version) == 40);
+
+// include/uapi/linux/btrfs.h: #define BTRFS_IOC_SEND _IOW(BTRFS_IOCTL_MAGIC, 38, struct btrfs_ioctl_send_args)
+// Issued on the root directory of the (read-only) subvolume to send; the
+// kernel writes the stream into `send_fd`.
+nix::ioctl_write_ptr!(send, BTRFS_IOCTL_MAGIC, 38, SendArgs);
+
 // include/uapi/linux/btrfs.h: #define BTRFS_IOC_SNAP_CREATE_V2 _IOW(BTRFS_IOCTL_MAGIC, 23, struct btrfs_ioctl_vol_args_v2)
 // Issued on the destination's parent directory; `fd` = the source subvolume.
 nix::ioctl_write_ptr!(snap_create_v2, BTRFS_IOCTL_MAGIC, 23, VolArgsV2);
@@ -193,6 +231,7 @@ mod tests {
     fn request_numbers_match_the_kernel_header() {
         assert_eq!(nix::request_code_write!(BTRFS_IOCTL_MAGIC, 23, size_of::<VolArgsV2>()) as u64, 0x5000_9417);
         assert_eq!(nix::request_code_write!(BTRFS_IOCTL_MAGIC, 24, size_of::<VolArgsV2>()) as u64, 0x5000_9418);
+        assert_eq!(nix::request_code_write!(BTRFS_IOCTL_MAGIC, 38, size_of::<SendArgs>()) as u64, 0x4048_9426);
         assert_eq!(nix::request_code_write!(BTRFS_IOCTL_MAGIC, 63, size_of::<VolArgsV2>()) as u64, 0x5000_943f);
         assert_eq!(nix::request_code_read!(BTRFS_IOCTL_MAGIC, 60, size_of::<GetSubvolInfoArgs>()) as u64, 0x81f8_943c);
         assert_eq!(nix::request_code_read!(BTRFS_IOCTL_MAGIC, 25, size_of::<u64>()) as u64, 0x8008_9419);

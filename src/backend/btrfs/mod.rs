@@ -17,6 +17,7 @@ use subvol::Kind;
 
 mod ioctl;
 mod paths;
+pub mod send;
 mod subvol;
 
 pub use paths::SNAPSHOT_FOLDER;
@@ -231,6 +232,13 @@ impl Backend for BtrfsBackend {
     fn readable_root(&self, location: &str) -> Result<PathBuf, BackendError> {
         open_subvolume(Path::new(location))?;
         Ok(PathBuf::from(location))
+    }
+
+    /// The send stream without data, parent to snapshot (both read-only).
+    fn changes_between(&self, parent: &str, location: &str) -> Result<Option<Vec<super::PathChange>>, BackendError> {
+        open_subvolume(Path::new(parent))?;
+        open_subvolume(Path::new(location))?;
+        send::path_changes(Path::new(parent), Path::new(location)).map(Some)
     }
 
     fn create_volume(&self, location: &str) -> Result<(), BackendError> {

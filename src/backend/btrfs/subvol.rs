@@ -133,6 +133,30 @@ pub fn destroy(parent: impl AsFd, name: &OsStr) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes the send stream of the read-only subvolume `fd` into `out`
+/// (`BTRFS_IOC_SEND`), as changes from the read-only subvolume with tree id
+/// `parent_root`, without file data. Blocks until the stream is written:
+/// someone must read the other end of `out` meanwhile.
+pub fn send_without_data(fd: impl AsFd, out: impl AsFd, parent_root: u64) -> io::Result<()> {
+    let clone_sources = [parent_root];
+    let args = ioctl::SendArgs {
+        send_fd: i64::from(out.as_fd().as_raw_fd()),
+        clone_sources_count: 1,
+        clone_sources: clone_sources.as_ptr(),
+        parent_root,
+        flags: ioctl::BTRFS_SEND_FLAG_NO_FILE_DATA,
+        version: 0,
+        reserved: [0; 28],
+    };
+    // SAFETY: `fd` and `out` are open fds borrowed for the whole call;
+    // `args` is a live, fully initialised `btrfs_ioctl_send_args` (layout
+    // checked at compile time) whose `clone_sources` points at
+    // `clone_sources`, one u64 that outlives the call; the kernel only reads
+    // both. The return value is checked by nix.
+    unsafe { ioctl::send(fd.as_fd().as_raw_fd(), &raw const args) }?;
+    Ok(())
+}
+
 /// What `BTRFS_IOC_GET_SUBVOL_INFO` tells about a subvolume.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubvolInfo {
