@@ -76,7 +76,14 @@ impl Objects {
                 (Arc::new(store), String::new())
             }
             RemoteLocation::S3 { bucket, prefix } => {
+                // Client options first: setting them replaces the whole set,
+                // allow_http included, which the builder's setters change.
                 let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                    .with_client_options(
+                        object_store::ClientOptions::new()
+                            .with_connect_timeout(Duration::from_secs(5))
+                            .with_timeout(Duration::from_secs(120)),
+                    )
                     .with_bucket_name(&bucket)
                     .with_region(config.region.clone().unwrap_or_else(|| "us-east-1".into()))
                     .with_allow_http(config.allow_http)
@@ -85,12 +92,7 @@ impl Objects {
                         max_retries: 3,
                         retry_timeout: Duration::from_secs(config.retry_timeout_seconds),
                         ..Default::default()
-                    })
-                    .with_client_options(
-                        object_store::ClientOptions::new()
-                            .with_connect_timeout(Duration::from_secs(5))
-                            .with_timeout(Duration::from_secs(120)),
-                    );
+                    });
                 if let Some(endpoint) = &config.endpoint {
                     builder = builder.with_endpoint(endpoint);
                 }

@@ -2,6 +2,7 @@ pub mod cgroup;
 pub mod daemon;
 pub mod loop_btrfs;
 pub mod remote;
+pub mod seaweedfs;
 pub mod workload;
 
 /// Set to `1` (CI does) to make root-only tests fail instead of skip.
