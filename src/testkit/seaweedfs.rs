@@ -137,10 +137,19 @@ impl SeaweedFs {
         match self.buckets.first() {
             Some(bucket) => {
                 let Ok(store) = self.store(bucket) else { return false };
-                crate::remote::objects::runtime().block_on(async {
-                    use futures_util::StreamExt as _;
-                    let mut listing = object_store::ObjectStore::list(&store, None);
-                    !matches!(listing.next().await, Some(Err(_)))
+                // On a thread of its own: the caller may be a task of a
+                // runtime, which cannot block on another.
+                std::thread::scope(|scope| {
+                    scope
+                        .spawn(|| {
+                            crate::remote::objects::runtime().block_on(async {
+                                use futures_util::StreamExt as _;
+                                let mut listing = object_store::ObjectStore::list(&store, None);
+                                !matches!(listing.next().await, Some(Err(_)))
+                            })
+                        })
+                        .join()
+                        .unwrap_or(false)
                 })
             }
             None => {
