@@ -323,3 +323,97 @@ fn flip_byte(path: &Path) {
     bytes[middle] ^= 0x40;
     std::fs::write(path, bytes).unwrap();
 }
+
+async fn run_entry_with_export(clients: &mut Clients, id: &str, remote: &str) -> proto::RunEntryResponse {
+    let entry = proto::Entry {
+        id: id.into(),
+        schedule: "0 0 1 1 *".into(),
+        action: Some(proto::entry::Action::Snapshot(proto::SnapshotAction {
+            container: "app".into(),
+            export_to: remote.into(),
+            ..Default::default()
+        })),
+        enabled: true,
+        ..Default::default()
+    };
+    clients
+        .schedules
+        .create_entry(proto::CreateEntryRequest { user: "root".into(), entry: Some(entry) })
+        .await
+        .expect("CreateEntry");
+    let name = format!("users/root/entries/{id}");
+    clients.schedules.run_entry(proto::RunEntryRequest { name }).await.expect("RunEntry").into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_exports_and_a_prune_that_collects_in_two_phases() {
+    if !root_or_skip("scheduled_exports_and_a_prune_that_collects_in_two_phases") {
+        return;
+    }
+    let repository = tempfile::tempdir().unwrap();
+    // "broken" points at a file, not a folder: every export to it fails.
+    let broken = repository.path().join("not-a-folder");
+    std::fs::write(&broken, b"").unwrap();
+    let config = format!("{}{}", file_remote("here", &repository.path().join("repo")), file_remote("broken", &broken));
+    let mut host = host("rp-remote-prune", &config).await;
+    make_mixed_tree(&host.volume, 50);
+    register(&mut host.clients, "app", host.cgroup.relative_name(), &host.volume).await.unwrap();
+    host.clients.remotes.init_remote(proto::InitRemoteRequest { remote: "here".into() }).await.unwrap();
+
+    // A scheduled snapshot lands off-host too; a failed export is recorded
+    // and leaves the local snapshot.
+    let run = run_entry_with_export(&mut host.clients, "nightly", "here").await;
+    assert_eq!(run.outcome, "ok", "{}", run.detail);
+    assert!(run.detail.contains("exported to here"), "{}", run.detail);
+    let failed = run_entry_with_export(&mut host.clients, "to-broken", "broken").await;
+    assert_eq!(failed.outcome, "failed");
+    assert!(failed.detail.contains("(kept here)"), "{}", failed.detail);
+    let kept = failed.snapshot.expect("the snapshot is in the reply");
+    assert!(Path::new(&kept.location).exists());
+    let events = list_events(&mut host.clients, "app", "").await;
+    assert!(events.iter().any(|e| e.kind == "snapshot.exported" && e.outcome == "failed"));
+
+    // Three exports with data that only the oldest holds.
+    for (i, name) in ["old", "middle", "new"].iter().enumerate() {
+        std::fs::write(host.volume.join(format!("only-in-{name}")), pseudo_random(2_000_000, 50 + i as u64)).unwrap();
+        if i > 0 {
+            std::fs::remove_file(host.volume.join(format!("only-in-{}", ["old", "middle", "new"][i - 1]))).unwrap();
+        }
+        create_snapshot(&mut host.clients, "app", name, "").await.unwrap();
+        export(&mut host.clients, "app", name, "here").await.unwrap();
+    }
+    let prune = |dry_run: bool| proto::PruneRemoteRequest {
+        remote: "here".into(),
+        keep_last: Some(2),
+        grace_seconds: 1,
+        dry_run,
+        ..Default::default()
+    };
+    let dry = host.clients.remotes.prune_remote(prune(true)).await.unwrap().into_inner();
+    assert_eq!(dry.forgotten.len(), 2, "{dry:?}");
+    let listed = |clients: &mut Clients| {
+        let request = proto::ListRemoteSnapshotsRequest { remote: "here".into(), container: "app".into() };
+        let mut clients = clients.clone();
+        async move { clients.remotes.list_remote_snapshots(request).await.unwrap().into_inner().snapshots.len() }
+    };
+    assert_eq!(listed(&mut host.clients).await, 4, "a dry run changes nothing");
+
+    let first = host.clients.remotes.prune_remote(prune(false)).await.unwrap().into_inner();
+    assert_eq!(first.forgotten.len(), 2);
+    assert!(first.marked > 0 && first.deleted_packs == 0, "phase 1 only marks: {first:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let second = host.clients.remotes.prune_remote(prune(false)).await.unwrap().into_inner();
+    assert!(second.deleted_packs > 0 && second.freed_bytes > 2_000_000, "phase 2 deletes: {second:?}");
+    assert_eq!(listed(&mut host.clients).await, 2);
+    let verified = host
+        .clients
+        .remotes
+        .verify_remote(proto::VerifyRemoteRequest { remote: "here".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.problems.is_empty(), "{:?}", verified.problems);
+    let target = host.fs.mount_point().join("new-back");
+    import(&mut host.clients, "app", "new", "here", Some(&target)).await.expect("what is kept still restores");
+    assert!(target.join("only-in-new").exists());
+}

@@ -57,6 +57,7 @@ pub async fn connect(target: &Target, ca_cert: Option<&Path>) -> Result<Channel,
             let transport = |source| ConnectError::Transport { target: address.clone(), source };
             let mut endpoint = Endpoint::from_shared(address.clone()).map_err(transport)?;
             if address.starts_with("https://") {
+                super::use_ring_for_tls();
                 let mut tls = ClientTlsConfig::new();
                 if let Some(path) = ca_cert {
                     tls = tls.ca_certificate(read_ca_cert(path)?);

@@ -22,6 +22,13 @@ use deadline::admission_deadline;
 
 use crate::engine::{CallKind, Engine, EngineError, EngineResult};
 
+/// Makes ring the process's TLS crypto provider. Two are compiled in (ring
+/// for tonic, aws-lc-rs for the S3 client), and rustls refuses to guess
+/// between them; a provider installed already is kept.
+pub fn use_ring_for_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Runs a blocking engine call that only reads on the blocking thread pool,
 /// once admitted, and maps its error.
 async fn blocking<T, F>(engine: &Arc<Engine>, call: F) -> Result<T, tonic::Status>

@@ -190,6 +190,7 @@ pub async fn report_serving(reporter: &HealthReporter) {
 
 /// The TLS configuration of the TCP listener, from PEM files.
 pub fn tls_config(cert: &Path, key: &Path) -> Result<ServerTlsConfig, ServerError> {
+    super::use_ring_for_tls();
     let read =
         |path: &Path| std::fs::read(path).map_err(|source| ServerError::TlsFile { path: path.to_owned(), source });
     Ok(ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)))

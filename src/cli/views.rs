@@ -486,7 +486,7 @@ mod tests {
         let json = serde_json::to_value(EntryView::from(entry)).unwrap();
         assert_eq!(
             json["action"],
-            serde_json::json!({"kind": "snapshot", "container": "db-1", "alias": null, "expiry_days": 7})
+            serde_json::json!({"kind": "snapshot", "container": "db-1", "alias": null, "expiry_days": 7, "export_to": null})
         );
         assert_eq!(json["next_fire_time"], serde_json::Value::Null);
         assert_eq!(json["last_outcome"], serde_json::Value::Null);

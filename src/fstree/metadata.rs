@@ -38,7 +38,7 @@ pub struct Metadata {
     pub rdev: u64,
     pub symlink_target: Option<Vec<u8>>,
     /// Sorted by name.
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub xattrs: Xattrs,
     /// The source's inode (hard links share it); not restored.
     pub ino: u64,
     /// Not restored.
@@ -131,7 +131,10 @@ fn with_buffer(mut call: impl FnMut(*mut libc::c_void, usize) -> isize) -> std::
     }
 }
 
-fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, FsTreeError> {
+/// Extended attributes as (name, value), sorted by name.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn read_xattrs(path: &Path) -> Result<Xattrs, FsTreeError> {
     let c = c_path(path)?;
     // SAFETY: `c` is a NUL-terminated path that outlives the call; the
     // buffer pointer and length come from `with_buffer` and describe a live,

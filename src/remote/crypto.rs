@@ -59,6 +59,16 @@ impl std::fmt::Display for Id {
     }
 }
 
+thread_local! {
+    // One zstd context per thread, reused: making one per blob costs more
+    // than compressing a small file.
+    static COMPRESSOR: std::cell::RefCell<zstd::bulk::Compressor<'static>> = std::cell::RefCell::new(
+        zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("a zstd context at a valid level"),
+    );
+    static DECOMPRESSOR: std::cell::RefCell<zstd::bulk::Decompressor<'static>> =
+        std::cell::RefCell::new(zstd::bulk::Decompressor::new().expect("a zstd context"));
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -170,7 +180,9 @@ impl MasterKey {
     /// Compresses and seals `plain`, bound to `context` (the blob id or the
     /// object name).
     pub fn seal(&self, plain: &[u8], context: &[u8]) -> Vec<u8> {
-        let compressed = zstd::bulk::compress(plain, ZSTD_LEVEL).expect("zstd compression of a buffer cannot fail");
+        let compressed = COMPRESSOR.with(|compressor| {
+            compressor.borrow_mut().compress(plain).expect("zstd compression of a buffer cannot fail")
+        });
         encrypt(&self.data, &compressed, context)
     }
 
@@ -178,7 +190,9 @@ impl MasterKey {
     pub fn open(&self, sealed: &[u8], context: &[u8], max_len: usize) -> Result<Vec<u8>, String> {
         let compressed =
             decrypt(&self.data, sealed, context).ok_or("its seal does not verify (altered or not ours)")?;
-        zstd::bulk::decompress(&compressed, max_len).map_err(|e| format!("does not decompress: {e}"))
+        DECOMPRESSOR
+            .with(|decompressor| decompressor.borrow_mut().decompress(&compressed, max_len))
+            .map_err(|e| format!("does not decompress: {e}"))
     }
 
     /// Opens a sealed blob and checks that its plaintext has id `id`.

@@ -546,9 +546,9 @@ mod tests {
         let marks = apply_changes(&mut tree, &changes);
         assert_eq!(keys(&tree), ["", "b", "b/sub", "b/sub/y.f", "b/x.f"]);
         assert_eq!(tree[&b"b/sub/y.f".to_vec()].path, b"b/sub/y.f");
-        assert_eq!(marks.get(&b"b/new.f".to_vec()), Some(&true));
-        assert_eq!(marks.get(&b"b/x.f".to_vec()), Some(&false));
-        assert!(!marks.contains_key(&b"o300-5-0".to_vec()));
+        assert_eq!(marks.get(b"b/new.f".as_slice()), Some(&true));
+        assert_eq!(marks.get(b"b/x.f".as_slice()), Some(&false));
+        assert!(!marks.contains_key(b"o300-5-0".as_slice()));
     }
 
     #[test]
@@ -563,7 +563,7 @@ mod tests {
         let marks = apply_changes(&mut tree, &changes);
         assert_eq!(keys(&tree), ["", "e", "e/b.f", "e/c.f", "y.f"]);
         assert_eq!(tree[&b"y.f".to_vec()].meta.ino, 261, "the renamed file replaced the old one");
-        assert_eq!(marks.get(&b"e/c.f".to_vec()), Some(&false), "a link to a known file keeps its data");
+        assert_eq!(marks.get(b"e/c.f".as_slice()), Some(&false), "a link to a known file keeps its data");
     }
 
     #[test]

@@ -169,7 +169,10 @@ pub(crate) mod tests {
     use super::*;
 
     /// Builds a stream the way the kernel does, for the parser's tests.
-    pub(crate) fn stream(commands: &[(u16, Vec<(u16, &[u8])>)]) -> Vec<u8> {
+    /// A command number and its attributes (type, value).
+    pub(crate) type TestCommand<'a> = (u16, Vec<(u16, &'a [u8])>);
+
+    pub(crate) fn stream(commands: &[TestCommand<'_>]) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&1u32.to_le_bytes());
         for (cmd, attrs) in commands {
