@@ -24,19 +24,12 @@ use std::path::{Path, PathBuf};
 use common::*;
 use rollpoint::api::client::Clients;
 use rollpoint::api::proto;
-use rollpoint::testkit::cgroup::TestCgroup;
-use rollpoint::testkit::daemon::{DaemonOptions, TestDaemon};
-use rollpoint::testkit::loop_btrfs::LoopBtrfs;
-use rollpoint::testkit::remote::{export, import, make_mixed_tree, pseudo_random, ExtFs};
+use rollpoint::testkit::remote::{export, import, make_mixed_tree, pseudo_random, ExtFs, RemoteHost};
 use rollpoint::testkit::root_or_skip;
 use tonic::Code;
 
 fn file_remote(name: &str, dir: &Path) -> String {
     format!("[remotes.{name}]\nurl = \"file://{}\"\n", dir.display())
-}
-
-async fn daemon_with(config: &str) -> TestDaemon {
-    TestDaemon::start_with(daemon_binary(), DaemonOptions::default().config(config)).await.expect("start rollpointd")
 }
 
 /// Changes about 1% of a tree made by `make_mixed_tree`: rewrites the middle
@@ -83,21 +76,8 @@ fn location(snapshot: &proto::Snapshot) -> PathBuf {
     PathBuf::from(&snapshot.location)
 }
 
-struct Host {
-    fs: LoopBtrfs,
-    cgroup: TestCgroup,
-    volume: PathBuf,
-    daemon: TestDaemon,
-    clients: Clients,
-}
-
-async fn host(prefix: &str, config: &str) -> Host {
-    let fs = LoopBtrfs::create(1 << 30).expect("loop btrfs");
-    let volume = fs.create_subvolume("app").expect("subvolume");
-    let cgroup = TestCgroup::create(prefix).expect("cgroup");
-    let daemon = daemon_with(config).await;
-    let clients = daemon.clients().await.expect("connect");
-    Host { fs, cgroup, volume, daemon, clients }
+async fn host(prefix: &str, config: &str) -> RemoteHost {
+    RemoteHost::start(daemon_binary(), prefix, config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,8 +231,6 @@ async fn export_incrementally_then_import_and_restore_on_another_host() {
     assert!(!refused.exists(), "nothing is left of a refused import");
 
     drop(ext4);
-    drop(first.fs);
-    drop(second.fs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

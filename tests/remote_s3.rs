@@ -13,15 +13,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use rollpoint::api::client::Clients;
 use rollpoint::api::proto;
-use rollpoint::testkit::cgroup::TestCgroup;
 use rollpoint::testkit::daemon::{DaemonOptions, TestDaemon};
-use rollpoint::testkit::loop_btrfs::LoopBtrfs;
-use rollpoint::testkit::remote::{export, import, make_mixed_tree, pseudo_random};
+use rollpoint::testkit::remote::{export, import, make_mixed_tree, pseudo_random, RemoteHost};
 use rollpoint::testkit::root_or_skip;
 use rollpoint::testkit::seaweedfs::SeaweedFs;
 use tonic::Code;
@@ -44,23 +42,10 @@ fn s3_remote(name: &str, server: &SeaweedFs, bucket: &str, secret: &str, dir: &P
     )
 }
 
-struct Host {
-    fs: LoopBtrfs,
-    _cgroup: TestCgroup,
-    volume: PathBuf,
-    _daemon: TestDaemon,
-    clients: Clients,
-}
-
-async fn host(prefix: &str, config: &str) -> Host {
-    let fs = LoopBtrfs::create(1 << 30).expect("loop btrfs");
-    let volume = fs.create_subvolume("app").expect("subvolume");
-    let cgroup = TestCgroup::create(prefix).expect("cgroup");
-    let daemon =
-        TestDaemon::start_with(daemon_binary(), DaemonOptions::default().config(config)).await.expect("daemon");
-    let mut clients = daemon.clients().await.expect("connect");
-    register(&mut clients, "app", cgroup.relative_name(), &volume).await.expect("register");
-    Host { fs, _cgroup: cgroup, volume, _daemon: daemon, clients }
+async fn host(prefix: &str, config: &str) -> RemoteHost {
+    let mut host = RemoteHost::start(daemon_binary(), prefix, config).await;
+    register(&mut host.clients, "app", host.cgroup.relative_name(), &host.volume).await.expect("register");
+    host
 }
 
 fn assert_trees_equal(a: &Path, b: &Path, what: &str) {

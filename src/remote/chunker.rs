@@ -124,18 +124,7 @@ impl Chunker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect()
-    }
+    use crate::testkit::remote::pseudo_random;
 
     fn cuts_of_reader(chunker: &Chunker, data: &[u8]) -> Vec<usize> {
         let mut lengths = Vec::new();

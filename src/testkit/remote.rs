@@ -201,3 +201,31 @@ impl Drop for ExtFs {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A host for the remote tests: a btrfs filesystem with a subvolume `app`,
+/// a cgroup, and a daemon of its own with `config`. Field order is drop
+/// order: the daemon goes first, the filesystem last.
+pub struct RemoteHost {
+    pub daemon: super::daemon::TestDaemon,
+    pub clients: Clients,
+    pub cgroup: super::cgroup::TestCgroup,
+    pub volume: PathBuf,
+    pub fs: super::loop_btrfs::LoopBtrfs,
+}
+
+impl RemoteHost {
+    /// Starts it; `daemon_binary` is the rollpointd to run.
+    pub async fn start(daemon_binary: &Path, prefix: &str, config: &str) -> RemoteHost {
+        let fs = super::loop_btrfs::LoopBtrfs::create(1 << 30).expect("loop btrfs");
+        let volume = fs.create_subvolume("app").expect("subvolume");
+        let cgroup = super::cgroup::TestCgroup::create(prefix).expect("cgroup");
+        let daemon = super::daemon::TestDaemon::start_with(
+            daemon_binary,
+            super::daemon::DaemonOptions::default().config(config),
+        )
+        .await
+        .expect("start rollpointd");
+        let clients = daemon.clients().await.expect("connect");
+        RemoteHost { daemon, clients, cgroup, volume, fs }
+    }
+}

@@ -110,8 +110,8 @@ impl SeaweedFs {
         self.wait_ready()
     }
 
-    /// Ready when S3 lists the first bucket with our credentials (or, with
-    /// no bucket, answers HTTP at all).
+    /// Ready when S3 takes a write into the first bucket with our
+    /// credentials (or, with no bucket, answers HTTP at all).
     fn wait_ready(&mut self) -> io::Result<()> {
         let started = Instant::now();
         loop {
@@ -142,10 +142,13 @@ impl SeaweedFs {
                 std::thread::scope(|scope| {
                     scope
                         .spawn(|| {
+                            // A write, not only a listing: after a restart
+                            // the filer lists before the volume server
+                            // takes data again.
                             crate::remote::objects::runtime().block_on(async {
-                                use futures_util::StreamExt as _;
-                                let mut listing = object_store::ObjectStore::list(&store, None);
-                                !matches!(listing.next().await, Some(Err(_)))
+                                use object_store::ObjectStoreExt as _;
+                                let probe = object_store::path::Path::from("rollpoint-ready-probe");
+                                store.put(&probe, object_store::PutPayload::from_static(b"ready")).await.is_ok()
                             })
                         })
                         .join()

@@ -62,6 +62,17 @@ fn fs_error(op: &'static str, path: &Path, err: io::Error) -> BackendError {
     }
 }
 
+/// The folder that is to hold a new subvolume, created (0700) when
+/// missing, open for ioctls.
+fn make_parent(parent: &Path) -> Result<std::os::fd::OwnedFd, BackendError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(parent)
+        .map_err(|err| BackendError::io("create folder", parent, err))?;
+    subvol::open_dir(parent).map_err(|err| fs_error("open", parent, err))
+}
+
 /// Requires `path` to be the root of a subvolume, open for ioctls.
 fn open_subvolume(path: &Path) -> Result<std::os::fd::OwnedFd, BackendError> {
     if !path.is_absolute() {
@@ -122,12 +133,7 @@ impl Backend for BtrfsBackend {
     fn take_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<(), BackendError> {
         let (parent, name) = paths::split_location(location)?;
         let source_fd = open_subvolume(Path::new(source))?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|err| BackendError::io("create folder", parent, err))?;
-        let parent_fd = subvol::open_dir(parent).map_err(|err| fs_error("open", parent, err))?;
+        let parent_fd = make_parent(parent)?;
         if subvol::kind_at(&parent_fd, name).map_err(|err| BackendError::io("stat", location, err))?.is_some() {
             return Err(BackendError::AlreadyExists { path: PathBuf::from(location) });
         }
@@ -243,12 +249,7 @@ impl Backend for BtrfsBackend {
 
     fn create_volume(&self, location: &str) -> Result<(), BackendError> {
         let (parent, name) = paths::split_location(location)?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|err| BackendError::io("create folder", parent, err))?;
-        let parent_fd = subvol::open_dir(parent).map_err(|err| fs_error("open", parent, err))?;
+        let parent_fd = make_parent(parent)?;
         subvol::create(&parent_fd, name).map_err(|err| match err.raw_os_error() {
             Some(libc::EEXIST) => BackendError::AlreadyExists { path: PathBuf::from(location) },
             Some(libc::ENOTTY | libc::EXDEV) => BackendError::NotBtrfs { path: parent.to_path_buf() },

@@ -83,64 +83,76 @@ async fn prune(context: &mut Context, args: PruneArgs) -> Result<(), CliError> {
 }
 
 pub async fn export(context: &mut Context, args: ExportArgs) -> Result<(), CliError> {
+    use proto::export_snapshot_response::Update;
     let request = proto::ExportSnapshotRequest {
         container: args.container.clone(),
         snapshot: args.snapshot.clone(),
         remote: args.remote.clone(),
     };
-    let mut stream = context.clients.remotes.export_snapshot(request).await.map_err(|s| context.fail(s))?.into_inner();
-    let mut bar =
+    let stream = context.clients.remotes.export_snapshot(request).await.map_err(|s| context.fail(s))?.into_inner();
+    let bar =
         ProgressLine::new(!context.json, format!("exporting {}/{} to {}", args.container, args.snapshot, args.remote));
-    while let Some(update) = stream.next().await {
-        let update = update.map_err(|s| {
-            bar.end();
-            context.fail(s)
-        })?;
-        match update.update {
-            Some(proto::export_snapshot_response::Update::Progress(progress)) => {
-                bar.show(&progress, "read", "uploaded")
-            }
-            Some(proto::export_snapshot_response::Update::Result(result)) => {
-                bar.end();
-                return context.emit(&ExportView::new(&args.remote, result));
-            }
-            None => {}
-        }
-    }
-    bar.end();
-    Err(CliError::ActionFailed { what: "the export (the daemon sent no result)".into() })
+    let result = follow(context, stream, bar, ("read", "uploaded"), "the export", |message| match message.update? {
+        Update::Progress(progress) => Some(Step::Progress(progress)),
+        Update::Result(result) => Some(Step::Done(result)),
+    })
+    .await?;
+    context.emit(&ExportView::new(&args.remote, result))
 }
 
 pub async fn import(context: &mut Context, args: ImportArgs) -> Result<(), CliError> {
+    use proto::import_snapshot_response::Update;
     let request = proto::ImportSnapshotRequest {
         remote: args.remote.clone(),
         container: args.container.clone(),
         snapshot: args.snapshot.clone(),
         target_path: args.to.map(|p| p.display().to_string()).unwrap_or_default(),
     };
-    let mut stream = context.clients.remotes.import_snapshot(request).await.map_err(|s| context.fail(s))?.into_inner();
-    let mut bar = ProgressLine::new(
+    let stream = context.clients.remotes.import_snapshot(request).await.map_err(|s| context.fail(s))?.into_inner();
+    let bar = ProgressLine::new(
         !context.json,
         format!("importing {}/{} from {}", args.container, args.snapshot, args.remote),
     );
-    while let Some(update) = stream.next().await {
-        let update = update.map_err(|s| {
+    let result =
+        follow(context, stream, bar, ("written", "downloaded"), "the import", |message| match message.update? {
+            Update::Progress(progress) => Some(Step::Progress(progress)),
+            Update::Result(result) => Some(Step::Done(result)),
+        })
+        .await?;
+    context.emit(&ImportView::new(&args.remote, result))
+}
+
+/// One message of a transfer's stream.
+enum Step<R> {
+    Progress(proto::TransferProgress),
+    Done(R),
+}
+
+/// Shows a transfer's progress until its result comes.
+async fn follow<M, R>(
+    context: &Context,
+    mut stream: tonic::Streaming<M>,
+    mut bar: ProgressLine,
+    (done_verb, moved_verb): (&str, &str),
+    what: &str,
+    step: fn(M) -> Option<Step<R>>,
+) -> Result<R, CliError> {
+    while let Some(message) = stream.next().await {
+        let message = message.map_err(|status| {
             bar.end();
-            context.fail(s)
+            context.fail(status)
         })?;
-        match update.update {
-            Some(proto::import_snapshot_response::Update::Progress(progress)) => {
-                bar.show(&progress, "written", "downloaded")
-            }
-            Some(proto::import_snapshot_response::Update::Result(result)) => {
+        match step(message) {
+            Some(Step::Progress(progress)) => bar.show(&progress, done_verb, moved_verb),
+            Some(Step::Done(result)) => {
                 bar.end();
-                return context.emit(&ImportView::new(&args.remote, result));
+                return Ok(result);
             }
             None => {}
         }
     }
     bar.end();
-    Err(CliError::ActionFailed { what: "the import (the daemon sent no result)".into() })
+    Err(CliError::ActionFailed { what: format!("{what} (the daemon sent no result)") })
 }
 
 /// Progress on stderr: `412 MiB of 2.0 GiB read (20%), 300 MiB uploaded,
