@@ -8,11 +8,12 @@ USAGE: sudo scripts/bench [--quick] [--json FILE] [--markdown FILE] [--compare O
                          [--largest-gib N]
 
   --quick          small n, the largest data case at 2 GiB, 20,000 small files,
-                   1,000 snapshots for the listing (a few minutes)
+                   1,000 snapshots for the listing, 200 MB in 20,000 files
+                   for the off-host copies (a few minutes)
   --json FILE      also write the results and the machine as JSON to FILE
   --markdown FILE  also write the table as Markdown to FILE (for the README)
   --compare FILE   print each case's change against an earlier --json FILE
-  --only GROUPS    comma-separated subset of freeze,sizes,burst,metadata
+  --only GROUPS    comma-separated subset of freeze,sizes,burst,metadata,remote
   --largest-gib N  size of the largest data case (default: 10, less if the
                    disk holding the temp folder is too small; 2 with --quick)";
 
@@ -27,10 +28,12 @@ pub enum Group {
     Burst,
     /// 6. ListSnapshots with many snapshots recorded.
     Metadata,
+    /// 7. Export and import against restic, on one S3 server.
+    Remote,
 }
 
 impl Group {
-    pub const ALL: [Group; 4] = [Group::Freeze, Group::Sizes, Group::Burst, Group::Metadata];
+    pub const ALL: [Group; 5] = [Group::Freeze, Group::Sizes, Group::Burst, Group::Metadata, Group::Remote];
 
     fn parse(text: &str) -> Result<Group, String> {
         match text {
@@ -38,7 +41,8 @@ impl Group {
             "sizes" => Ok(Group::Sizes),
             "burst" => Ok(Group::Burst),
             "metadata" => Ok(Group::Metadata),
-            other => Err(format!("--only: unknown group {other:?} (freeze, sizes, burst, metadata)")),
+            "remote" => Ok(Group::Remote),
+            other => Err(format!("--only: unknown group {other:?} (freeze, sizes, burst, metadata, remote)")),
         }
     }
 }

@@ -18,6 +18,10 @@ pub enum Unit {
     MiB,
     Ratio,
     Count,
+    /// Throughput, decimal megabytes per second (as restic and S3 count).
+    MBps,
+    /// A byte count, shown in decimal units (B, kB, MB, GB).
+    Bytes,
 }
 
 impl Unit {
@@ -27,6 +31,8 @@ impl Unit {
             Unit::MiB => "MiB",
             Unit::Ratio => "ratio",
             Unit::Count => "count",
+            Unit::MBps => "MB/s",
+            Unit::Bytes => "bytes",
         }
     }
 
@@ -43,6 +49,11 @@ impl Unit {
             Unit::Ratio if value > 0.0 && value < 0.1 => format!("1/{:.0}", 1.0 / value),
             Unit::Ratio => format!("{value:.2}x"),
             Unit::Count => format!("{value:.0}"),
+            Unit::MBps => format!("{:.1} MB/s", value),
+            Unit::Bytes if value >= 1e9 => format!("{:.2} GB", value / 1e9),
+            Unit::Bytes if value >= 1e6 => format!("{:.1} MB", value / 1e6),
+            Unit::Bytes if value >= 1e3 => format!("{:.1} kB", value / 1e3),
+            Unit::Bytes => format!("{value:.0} B"),
         }
     }
 }

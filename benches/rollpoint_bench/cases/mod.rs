@@ -1,11 +1,13 @@
 //! The cases, in the order of the issue: freeze window (1), snapshot latency,
 //! revert, raw tool and copy per data size (2-4), burst (5), metadata scale
-//! and memory (6). One daemon serves them all, so its memory is measured
-//! idle, after the burst and with every snapshot recorded.
+//! and memory (6), off-host copies against restic (7). One daemon serves
+//! cases 1-6, so its memory is measured idle, after the burst and with every
+//! snapshot recorded; case 7 starts a second one, configured with its remote.
 
 mod burst;
 mod freeze;
 mod metadata;
+mod remote;
 mod sizes;
 
 use std::path::Path;
@@ -26,6 +28,7 @@ pub const REVERT: &str = "3 revert (RestoreSnapshot)";
 pub const SIDE_BY_SIDE: &str = "4 side by side: raw tool and copy";
 pub const BURST: &str = "5 burst: 100 containers at once";
 pub const METADATA: &str = "6 metadata scale and daemon memory";
+pub const REMOTE: &str = "7 off-host copies (export/import vs restic 0.14, same SeaweedFS)";
 
 /// The daemon's configuration for the suite. A burst of 100 calls would
 /// otherwise meet the default in-flight limit of 64 (RESOURCE_EXHAUSTED);
@@ -84,6 +87,7 @@ pub async fn run_suite(options: Options) -> Fallible<()> {
             Group::Sizes => sizes::run(&mut bench).await,
             Group::Burst => burst::run(&mut bench).await,
             Group::Metadata => metadata::run(&mut bench).await,
+            Group::Remote => remote::run(&mut bench).await,
         };
         if let Err(error) = result {
             let line = format!("{group:?} failed: {error}");
