@@ -34,6 +34,8 @@ use crate::fstree::{self, Kind};
 
 /// A pack is sent once it holds this many sealed bytes.
 const PACK_TARGET: usize = 16 * 1024 * 1024;
+/// The most a pack can hold: the target plus one more sealed chunk.
+const PACK_CAPACITY: usize = PACK_TARGET + 4 * 1024 * 1024 + 1024;
 
 /// One step of what turned the parent snapshot's tree into this one's, in
 /// order (the btrfs send stream's commands, reduced to paths).
@@ -121,6 +123,13 @@ pub fn export(
 ) -> RemoteResult<Exported> {
     let started = Instant::now();
     let mut report = Progress { phase: "reading the repository's index".into(), ..Default::default() };
+    if let Some(Parent { id, manifest, changes: Some(changes) }) = &parent {
+        if changes.is_empty() {
+            // The filesystem says nothing changed: the parent's tree is this
+            // snapshot's tree, blob for blob. Nothing to read or decode.
+            return unchanged_since(repository, info, *id, manifest, started, progress);
+        }
+    }
     progress(&report);
     let index = repository.load_index()?;
     let io_error = |path: PathBuf| move |source: std::io::Error| RemoteError::Io { path: path.clone(), source };
@@ -247,6 +256,45 @@ pub fn export(
     Ok(Exported { id, manifest, method, already_there, duration: started.elapsed() })
 }
 
+/// The export of a snapshot identical to its parent's: a new manifest that
+/// names the parent's tree.
+fn unchanged_since(
+    repository: &Repository,
+    info: SnapshotInfo,
+    parent: Id,
+    parent_manifest: &Manifest,
+    started: Instant,
+    progress: &mut dyn FnMut(&Progress),
+) -> RemoteResult<Exported> {
+    progress(&Progress {
+        phase: "unchanged since the parent export: writing the manifest".into(),
+        ..Default::default()
+    });
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        host: info.host,
+        container: info.container,
+        snapshot: info.snapshot,
+        alias: info.alias,
+        snapshot_created: info.created,
+        exported: chrono::Utc::now().to_rfc3339(),
+        backend: info.backend,
+        source_uuid: info.uuid,
+        source_generation: info.generation,
+        parent: Some(parent),
+        tree: parent_manifest.tree.clone(),
+        entries: parent_manifest.entries,
+        files: parent_manifest.files,
+        logical_bytes: parent_manifest.logical_bytes,
+        added_bytes: 0,
+        added_blobs: 0,
+        read_bytes: 0,
+    };
+    let (id, already_there) = write_manifest(repository, &manifest)?;
+    progress(&Progress { phase: "done".into(), ..Default::default() });
+    Ok(Exported { id, manifest, method: Method::ChangesFromFilesystem, already_there, duration: started.elapsed() })
+}
+
 /// Stores a manifest (sealed, named by the hash of its content).
 pub fn write_manifest(repository: &Repository, manifest: &Manifest) -> RemoteResult<(Id, bool)> {
     let plain = postcard::to_stdvec(manifest).expect("a manifest always encodes");
@@ -274,7 +322,7 @@ impl<'a> BlobWriter<'a> {
             repository,
             index,
             written: HashSet::new(),
-            pack: PackWriter::default(),
+            pack: PackWriter::with_capacity(PACK_CAPACITY),
             uploader: Uploader::new(repository.objects().clone()),
             added_bytes: 0,
             added_blobs: 0,
@@ -294,7 +342,7 @@ impl<'a> BlobWriter<'a> {
         self.pack.add(id, kind, &sealed, plain.len());
         self.written.insert(id);
         if self.pack.len() >= PACK_TARGET {
-            let pack = std::mem::take(&mut self.pack).finish(key);
+            let pack = std::mem::replace(&mut self.pack, PackWriter::with_capacity(PACK_CAPACITY)).finish(key);
             self.uploader.submit(pack, key)?;
         }
         Ok(ChunkRef { id, length })

@@ -169,6 +169,11 @@ impl Objects {
             Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
                 Ok(Created::AlreadyThere)
             }
+            // A write finds nothing missing but its bucket.
+            Err(object_store::Error::NotFound { .. }) => Err(RemoteError::NoSuchBucket {
+                remote: self.remote.clone(),
+                message: format!("writing {key}: the bucket does not exist"),
+            }),
             Err(error) => Err(self.error(key, error)),
         }
     }

@@ -80,6 +80,12 @@ impl PackWriter {
     }
 
     /// Appends a sealed blob.
+    /// An empty pack with room for `capacity` bytes, so that filling it
+    /// never doubles its buffer.
+    pub fn with_capacity(capacity: usize) -> PackWriter {
+        PackWriter { bytes: Vec::with_capacity(capacity), blobs: Vec::new() }
+    }
+
     pub fn add(&mut self, id: Id, kind: BlobKind, sealed: &[u8], raw_length: usize) {
         let entry = IndexEntry {
             id,

@@ -11,8 +11,9 @@ use super::error::{RemoteError, RemoteResult};
 use super::objects::{runtime, Objects};
 use super::pack::{index_key, pack_key, FinishedPack};
 
-/// Packs uploaded at once.
-const IN_FLIGHT: usize = 3;
+/// Packs uploaded at once: enough to keep the link busy, few enough that
+/// an export's memory stays a few packs.
+const IN_FLIGHT: usize = 2;
 
 pub struct Uploader {
     objects: Objects,

@@ -86,6 +86,8 @@ impl SeaweedFs {
             "-ip.bind=127.0.0.1".into(),
             "-admin.ui=false".into(),
             "-webdav=false".into(),
+            // A missing bucket is an error, as on AWS, not made on first use.
+            "-s3.autoCreateBucket=false".into(),
             format!("-s3.config={}", dir.join("s3.json").display()),
         ];
         args.extend(flags.iter().zip(&ports).map(|(flag, port)| format!("-{flag}={port}")));
