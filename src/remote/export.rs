@@ -202,7 +202,6 @@ pub fn export(
 
     report.phase = "writing the tree".into();
     progress(&report);
-    let mut stream = Vec::new();
     let (mut files, mut logical_bytes) = (0u64, 0u64);
     for record in tree.values() {
         if record.meta.kind == Kind::File {
@@ -211,19 +210,20 @@ pub fn export(
                 logical_bytes += record.meta.size;
             }
         }
-        if record.hardlink_to.is_some() {
-            let mut link = record.clone();
-            link.extents.clear();
-            encode_record(&link, &mut stream);
-        } else {
-            encode_record(record, &mut stream);
-        }
     }
+    // The stream is encoded as the chunker reads it, never held whole.
     let mut tree_chunks = Vec::new();
-    repository.tree_chunker().chunk_slice::<RemoteError>(&stream, |chunk| {
-        tree_chunks.push(writer.store(chunk, BlobKind::Tree)?);
-        Ok(())
-    })?;
+    let mut stream = TreeReader { records: tree.values(), encoded: Vec::new(), position: 0 };
+    repository.tree_chunker().chunk_reader(
+        &mut stream,
+        u64::MAX,
+        &mut buffer,
+        |error| RemoteError::Io { path: root.to_owned(), source: error },
+        |chunk| {
+            tree_chunks.push(writer.store(chunk, BlobKind::Tree)?);
+            Ok(())
+        },
+    )?;
     let uploaded = writer.finish()?;
     report.bytes_new = writer.added_bytes;
     report.bytes_uploaded = uploaded;
@@ -358,6 +358,34 @@ impl<'a> BlobWriter<'a> {
     }
 }
 
+/// The tree stream, encoded record by record as it is read.
+struct TreeReader<'a, I: Iterator<Item = &'a TreeRecord>> {
+    records: I,
+    encoded: Vec<u8>,
+    position: usize,
+}
+
+impl<'a, I: Iterator<Item = &'a TreeRecord>> Read for TreeReader<'a, I> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.position == self.encoded.len() {
+            let Some(record) = self.records.next() else { return Ok(0) };
+            self.encoded.clear();
+            self.position = 0;
+            if record.hardlink_to.is_some() {
+                // A link's data is at its target: the stream stores it once.
+                let link = TreeRecord { extents: Vec::new(), ..record.clone() };
+                encode_record(&link, &mut self.encoded);
+            } else {
+                encode_record(record, &mut self.encoded);
+            }
+        }
+        let n = buf.len().min(self.encoded.len() - self.position);
+        buf[..n].copy_from_slice(&self.encoded[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
+}
+
 /// Reads `[position, end)` of a file.
 struct RangeReader<'a> {
     file: &'a File,
@@ -488,12 +516,21 @@ fn walk_comparing(root: &Path, parent: Option<&Tree>) -> RemoteResult<(Tree, Mar
 /// for data. Returns the files to read.
 fn group_hard_links(tree: &mut Tree, marks: &Marks) -> BTreeSet<Vec<u8>> {
     let mut groups: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
-    for (path, record) in tree.iter() {
-        if record.meta.kind == Kind::File {
+    let mut to_read = BTreeSet::new();
+    for (path, record) in tree.iter_mut() {
+        if record.meta.kind != Kind::File {
+            continue;
+        }
+        if record.meta.nlink > 1 {
             groups.entry(record.meta.ino).or_default().push(path.clone());
+        } else {
+            // One name: nothing to group (most files; no copy of its path).
+            record.hardlink_to = None;
+            if marks.get(path).copied().unwrap_or(false) {
+                to_read.insert(path.clone());
+            }
         }
     }
-    let mut to_read = BTreeSet::new();
     for (_, mut paths) in groups {
         paths.sort();
         let primary = paths[0].clone();
@@ -617,6 +654,9 @@ mod tests {
     #[test]
     fn hard_links_share_one_read_and_the_first_path_holds_the_data() {
         let mut tree = tree(&[("", 256), ("a.f", 300), ("b.f", 300), ("c.f", 301)]);
+        for linked in [&b"a.f"[..], b"b.f"] {
+            tree.get_mut(linked).unwrap().meta.nlink = 2;
+        }
         let mut marks = Marks::new();
         marks.insert(b"b.f".to_vec(), true);
         let to_read = group_hard_links(&mut tree, &marks);
