@@ -14,14 +14,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::mount::{MntFlags, MsFlags};
 
-const LOSETUP: &[&str] = &["/usr/sbin/losetup", "/sbin/losetup"];
+pub(crate) const LOSETUP: &[&str] = &["/usr/sbin/losetup", "/sbin/losetup"];
 const MKFS_BTRFS: &[&str] = &["/usr/sbin/mkfs.btrfs", "/sbin/mkfs.btrfs"];
 const BTRFS: &[&str] = &["/usr/bin/btrfs", "/bin/btrfs", "/usr/sbin/btrfs", "/sbin/btrfs"];
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The first of `candidates` that is installed.
-fn program(candidates: &'static [&'static str]) -> io::Result<&'static str> {
+pub(crate) fn program(candidates: &'static [&'static str]) -> io::Result<&'static str> {
     candidates
         .iter()
         .find(|p| Path::new(p).exists())
@@ -31,7 +31,7 @@ fn program(candidates: &'static [&'static str]) -> io::Result<&'static str> {
 
 /// Runs a program and returns its stdout; a non-zero exit is an error that
 /// carries stderr.
-fn run(program_path: &str, args: &[&str]) -> io::Result<String> {
+pub(crate) fn run(program_path: &str, args: &[&str]) -> io::Result<String> {
     let output = Command::new(program_path).args(args).output()?;
     if !output.status.success() {
         return Err(io::Error::other(format!(

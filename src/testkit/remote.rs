@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use tokio_stream::StreamExt as _;
 
+use super::loop_btrfs::{program, run, LOSETUP};
 use crate::api::client::Clients;
 use crate::api::proto;
 
@@ -125,28 +126,7 @@ pub async fn import(
     Err(tonic::Status::internal("the import stream ended without a result"))
 }
 
-const LOSETUP: &[&str] = &["/usr/sbin/losetup", "/sbin/losetup"];
 const MKFS_EXT4: &[&str] = &["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"];
-
-fn program(candidates: &[&'static str]) -> io::Result<&'static str> {
-    candidates
-        .iter()
-        .copied()
-        .find(|p| Path::new(p).exists())
-        .ok_or_else(|| io::Error::other(format!("none of {candidates:?}")))
-}
-
-fn run(program: &str, args: &[&str]) -> io::Result<String> {
-    let output = std::process::Command::new(program).args(args).output()?;
-    if !output.status.success() {
-        return Err(io::Error::other(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
 
 /// An ext4 filesystem on a loop device in a temp folder; dropping it
 /// unmounts, detaches and removes everything.
