@@ -10,16 +10,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::crypto::Id;
 use super::error::{RemoteError, RemoteResult};
 use super::manifest::Manifest;
-use super::pack::{pack_key, IndexEntry};
-use super::read::read_tree;
+use super::pack::IndexEntry;
+use super::read::{read_from_pack, read_tree};
 use super::repository::Repository;
 use crate::fstree::{Materializer, Metadata};
-
-/// Two needed blobs less than this apart in a pack come in one request.
-const COALESCE_GAP: u64 = 1024 * 1024;
 
 /// Where an import is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,7 +42,6 @@ struct PendingFile {
 }
 
 struct Placement {
-    offset_in_pack: u64,
     entry: IndexEntry,
     file: usize,
     file_offset: u64,
@@ -98,14 +93,7 @@ pub fn import(
                     object: format!("blob {} of {}", chunk.id, full.display()),
                 })?;
                 by_pack.entry(location.pack).or_default().push(Placement {
-                    offset_in_pack: u64::from(location.offset),
-                    entry: IndexEntry {
-                        id: chunk.id,
-                        kind: location.kind,
-                        offset: location.offset,
-                        length: location.length,
-                        raw_length: location.raw_length,
-                    },
+                    entry: location.entry(chunk.id),
                     file: file_index,
                     file_offset,
                 });
@@ -121,66 +109,42 @@ pub fn import(
     let mut open: HashMap<usize, File> = HashMap::new();
     let mut last_report = Instant::now();
     for (pack, mut placements) in by_pack {
-        placements.sort_by_key(|p| p.offset_in_pack);
-        let pack_id: Id = index.packs[pack as usize];
-        let key = pack_key(&pack_id);
-        let mut run_start = 0;
-        while run_start < placements.len() {
+        placements.sort_by_key(|p| p.entry.offset);
+        let entries: Vec<IndexEntry> = placements.iter().map(|p| p.entry).collect();
+        let downloaded = read_from_pack(repository, &index.packs[pack as usize], &entries, |at, plain| {
             if cancel.load(Ordering::Relaxed) {
                 return Err(RemoteError::Unavailable {
                     remote: repository.remote().to_owned(),
                     message: "the import was cancelled".into(),
                 });
             }
-            let start = placements[run_start].offset_in_pack;
-            let mut end = start;
-            let mut run_end = run_start;
-            while run_end < placements.len() && placements[run_end].offset_in_pack <= end + COALESCE_GAP {
-                end = end.max(placements[run_end].offset_in_pack + u64::from(placements[run_end].entry.length));
-                run_end += 1;
+            let placement = &placements[at];
+            let pending = &mut files[placement.file];
+            let full = target.join(std::ffi::OsStr::from_bytes(&pending.path));
+            let file = match open.entry(placement.file) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&full)
+                        .map_err(io(&full))?,
+                ),
+            };
+            file.write_all_at(&plain, placement.file_offset).map_err(io(&full))?;
+            report.bytes_written += plain.len() as u64;
+            pending.chunks_left -= 1;
+            if pending.chunks_left == 0 {
+                let file = open.remove(&placement.file).expect("opened above");
+                materializer.finish_file(&pending.path, file, &pending.meta)?;
             }
-            let bytes = repository.objects().get_range(&key, start..end)?;
-            report.bytes_downloaded += bytes.len() as u64;
-            for placement in &placements[run_start..run_end] {
-                let from = (placement.offset_in_pack - start) as usize;
-                let sealed = bytes
-                    .get(from..from + placement.entry.length as usize)
-                    .ok_or_else(|| repository.corrupt(&key, "shorter than its index says"))?;
-                let plain = repository
-                    .key()
-                    .open_blob(sealed, &placement.entry.id, placement.entry.raw_length as usize)
-                    .map_err(|m| {
-                        repository.corrupt(
-                            &key,
-                            format!("blob {} at offset {}: {m}", placement.entry.id.short(), placement.offset_in_pack),
-                        )
-                    })?;
-                let pending = &mut files[placement.file];
-                let full = target.join(std::ffi::OsStr::from_bytes(&pending.path));
-                let file = match open.entry(placement.file) {
-                    std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
-                        std::fs::OpenOptions::new()
-                            .write(true)
-                            .custom_flags(libc::O_NOFOLLOW)
-                            .open(&full)
-                            .map_err(io(&full))?,
-                    ),
-                };
-                file.write_all_at(&plain, placement.file_offset).map_err(io(&full))?;
-                report.bytes_written += plain.len() as u64;
-                pending.chunks_left -= 1;
-                if pending.chunks_left == 0 {
-                    let file = open.remove(&placement.file).expect("opened above");
-                    materializer.finish_file(&pending.path, file, &pending.meta)?;
-                }
-            }
-            run_start = run_end;
             if last_report.elapsed() >= Duration::from_millis(250) {
                 progress(&report);
                 last_report = Instant::now();
             }
-        }
+            Ok(())
+        })?;
+        report.bytes_downloaded += downloaded;
     }
     report.phase = "setting directories' metadata and syncing".into();
     progress(&report);

@@ -7,58 +7,68 @@ use super::crypto::Id;
 use super::error::{RemoteError, RemoteResult};
 use super::export::copy_extents_to_links;
 use super::manifest::{decode_stream, Manifest, Tree, MANIFEST_VERSION};
-use super::pack::pack_key;
+use super::pack::{pack_key, IndexEntry};
 use super::repository::{BlobIndex, Repository};
 
 /// Two blobs less than this apart in a pack are fetched in one request.
 const COALESCE_GAP: u64 = 1024 * 1024;
 
+/// Reads the blobs `wanted` of one pack, sorted by offset: neighbours less
+/// than `COALESCE_GAP` apart come in one ranged GET; each blob is checked
+/// (seal and id) and handed to `each` with its place in `wanted`. Returns
+/// the bytes downloaded.
+pub(crate) fn read_from_pack(
+    repository: &Repository,
+    pack: &Id,
+    wanted: &[IndexEntry],
+    mut each: impl FnMut(usize, Vec<u8>) -> RemoteResult<()>,
+) -> RemoteResult<u64> {
+    let key = pack_key(pack);
+    let mut downloaded = 0;
+    let mut run_start = 0;
+    while run_start < wanted.len() {
+        let start = u64::from(wanted[run_start].offset);
+        let mut end = start;
+        let mut run_end = run_start;
+        while run_end < wanted.len() && u64::from(wanted[run_end].offset) <= end + COALESCE_GAP {
+            end = end.max(u64::from(wanted[run_end].offset) + u64::from(wanted[run_end].length));
+            run_end += 1;
+        }
+        let bytes = repository.objects().get_range(&key, start..end)?;
+        downloaded += bytes.len() as u64;
+        for (position, entry) in wanted.iter().enumerate().take(run_end).skip(run_start) {
+            let from = (u64::from(entry.offset) - start) as usize;
+            let sealed = bytes
+                .get(from..from + entry.length as usize)
+                .ok_or_else(|| repository.corrupt(&key, "shorter than its index says"))?;
+            let plain = repository.key().open_blob(sealed, &entry.id, entry.raw_length as usize).map_err(|m| {
+                repository.corrupt(&key, format!("blob {} at offset {}: {m}", entry.id.short(), entry.offset))
+            })?;
+            each(position, plain)?;
+        }
+        run_start = run_end;
+    }
+    Ok(downloaded)
+}
+
 /// Reads blobs, in the order asked.
 pub fn read_blobs(repository: &Repository, index: &BlobIndex, ids: &[Id]) -> RemoteResult<Vec<Vec<u8>>> {
-    let mut by_pack: BTreeMap<u32, Vec<(u64, usize)>> = BTreeMap::new();
+    let mut by_pack: BTreeMap<u32, Vec<(IndexEntry, usize)>> = BTreeMap::new();
     for (position, id) in ids.iter().enumerate() {
         let location = index.get(id).ok_or_else(|| RemoteError::NotFound {
             remote: repository.remote().to_owned(),
             object: format!("blob {id}"),
         })?;
-        by_pack.entry(location.pack).or_default().push((u64::from(location.offset), position));
+        by_pack.entry(location.pack).or_default().push((location.entry(*id), position));
     }
     let mut out: Vec<Option<Vec<u8>>> = vec![None; ids.len()];
     for (pack, mut wanted) in by_pack {
-        wanted.sort();
-        let pack_id = index.packs[pack as usize];
-        let key = pack_key(&pack_id);
-        let mut run_start = 0;
-        while run_start < wanted.len() {
-            let first = &ids[wanted[run_start].1];
-            let start = u64::from(index.get(first).expect("looked up above").offset);
-            let mut end = start;
-            let mut run_end = run_start;
-            while run_end < wanted.len() {
-                let location = index.get(&ids[wanted[run_end].1]).expect("looked up above");
-                let offset = u64::from(location.offset);
-                if offset > end + COALESCE_GAP {
-                    break;
-                }
-                end = end.max(offset + u64::from(location.length));
-                run_end += 1;
-            }
-            let bytes = repository.objects().get_range(&key, start..end)?;
-            for &(offset, position) in &wanted[run_start..run_end] {
-                let id = &ids[position];
-                let location = index.get(id).expect("looked up above");
-                let from = (offset - start) as usize;
-                let sealed = bytes
-                    .get(from..from + location.length as usize)
-                    .ok_or_else(|| repository.corrupt(&key, "shorter than its index says"))?;
-                let plain = repository
-                    .key()
-                    .open_blob(sealed, id, location.raw_length as usize)
-                    .map_err(|m| repository.corrupt(&key, format!("blob {} at offset {offset}: {m}", id.short())))?;
-                out[position] = Some(plain);
-            }
-            run_start = run_end;
-        }
+        wanted.sort_by_key(|(entry, _)| entry.offset);
+        let entries: Vec<IndexEntry> = wanted.iter().map(|(entry, _)| *entry).collect();
+        read_from_pack(repository, &index.packs[pack as usize], &entries, |at, plain| {
+            out[wanted[at].1] = Some(plain);
+            Ok(())
+        })?;
     }
     Ok(out.into_iter().map(|b| b.expect("every position filled")).collect())
 }

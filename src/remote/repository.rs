@@ -54,6 +54,13 @@ pub struct BlobIndex {
     blobs: HashMap<Id, BlobLocation>,
 }
 
+impl BlobLocation {
+    /// The index entry of blob `id` at this location.
+    pub fn entry(&self, id: Id) -> IndexEntry {
+        IndexEntry { id, kind: self.kind, offset: self.offset, length: self.length, raw_length: self.raw_length }
+    }
+}
+
 impl BlobIndex {
     pub fn get(&self, id: &Id) -> Option<&BlobLocation> {
         self.blobs.get(id)
