@@ -228,19 +228,7 @@ pub fn export(
     report.bytes_new = writer.added_bytes;
     report.bytes_uploaded = uploaded;
 
-    let manifest = Manifest {
-        version: MANIFEST_VERSION,
-        host: info.host,
-        container: info.container,
-        snapshot: info.snapshot,
-        alias: info.alias,
-        snapshot_created: info.created,
-        exported: chrono::Utc::now().to_rfc3339(),
-        backend: info.backend,
-        source_uuid: info.uuid,
-        source_generation: info.generation,
-        parent: parent.as_ref().map(|p| p.id),
-        tree: tree_chunks,
+    let totals = Totals {
         entries: tree.len() as u64,
         files,
         logical_bytes,
@@ -248,6 +236,7 @@ pub fn export(
         added_blobs: writer.added_blobs,
         read_bytes: report.bytes_read,
     };
+    let manifest = new_manifest(info, parent.as_ref().map(|p| p.id), tree_chunks, totals);
     report.phase = "writing the manifest".into();
     progress(&report);
     let (id, already_there) = write_manifest(repository, &manifest)?;
@@ -270,7 +259,31 @@ fn unchanged_since(
         phase: "unchanged since the parent export: writing the manifest".into(),
         ..Default::default()
     });
-    let manifest = Manifest {
+    let totals = Totals {
+        entries: parent_manifest.entries,
+        files: parent_manifest.files,
+        logical_bytes: parent_manifest.logical_bytes,
+        ..Totals::default()
+    };
+    let manifest = new_manifest(info, Some(parent), parent_manifest.tree.clone(), totals);
+    let (id, already_there) = write_manifest(repository, &manifest)?;
+    progress(&Progress { phase: "done".into(), ..Default::default() });
+    Ok(Exported { id, manifest, method: Method::ChangesFromFilesystem, already_there, duration: started.elapsed() })
+}
+
+/// What a manifest counts of its tree and of the export that wrote it.
+#[derive(Debug, Default)]
+struct Totals {
+    entries: u64,
+    files: u64,
+    logical_bytes: u64,
+    added_bytes: u64,
+    added_blobs: u64,
+    read_bytes: u64,
+}
+
+fn new_manifest(info: SnapshotInfo, parent: Option<Id>, tree: Vec<ChunkRef>, totals: Totals) -> Manifest {
+    Manifest {
         version: MANIFEST_VERSION,
         host: info.host,
         container: info.container,
@@ -281,18 +294,15 @@ fn unchanged_since(
         backend: info.backend,
         source_uuid: info.uuid,
         source_generation: info.generation,
-        parent: Some(parent),
-        tree: parent_manifest.tree.clone(),
-        entries: parent_manifest.entries,
-        files: parent_manifest.files,
-        logical_bytes: parent_manifest.logical_bytes,
-        added_bytes: 0,
-        added_blobs: 0,
-        read_bytes: 0,
-    };
-    let (id, already_there) = write_manifest(repository, &manifest)?;
-    progress(&Progress { phase: "done".into(), ..Default::default() });
-    Ok(Exported { id, manifest, method: Method::ChangesFromFilesystem, already_there, duration: started.elapsed() })
+        parent,
+        tree,
+        entries: totals.entries,
+        files: totals.files,
+        logical_bytes: totals.logical_bytes,
+        added_bytes: totals.added_bytes,
+        added_blobs: totals.added_blobs,
+        read_bytes: totals.read_bytes,
+    }
 }
 
 /// Stores a manifest (sealed, named by the hash of its content).
