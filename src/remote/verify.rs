@@ -121,26 +121,29 @@ pub fn verify(repository: &Repository) -> RemoteResult<VerifyReport> {
                 None => whole = false,
             }
         }
-        let missing_data = if whole {
+        let mut damaged = !whole;
+        if whole {
             match decode_stream(&stream) {
-                Ok(records) => records
-                    .iter()
-                    .flat_map(|r| r.extents.iter().flat_map(|e| e.chunks.iter()))
-                    .filter(|c| !good_data.contains(&c.id))
-                    .count(),
+                Ok(records) => {
+                    let missing = records
+                        .iter()
+                        .flat_map(|r| r.extents.iter().flat_map(|e| e.chunks.iter()))
+                        .filter(|c| !good_data.contains(&c.id))
+                        .count();
+                    if missing > 0 {
+                        report.problems.push(format!("{name}: {missing} chunks of its files are damaged or missing"));
+                        damaged = true;
+                    }
+                }
                 Err(message) => {
                     report.problems.push(format!("the tree of {name}: {message}"));
-                    1
+                    damaged = true;
                 }
             }
         } else {
             report.problems.push(format!("the tree of {name}: some of its blobs are damaged or missing"));
-            0
-        };
-        if missing_data > 0 {
-            report.problems.push(format!("{name}: {missing_data} chunks of its files are damaged or missing"));
         }
-        if !whole || missing_data > 0 {
+        if damaged {
             report.damaged_snapshots.push(name);
         }
     }
