@@ -95,8 +95,9 @@ async fn export_to_s3_survives_a_server_crash_and_concurrent_hosts() {
 
     first.clients.remotes.init_remote(proto::InitRemoteRequest { remote: "offsite".into() }).await.expect("init");
     make_mixed_tree(&first.volume, 200);
-    // Enough data that the upload takes a while: 120 MB that does not compress.
-    for i in 0..12 {
+    // Enough data that the upload outlasts the first progress report, even
+    // on a quiet machine: 300 MB that does not compress.
+    for i in 0..30 {
         std::fs::write(first.volume.join(format!("big-{i}")), pseudo_random(10_000_000, 1000 + i)).unwrap();
     }
     let s1 = create_snapshot(&mut first.clients, "app", "s1", "").await.unwrap();
