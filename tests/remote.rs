@@ -202,6 +202,28 @@ async fn export_incrementally_then_import_and_restore_on_another_host() {
     assert!(undo.restored.is_some());
     assert_eq!(std::fs::read(second.volume.join("local-state")).unwrap(), b"before the restore");
 
+    // No exported snapshot left on disk: the next export walks the tree and
+    // compares it with the parent export (inode, size, times), reading only
+    // what changed. Names that sort around a folder's "/" test the walk's
+    // order (the tree stream is in path byte order).
+    for name in ["s1", "s2", "s3"] {
+        let request = proto::DeleteSnapshotRequest { container: "app".into(), snapshot: name.into() };
+        first.clients.snapshots.delete_snapshot(request).await.expect("delete");
+    }
+    std::fs::create_dir(first.volume.join("data/d05/sub")).unwrap();
+    for (name, seed) in [("data/d05/sub/inner", 41), ("data/d05-x", 42), ("data/d05.y", 43), ("data/d050", 44)] {
+        std::fs::write(first.volume.join(name), pseudo_random(20_000, seed)).unwrap();
+    }
+    std::fs::write(first.volume.join("data/d00/f001"), pseudo_random(10_000, 45)).unwrap();
+    let s4 = create_snapshot(&mut first.clients, "app", "s4", "").await.unwrap();
+    let compared = export(&mut first.clients, "app", "s4", "here").await.expect("export without a local parent");
+    assert_eq!(compared.method, "compared with the parent export");
+    assert_eq!(compared.snapshot.as_ref().unwrap().parent_id, unchanged_snapshot.id);
+    assert!(compared.bytes_read < 1_000_000, "read {}", compared.bytes_read);
+    let onto_btrfs_s4 = second.fs.mount_point().join("imported-s4");
+    import(&mut second.clients, "app", "s4", "here", Some(&onto_btrfs_s4)).await.expect("import s4");
+    assert_trees_equal(&location(&s4), &onto_btrfs_s4, "s4 (compared with its parent) imported");
+
     // Verify, then damage one byte of one pack.
     let verified = first
         .clients
@@ -211,7 +233,7 @@ async fn export_incrementally_then_import_and_restore_on_another_host() {
         .unwrap()
         .into_inner();
     assert!(verified.problems.is_empty(), "{:?}", verified.problems);
-    assert_eq!(verified.snapshots, 3);
+    assert_eq!(verified.snapshots, 4);
     let pack = largest_pack(&repository.path().join("repo"));
     flip_byte(&pack);
     let damaged = first

@@ -47,7 +47,8 @@ pub struct Metadata {
     pub ctime_ns: i64,
 }
 
-fn nanos(seconds: i64, nanos: i64) -> i64 {
+/// A time as nanoseconds since the epoch, from `stat`'s two fields.
+pub(crate) fn nanos(seconds: i64, nanos: i64) -> i64 {
     seconds.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 

@@ -18,8 +18,9 @@ pub use compare::compare_trees;
 pub use error::FsTreeError;
 pub use holes::data_ranges;
 pub use materialize::Materializer;
+pub(crate) use metadata::nanos;
 pub use metadata::{read_metadata, Kind, Metadata};
-pub use walk::walk;
+pub use walk::{entries, walk, Describe, SortedWalk};
 
 /// Opens a regular file to read its data without moving its atime
 /// (O_NOATIME, allowed to its owner and to root) or following a symlink.

@@ -61,7 +61,7 @@ fn xattr_set(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
 }
 
 #[test]
-fn the_walk_lists_the_root_first_and_every_folder_before_its_content() {
+fn the_walk_lists_the_root_first_and_every_entry_in_path_byte_order() {
     let dir = tempfile::tempdir().unwrap();
     sample_tree(dir.path());
     let paths: Vec<String> =
@@ -71,9 +71,22 @@ fn the_walk_lists_the_root_first_and_every_folder_before_its_content() {
         let parent = path.rsplit_once('/').map_or("", |(parent, _)| parent);
         assert!(paths[..i].iter().any(|p| p == parent), "{path} before its folder: {paths:?}");
     }
-    let mut sorted = paths.clone();
-    sorted.sort();
-    assert_eq!(sorted, ["", "a", "a-file", "b", "b/c", "b/c/file", "b/link", "b/symlink", "fifo", "sparse"]);
+    // Path byte order: "a" (a folder), "a-file", then what "a" holds.
+    assert_eq!(paths, ["", "a", "a-file", "b", "b/c", "b/c/file", "b/link", "b/symlink", "fifo", "sparse"]);
+}
+
+#[test]
+fn a_folders_content_comes_after_the_siblings_that_sort_before_its_slash() {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["x", "x/z"] {
+        std::fs::create_dir(dir.path().join(folder)).unwrap();
+    }
+    for file in ["x/y", "x/z/w", "x-1", "x.2", "x0", "w"] {
+        std::fs::write(dir.path().join(file), b"").unwrap();
+    }
+    let paths: Vec<String> =
+        walk(dir.path()).unwrap().into_iter().map(|(p, _)| String::from_utf8(p).unwrap()).collect();
+    assert_eq!(paths, ["", "w", "x", "x-1", "x.2", "x/y", "x/z", "x/z/w", "x0"]);
 }
 
 #[test]

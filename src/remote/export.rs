@@ -12,6 +12,7 @@
 //! Chunks already in the repository are never uploaded again, whichever path
 //! found them.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::chunker::Chunker;
 use super::crypto::Id;
 use super::error::{RemoteError, RemoteResult};
 use super::manifest::{encode_record, ChunkRef, Extent, Manifest, Tree, TreeRecord, MANIFEST_VERSION};
@@ -30,7 +32,7 @@ use super::pack::{BlobKind, PackWriter};
 use super::read::read_tree;
 use super::repository::{BlobIndex, Repository};
 use super::upload::Uploader;
-use crate::fstree::{self, Kind};
+use crate::fstree::{self, Kind, Metadata};
 
 /// A pack is sent once it holds this many sealed bytes.
 const PACK_TARGET: usize = 16 * 1024 * 1024;
@@ -113,6 +115,12 @@ pub struct Exported {
 }
 
 /// Exports the tree at `root`.
+///
+/// Without a change list the tree is walked in path order and written as it
+/// is walked (each file read when its entry comes up): the export holds one
+/// folder listing per level, not the tree, whatever its size. With a change
+/// list the parent's tree is edited in memory, as renames move whole
+/// subtrees.
 pub fn export(
     repository: &Repository,
     root: &Path,
@@ -122,7 +130,6 @@ pub fn export(
     cancel: &AtomicBool,
 ) -> RemoteResult<Exported> {
     let started = Instant::now();
-    let mut report = Progress { phase: "reading the repository's index".into(), ..Default::default() };
     if let Some(Parent { id, manifest, changes: Some(changes) }) = &parent {
         if changes.is_empty() {
             // The filesystem says nothing changed: the parent's tree is this
@@ -130,119 +137,262 @@ pub fn export(
             return unchanged_since(repository, info, *id, manifest, started, progress);
         }
     }
+    let mut report = Progress { phase: "reading the repository's index".into(), ..Default::default() };
     progress(&report);
     let index = repository.load_index()?;
-    let io_error = |path: PathBuf| move |source: std::io::Error| RemoteError::Io { path: path.clone(), source };
-
     report.phase = "finding what changed".into();
     progress(&report);
-    let (mut tree, mut marks, method) = match &parent {
+    let writer = RefCell::new(BlobWriter::new(repository, &index));
+    let mut reading = Reading {
+        root,
+        writer: &writer,
+        chunker: repository.data_chunker(),
+        buffer: Vec::new(),
+        report,
+        progress,
+        cancel,
+        last_report: Instant::now(),
+        remote: repository.remote(),
+    };
+    let (tree, method) = match &parent {
         Some(Parent { manifest, changes: Some(changes), .. }) => {
             let mut tree = read_tree(repository, &index, manifest)?;
-            let marks = apply_changes(&mut tree, changes);
-            (tree, marks, Method::ChangesFromFilesystem)
+            let mut marks = apply_changes(&mut tree, changes);
+            restat_marked(root, &mut tree, &mut marks)?;
+            let to_read = group_hard_links(&mut tree, &marks);
+            let bytes = to_read.iter().filter_map(|p| tree.get(p)).map(|r| r.meta.size).sum();
+            reading.start_reading(to_read.len() as u64, bytes);
+            for path in &to_read {
+                let record = tree.get_mut(path).expect("paths to read are in the tree");
+                record.extents = reading.read_file(path, record.meta.size)?;
+            }
+            reading.phase("writing the tree");
+            (write_tree(repository, &writer, tree.into_values().map(Ok))?, Method::ChangesFromFilesystem)
         }
         Some(Parent { manifest, changes: None, .. }) => {
             let parent_tree = read_tree(repository, &index, manifest)?;
-            let (tree, marks) = walk_comparing(root, Some(&parent_tree))?;
-            (tree, marks, Method::ComparedWithParent)
+            (stream_walk(repository, &mut reading, Some(&parent_tree))?, Method::ComparedWithParent)
         }
-        None => {
-            let (tree, marks) = walk_comparing(root, None)?;
-            (tree, marks, Method::Full)
-        }
+        None => (stream_walk(repository, &mut reading, None)?, Method::Full),
     };
-    if method == Method::ChangesFromFilesystem {
-        restat_marked(root, &mut tree, &mut marks)?;
-    }
-    let to_read = group_hard_links(&mut tree, &marks);
-
-    let mut writer = BlobWriter::new(repository, &index);
-    report.files_total = to_read.len() as u64;
-    report.bytes_total = to_read.iter().filter_map(|p| tree.get(p)).map(|r| r.meta.size).sum();
-    report.phase = "reading and uploading".into();
-    progress(&report);
-    let mut buffer = Vec::new();
-    let chunker = repository.data_chunker();
-    let mut last_report = Instant::now();
-    for path in &to_read {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(RemoteError::Unavailable {
-                remote: repository.remote().to_owned(),
-                message: "the export was cancelled".into(),
-            });
-        }
-        let full = root.join(std::ffi::OsStr::from_bytes_path(path));
-        let record = tree.get_mut(path).expect("paths to read are in the tree");
-        let file = fstree::open_for_reading(&full)?;
-        let ranges = fstree::data_ranges(&file, record.meta.size)?;
-        let mut extents = Vec::with_capacity(ranges.len());
-        for (offset, length) in ranges {
-            let mut chunks = Vec::new();
-            let mut reader = RangeReader { file: &file, position: offset, end: offset + length };
-            let read = chunker.chunk_reader(&mut reader, length, &mut buffer, io_error(full.clone()), |chunk| {
-                chunks.push(writer.store(chunk, BlobKind::Data)?);
-                Ok(())
-            })?;
-            report.bytes_read += read;
-            if !chunks.is_empty() {
-                extents.push(Extent { offset, chunks });
-            }
-        }
-        record.extents = extents;
-        report.files_done += 1;
-        if last_report.elapsed() >= Duration::from_millis(250) {
-            report.bytes_new = writer.added_bytes;
-            report.bytes_uploaded = writer.uploader.uploaded_bytes();
-            progress(&report);
-            last_report = Instant::now();
-        }
-    }
-    copy_extents_to_links(&mut tree);
-
-    report.phase = "writing the tree".into();
-    progress(&report);
-    let (mut files, mut logical_bytes) = (0u64, 0u64);
-    for record in tree.values() {
-        if record.meta.kind == Kind::File {
-            files += 1;
-            if record.hardlink_to.is_none() {
-                logical_bytes += record.meta.size;
-            }
-        }
-    }
-    // The stream is encoded as the chunker reads it, never held whole.
-    let mut tree_chunks = Vec::new();
-    let mut stream = TreeReader { records: tree.values(), encoded: Vec::new(), position: 0 };
-    repository.tree_chunker().chunk_reader(
-        &mut stream,
-        u64::MAX,
-        &mut buffer,
-        |error| RemoteError::Io { path: root.to_owned(), source: error },
-        |chunk| {
-            tree_chunks.push(writer.store(chunk, BlobKind::Tree)?);
-            Ok(())
-        },
-    )?;
-    let uploaded = writer.finish()?;
+    let mut report = reading.report;
+    let uploaded = writer.borrow_mut().finish()?;
+    let writer = writer.into_inner();
     report.bytes_new = writer.added_bytes;
     report.bytes_uploaded = uploaded;
 
     let totals = Totals {
-        entries: tree.len() as u64,
-        files,
-        logical_bytes,
+        entries: tree.entries,
+        files: tree.files,
+        logical_bytes: tree.logical_bytes,
         added_bytes: writer.added_bytes,
         added_blobs: writer.added_blobs,
         read_bytes: report.bytes_read,
     };
-    let manifest = new_manifest(info, parent.as_ref().map(|p| p.id), tree_chunks, totals);
+    let manifest = new_manifest(info, parent.as_ref().map(|p| p.id), tree.chunks, totals);
     report.phase = "writing the manifest".into();
     progress(&report);
     let (id, already_there) = write_manifest(repository, &manifest)?;
     report.phase = "done".into();
     progress(&report);
     Ok(Exported { id, manifest, method, already_there, duration: started.elapsed() })
+}
+
+/// What identifies a file's content without reading it: a file whose
+/// inode, size, mtime and ctime match the parent's keeps its chunks.
+fn same_content(old: &Metadata, new: &Metadata) -> bool {
+    old.kind == new.kind
+        && old.ino == new.ino
+        && old.size == new.size
+        && old.mtime_ns == new.mtime_ns
+        && old.ctime_ns == new.ctime_ns
+}
+
+/// The walk's entries become tree records as they come, each regular file
+/// read (or its chunks taken from the parent's record) when it comes up.
+fn stream_walk(repository: &Repository, reading: &mut Reading, parent: Option<&Tree>) -> RemoteResult<TreeWritten> {
+    // A first walk, of `lstat` only, to tell how much there is to read.
+    reading.phase("counting what to read");
+    let (mut files, mut bytes, mut linked) = (0u64, 0u64, HashSet::new());
+    for entry in fstree::SortedWalk::new(reading.root, count_stat)? {
+        let (path, stat) = entry?;
+        let first_name = stat.nlink <= 1 || linked.insert(stat.ino);
+        if stat.kind == Kind::File
+            && first_name
+            && !parent.and_then(|p| p.get(&path)).is_some_and(|old| same_content(&old.meta, &stat))
+        {
+            files += 1;
+            bytes += stat.size;
+        }
+    }
+    drop(linked);
+    reading.start_reading(files, bytes);
+    let writer = reading.writer;
+    let records = StreamedRecords { walk: fstree::entries(reading.root)?, parent, links: HashMap::new(), reading };
+    write_tree(repository, writer, records)
+}
+
+/// Just what counting needs (`same_content`'s fields) of an `lstat`.
+fn count_stat(_: &Path, stat: &std::fs::Metadata) -> Result<Metadata, fstree::FsTreeError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let kind = if stat.is_file() { Kind::File } else { Kind::Dir };
+    Ok(Metadata {
+        kind,
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        atime_ns: 0,
+        mtime_ns: fstree::nanos(stat.mtime(), stat.mtime_nsec()),
+        size: if kind == Kind::File { stat.size() } else { 0 },
+        rdev: 0,
+        symlink_target: None,
+        xattrs: Vec::new(),
+        ino: stat.ino(),
+        nlink: stat.nlink(),
+        ctime_ns: fstree::nanos(stat.ctime(), stat.ctime_nsec()),
+    })
+}
+
+/// The records of a walk, files read as they come up.
+struct StreamedRecords<'r, 'a, 'w, 'p> {
+    walk: fstree::SortedWalk<Metadata>,
+    parent: Option<&'p Tree>,
+    /// Files with several names seen so far: inode -> the first path (in
+    /// path order: the one that holds the data) and its metadata.
+    links: HashMap<u64, (Vec<u8>, Metadata)>,
+    reading: &'r mut Reading<'a, 'w>,
+}
+
+impl StreamedRecords<'_, '_, '_, '_> {
+    fn record(&mut self, path: Vec<u8>, meta: Metadata) -> RemoteResult<TreeRecord> {
+        if meta.kind != Kind::File {
+            return Ok(TreeRecord { path, meta, hardlink_to: None, extents: Vec::new() });
+        }
+        if let Some((primary, primary_meta)) = self.links.get(&meta.ino).filter(|_| meta.nlink > 1) {
+            let meta = primary_meta.clone();
+            return Ok(TreeRecord { path, meta, hardlink_to: Some(primary.clone()), extents: Vec::new() });
+        }
+        let unchanged = self.parent.and_then(|p| p.get(&path)).filter(|old| same_content(&old.meta, &meta));
+        let extents = match unchanged {
+            Some(old) => old.extents.clone(),
+            None => self.reading.read_file(&path, meta.size)?,
+        };
+        if meta.nlink > 1 {
+            self.links.insert(meta.ino, (path.clone(), meta.clone()));
+        }
+        Ok(TreeRecord { path, meta, hardlink_to: None, extents })
+    }
+}
+
+impl Iterator for StreamedRecords<'_, '_, '_, '_> {
+    type Item = RemoteResult<TreeRecord>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let next = self.walk.next()?;
+        Some(next.map_err(RemoteError::from).and_then(|(path, meta)| self.record(path, meta)))
+    }
+}
+
+/// Reading files into blobs, with progress reports and cancellation.
+struct Reading<'a, 'w> {
+    root: &'a Path,
+    writer: &'w RefCell<BlobWriter<'a>>,
+    chunker: Chunker,
+    buffer: Vec<u8>,
+    report: Progress,
+    progress: &'a mut dyn FnMut(&Progress),
+    cancel: &'a AtomicBool,
+    last_report: Instant,
+    remote: &'a str,
+}
+
+impl Reading<'_, '_> {
+    fn phase(&mut self, phase: &str) {
+        self.report.phase = phase.into();
+        self.send_report();
+    }
+
+    fn start_reading(&mut self, files: u64, bytes: u64) {
+        self.report.files_total = files;
+        self.report.bytes_total = bytes;
+        self.phase("reading and uploading");
+    }
+
+    fn send_report(&mut self) {
+        let writer = self.writer.borrow();
+        self.report.bytes_new = writer.added_bytes;
+        self.report.bytes_uploaded = writer.uploader.uploaded_bytes();
+        drop(writer);
+        (self.progress)(&self.report);
+        self.last_report = Instant::now();
+    }
+
+    /// Reads one file's data extents into blobs.
+    fn read_file(&mut self, path: &[u8], size: u64) -> RemoteResult<Vec<Extent>> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(RemoteError::Unavailable {
+                remote: self.remote.to_owned(),
+                message: "the export was cancelled".into(),
+            });
+        }
+        let full = self.root.join(std::ffi::OsStr::from_bytes_path(path));
+        let file = fstree::open_for_reading(&full)?;
+        let io_error = |source: std::io::Error| RemoteError::Io { path: full.clone(), source };
+        let mut extents = Vec::new();
+        for (offset, length) in fstree::data_ranges(&file, size)? {
+            let mut chunks = Vec::new();
+            let mut reader = RangeReader { file: &file, position: offset, end: offset + length };
+            let writer = self.writer;
+            let read = self.chunker.chunk_reader(&mut reader, length, &mut self.buffer, io_error, |chunk| {
+                chunks.push(writer.borrow_mut().store(chunk, BlobKind::Data)?);
+                Ok(())
+            })?;
+            self.report.bytes_read += read;
+            if !chunks.is_empty() {
+                extents.push(Extent { offset, chunks });
+            }
+        }
+        self.report.files_done += 1;
+        if self.last_report.elapsed() >= Duration::from_millis(250) {
+            self.send_report();
+        }
+        Ok(extents)
+    }
+}
+
+/// A tree stream written: its blobs, and what it counted.
+struct TreeWritten {
+    chunks: Vec<ChunkRef>,
+    entries: u64,
+    files: u64,
+    logical_bytes: u64,
+}
+
+/// Encodes records (in path order) into the tree stream as the chunker
+/// reads it, never held whole, and stores its blobs.
+fn write_tree(
+    repository: &Repository,
+    writer: &RefCell<BlobWriter>,
+    records: impl Iterator<Item = RemoteResult<TreeRecord>>,
+) -> RemoteResult<TreeWritten> {
+    let mut chunks = Vec::new();
+    let mut stream =
+        TreeReader { records, encoded: Vec::new(), position: 0, failed: None, entries: 0, files: 0, logical_bytes: 0 };
+    let written = repository.tree_chunker().chunk_reader(
+        &mut stream,
+        u64::MAX,
+        &mut Vec::new(),
+        |source| RemoteError::Io { path: PathBuf::from("(the tree stream)"), source },
+        |chunk| {
+            chunks.push(writer.borrow_mut().store(chunk, BlobKind::Tree)?);
+            Ok(())
+        },
+    );
+    if let Some(error) = stream.failed.take() {
+        return Err(error);
+    }
+    written?;
+    Ok(TreeWritten { chunks, entries: stream.entries, files: stream.files, logical_bytes: stream.logical_bytes })
 }
 
 /// The export of a snapshot identical to its parent's: a new manifest that
@@ -368,26 +518,44 @@ impl<'a> BlobWriter<'a> {
     }
 }
 
-/// The tree stream, encoded record by record as it is read.
-struct TreeReader<'a, I: Iterator<Item = &'a TreeRecord>> {
+/// The tree stream, encoded record by record as it is read; counts what
+/// it encodes. A record that could not be made stops the stream, its error
+/// kept in `failed`.
+struct TreeReader<I: Iterator<Item = RemoteResult<TreeRecord>>> {
     records: I,
     encoded: Vec<u8>,
     position: usize,
+    failed: Option<RemoteError>,
+    entries: u64,
+    files: u64,
+    logical_bytes: u64,
 }
 
-impl<'a, I: Iterator<Item = &'a TreeRecord>> Read for TreeReader<'a, I> {
+impl<I: Iterator<Item = RemoteResult<TreeRecord>>> Read for TreeReader<I> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.position == self.encoded.len() {
-            let Some(record) = self.records.next() else { return Ok(0) };
-            self.encoded.clear();
-            self.position = 0;
+            let mut record = match self.records.next() {
+                None => return Ok(0),
+                Some(Ok(record)) => record,
+                Some(Err(error)) => {
+                    self.failed = Some(error);
+                    return Err(std::io::Error::other("a tree record could not be made"));
+                }
+            };
+            self.entries += 1;
+            if record.meta.kind == Kind::File {
+                self.files += 1;
+                if record.hardlink_to.is_none() {
+                    self.logical_bytes += record.meta.size;
+                }
+            }
             if record.hardlink_to.is_some() {
                 // A link's data is at its target: the stream stores it once.
-                let link = TreeRecord { extents: Vec::new(), ..record.clone() };
-                encode_record(&link, &mut self.encoded);
-            } else {
-                encode_record(record, &mut self.encoded);
+                record.extents.clear();
             }
+            self.encoded.clear();
+            self.position = 0;
+            encode_record(&record, &mut self.encoded);
         }
         let n = buf.len().min(self.encoded.len() - self.position);
         buf[..n].copy_from_slice(&self.encoded[self.position..self.position + n]);
@@ -493,32 +661,6 @@ fn restat_marked(root: &Path, tree: &mut Tree, marks: &mut Marks) -> RemoteResul
         tree.insert(path.clone(), TreeRecord { path, meta, hardlink_to: None, extents });
     }
     Ok(())
-}
-
-/// Walks the whole tree; a file whose inode, size and times match the
-/// parent's record at the same path keeps its chunks.
-fn walk_comparing(root: &Path, parent: Option<&Tree>) -> RemoteResult<(Tree, Marks)> {
-    let entries = fstree::walk(root)?;
-    let mut tree = Tree::new();
-    let mut marks = Marks::new();
-    for (path, meta) in entries {
-        let unchanged = parent.and_then(|p| p.get(&path)).filter(|old| {
-            old.meta.kind == meta.kind
-                && old.meta.ino == meta.ino
-                && old.meta.size == meta.size
-                && old.meta.mtime_ns == meta.mtime_ns
-                && old.meta.ctime_ns == meta.ctime_ns
-        });
-        let extents = match unchanged {
-            Some(old) => old.extents.clone(),
-            None => {
-                marks.insert(path.clone(), true);
-                Vec::new()
-            }
-        };
-        tree.insert(path.clone(), TreeRecord { path, meta, hardlink_to: None, extents });
-    }
-    Ok((tree, marks))
 }
 
 /// Groups the files that share an inode: the first path holds the data, the
