@@ -170,3 +170,66 @@ async fn a_call_whose_deadline_passes_while_it_waits_never_runs() {
     drop(daemon);
     drop(containers);
 }
+
+/// `rollpoint` against the daemon's socket, as a user would run it.
+fn cli(daemon: &TestDaemon, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rollpoint"))
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rollpoint")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_retries_a_busy_daemon_until_a_slot_frees_and_says_when_it_gives_up() {
+    if !root_or_skip("the_cli_retries_a_busy_daemon_until_a_slot_frees_and_says_when_it_gives_up") {
+        return;
+    }
+    let fs = LoopBtrfs::create(256 << 20).expect("loop btrfs");
+    let (containers, volumes) = make_containers(&fs, "retry", 2);
+    // One slot, held by a stalled delete; a waiting call is refused (with
+    // RetryInfo) after 100 ms in the queue.
+    let options = DaemonOptions::default()
+        .config("max_concurrent_operations = 1\nadmission_wait_ms = 100\n")
+        .env("ROLLPOINT_FAULT", "delete.intent:sleep=4000");
+    let daemon = TestDaemon::start_with(daemon_binary(), options).await.expect("start rollpointd");
+    let mut root = daemon.clients().await.expect("connect");
+    for (index, (id, volume)) in containers.ids.iter().zip(&volumes).enumerate() {
+        register(&mut root, id, containers.cgroups[index].relative_name(), volume).await.expect("register");
+    }
+    let (slow, other) = (containers.ids[0].clone(), containers.ids[1].clone());
+    create_snapshot(&mut root, &slow, "to-delete", "").await.expect("a snapshot to delete");
+    let mut deleting = root.clone();
+    let delete = tokio::spawn({
+        let slow = slow.clone();
+        async move {
+            deleting
+                .snapshots
+                .delete_snapshot(proto::DeleteSnapshotRequest { container: slow, snapshot: "to-delete".into() })
+                .await
+        }
+    });
+    while !daemon.log().contains("fault injection: stalling") {
+        assert!(!delete.is_finished(), "the delete ended before it stalled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let once = cli(&daemon, &["--retries", "0", "snapshot", "create", &other, "--name", "once"]);
+    let stderr = String::from_utf8_lossy(&once.stderr);
+    assert_eq!(once.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("resource exhausted"), "{stderr}");
+    assert!(stderr.contains("too busy") && stderr.contains("--retries"), "the hint says what to do: {stderr}");
+
+    let patient = cli(&daemon, &["--retries", "10", "snapshot", "create", &other, "--name", "patient"]);
+    let stderr = String::from_utf8_lossy(&patient.stderr);
+    assert!(patient.status.success(), "{stderr}");
+    assert!(stderr.contains("retrying in"), "each retry is announced: {stderr}");
+    delete.await.expect("delete task").expect("the stalled delete succeeds");
+    let listed = names(&list_snapshots(&mut root, &other).await);
+    assert_eq!(listed, ["patient"], "the refused call never ran; the retried one ran once");
+    // The daemon goes before the cgroups, and they before the filesystem.
+    drop(daemon);
+    drop(containers);
+}

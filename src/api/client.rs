@@ -16,6 +16,8 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 
+use super::retry::{OnRetry, RetryPolicy, Retrying};
+
 /// Where the daemon is.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -102,8 +104,9 @@ impl Interceptor for Bearer {
     }
 }
 
-/// A channel with the caller's bearer token, if any.
-pub type AuthedChannel = InterceptedService<Channel, Bearer>;
+/// A channel with the caller's bearer token, if any, retrying calls the
+/// daemon was too busy to take (see `retry`; off unless asked).
+pub type AuthedChannel = InterceptedService<Retrying<Channel>, Bearer>;
 
 /// Clients of every rollpoint service over one channel.
 #[derive(Clone)]
@@ -135,18 +138,31 @@ impl Clients {
         token: Option<&str>,
         ca_cert: Option<&Path>,
     ) -> Result<Clients, ConnectError> {
+        Clients::connect_retrying(target, token, ca_cert, RetryPolicy::NONE, None).await
+    }
+
+    /// As `connect_with`, and calls refused because the daemon was busy are
+    /// sent again as `policy` says, `on_retry` told before each pause.
+    pub async fn connect_retrying(
+        target: &Target,
+        token: Option<&str>,
+        ca_cert: Option<&Path>,
+        policy: RetryPolicy,
+        on_retry: Option<OnRetry>,
+    ) -> Result<Clients, ConnectError> {
         let channel = connect(target, ca_cert).await?;
+        let retrying = Retrying::new(channel.clone(), policy, on_retry);
         let bearer = match token {
             Some(token) => Bearer(Some(format!("Bearer {token}").parse().map_err(|_| ConnectError::BadToken)?)),
             None => Bearer(None),
         };
         Ok(Clients {
-            containers: ContainerServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            snapshots: SnapshotServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            tokens: TokenServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            events: EventServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            schedules: ScheduleServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            remotes: RemoteServiceClient::with_interceptor(channel.clone(), bearer),
+            containers: ContainerServiceClient::with_interceptor(retrying.clone(), bearer.clone()),
+            snapshots: SnapshotServiceClient::with_interceptor(retrying.clone(), bearer.clone()),
+            tokens: TokenServiceClient::with_interceptor(retrying.clone(), bearer.clone()),
+            events: EventServiceClient::with_interceptor(retrying.clone(), bearer.clone()),
+            schedules: ScheduleServiceClient::with_interceptor(retrying.clone(), bearer.clone()),
+            remotes: RemoteServiceClient::with_interceptor(retrying, bearer),
             channel,
         })
     }

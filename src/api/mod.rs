@@ -9,6 +9,7 @@ mod deadline;
 mod events;
 pub mod proto;
 mod remotes;
+pub mod retry;
 mod schedules;
 pub mod server;
 mod snapshots;

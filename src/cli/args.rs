@@ -127,6 +127,14 @@ pub struct GlobalArgs {
     /// in the unit their key names (frozen_for_ms); absent values are null.
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
+    /// Times a call the daemon was too busy to take is sent again.
+    ///
+    /// A busy daemon (its admission queue full) answers RESOURCE_EXHAUSTED
+    /// with a time to wait: the call is sent again after it, with exponential
+    /// backoff and jitter, saying so on stderr. Reads are also retried when
+    /// the daemon is unavailable. 0 sends each call once.
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "N", env = "ROLLPOINT_RETRIES", default_value_t = 5)]
+    pub retries: u32,
 }
 
 #[derive(Subcommand, Debug)]

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use tonic::Code;
+use tonic_types::StatusExt as _;
 
 use crate::api::client::{ConnectError, Target};
 
@@ -76,6 +77,15 @@ impl CliError {
             | CliError::ActionFailed { .. } => return None,
             CliError::Connect { target, .. } => target,
             CliError::Status { target, status, .. } if status.code() == Code::Unavailable => target,
+            CliError::Status { status, .. }
+                if status.code() == Code::ResourceExhausted && status.get_details_retry_info().is_some() =>
+            {
+                return Some(
+                    "the daemon was too busy to take the call, also when sent again (--retries, ROLLPOINT_RETRIES): \
+                     try later, or raise max_queued_operations / admission_wait_ms in its configuration"
+                        .into(),
+                );
+            }
             CliError::Status { hint, .. } => return hint.map(str::to_owned),
         };
         let connect_io = if matches!(self, CliError::Connect { .. }) { io_kind(self) } else { None };

@@ -11,11 +11,13 @@ mod remote_views;
 mod views;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 pub use args::Cli;
 pub use error::{EXIT_SERVER, EXIT_UNREACHABLE, EXIT_USAGE};
 
 use crate::api::client::{Clients, Target};
+use crate::api::retry::{OnRetry, RetryNotice, RetryPolicy};
 use commands::Context;
 use error::CliError;
 
@@ -36,7 +38,18 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn run_async(cli: Cli) -> Result<(), CliError> {
     let target = target(&cli.global);
-    let clients = Clients::connect_with(&target, cli.global.token.as_deref(), cli.global.ca_cert.as_deref())
+    let on_retry: OnRetry = Arc::new(|notice: &RetryNotice| {
+        eprintln!(
+            "rollpoint: {}; retrying in {:.1} s (retry {} of {}, --retries)",
+            notice.reason,
+            notice.delay.as_secs_f64(),
+            notice.attempt,
+            notice.of
+        );
+    });
+    let policy = RetryPolicy::with_retries(cli.global.retries);
+    let (token, ca_cert) = (cli.global.token.as_deref(), cli.global.ca_cert.as_deref());
+    let clients = Clients::connect_retrying(&target, token, ca_cert, policy, Some(on_retry))
         .await
         .map_err(|source| CliError::Connect { target: target.clone(), source })?;
     let mut context = Context { clients, target, json: cli.global.json };
