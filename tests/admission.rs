@@ -126,7 +126,7 @@ async fn a_call_whose_deadline_passes_while_it_waits_never_runs() {
     // stall of fault injection, logged when it starts.
     let options = DaemonOptions::default()
         .config("max_concurrent_operations = 1\n")
-        .env("ROLLPOINT_FAULT", "delete.intent:sleep=3000");
+        .env("ROLLPOINT_FAULT", "delete.intent:sleep=5000");
     let daemon = TestDaemon::start_with(daemon_binary(), options).await.expect("start rollpointd");
     let mut root = daemon.clients().await.expect("connect");
     for (index, (id, volume)) in containers.ids.iter().zip(&volumes).enumerate() {
@@ -159,9 +159,13 @@ async fn a_call_whose_deadline_passes_while_it_waits_never_runs() {
     let refused = root.snapshots.create_snapshot(request).await.expect_err("no slot within the deadline");
     assert_eq!(refused.code(), Code::DeadlineExceeded, "{}", refused.message());
 
+    // Without a deadline a call waits its turn behind the stalled delete,
+    // then lands; a wait over a second is on the timeline.
+    create_snapshot(&mut root, &hurried, "after", "").await.expect("a create that waits for the slot");
     delete.await.expect("delete task").expect("the stalled delete still succeeds");
-    // Runs after anything still queued for that container, in arrival order.
-    create_snapshot(&mut root, &hurried, "after", "").await.expect("a create once the slot is free");
+    let events = list_events(&mut root, &hurried, "").await;
+    let waited = events.iter().find(|e| e.kind == "admission.waited").expect("the long wait is an event");
+    assert!(waited.detail.contains("for an operation slot"), "{waited:?}");
     let listed = names(&list_snapshots(&mut root, &hurried).await);
     assert_eq!(listed, ["after"], "the call refused while it waited never ran");
     let on_disk = subvolumes_in(&snapshot_folder(fs.mount_point(), &hurried));

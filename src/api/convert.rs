@@ -177,5 +177,6 @@ pub fn entry(record: &EntryRecord, next_fire: Option<DateTime<Utc>>) -> proto::E
         last_fire_time: record.last_fire_time.map(timestamp),
         next_fire_time: next_fire.map(timestamp),
         last_outcome: record.last_outcome.clone(),
+        random_delay_seconds: record.random_delay_seconds,
     }
 }

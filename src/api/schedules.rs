@@ -98,6 +98,7 @@ impl ScheduleService for Schedules {
             action,
             comment: entry.comment,
             enabled: entry.enabled,
+            random_delay_seconds: entry.random_delay_seconds,
         };
         let created = changing(&self.engine, admission_deadline(request.metadata()), None, move |engine| {
             let record = engine.create_entry(&user, spec, &actor)?;
@@ -190,6 +191,7 @@ fn patch_from_mask(update: Entry, mask: &[String]) -> Result<EntryPatch, EngineE
             action: update.action.as_ref().map(|_| action()).transpose()?,
             comment: Some(update.comment.clone()).filter(|s| !s.is_empty()),
             enabled: None,
+            random_delay_seconds: Some(update.random_delay_seconds).filter(|s| *s != 0),
         });
     }
     let mut patch = EntryPatch::default();
@@ -200,10 +202,11 @@ fn patch_from_mask(update: Entry, mask: &[String]) -> Result<EntryPatch, EngineE
             "action" | "snapshot" | "command" => patch.action = Some(action()?),
             "comment" => patch.comment = Some(update.comment.clone()),
             "enabled" => patch.enabled = Some(update.enabled),
+            "random_delay_seconds" => patch.random_delay_seconds = Some(update.random_delay_seconds),
             other => {
                 return Err(EngineError::invalid(
                     "update_mask",
-                    format!("{other:?} cannot be updated; only schedule, time_zone, action, comment, enabled"),
+                    format!("{other:?} cannot be updated; only schedule, time_zone, action, comment, enabled, random_delay_seconds"),
                 ))
             }
         }

@@ -675,7 +675,7 @@ pub enum ScheduleCommand {
     /// Fire an entry now, whatever its schedule, and print the outcome and
     /// the snapshot taken.
     Run(EntryArgs),
-    /// Change an entry's schedule, time zone, comment or enabled state; only
+    /// Change an entry's schedule, time zone, comment, random delay or enabled state; only
     /// the fields given change.
     Update(ScheduleUpdateArgs),
 }
@@ -760,6 +760,11 @@ pub struct ScheduleAddArgs {
     /// Free text kept with the entry.
     #[arg(long, value_name = "TEXT")]
     pub comment: Option<String>,
+    /// Fire up to this many seconds after the schedule's time, by an amount
+    /// fixed per entry (at most 86400): spreads a fleet's entries of one
+    /// minute. The next firing shown includes it [default: 0].
+    #[arg(long, value_name = "SECS")]
+    pub random_delay: Option<u32>,
     /// Add the entry disabled: it fires only through `schedule run`.
     #[arg(long)]
     pub disabled: bool,
@@ -769,7 +774,7 @@ pub struct ScheduleAddArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("change").args(["schedule", "time_zone", "enable", "disable", "comment"]).required(true).multiple(true)))]
+#[command(group(ArgGroup::new("change").args(["schedule", "time_zone", "enable", "disable", "comment", "random_delay"]).required(true).multiple(true)))]
 pub struct ScheduleUpdateArgs {
     #[command(flatten)]
     pub entry: EntryArgs,
@@ -788,6 +793,9 @@ pub struct ScheduleUpdateArgs {
     /// New comment; "" removes it.
     #[arg(long, value_name = "TEXT")]
     pub comment: Option<String>,
+    /// New random delay in seconds (see `schedule add`); 0 removes it.
+    #[arg(long, value_name = "SECS")]
+    pub random_delay: Option<u32>,
 }
 
 #[cfg(test)]

@@ -516,6 +516,9 @@ impl Human for EntryView {
         if let ActionView::Command { timeout_seconds, .. } = &self.action {
             pairs.push(("timeout", timeout(*timeout_seconds)));
         }
+        if self.random_delay_seconds > 0 {
+            pairs.push(("random delay", format!("up to {} s (fixed per entry)", self.random_delay_seconds)));
+        }
         pairs.extend([
             ("comment", or_dash(self.comment.as_deref())),
             ("enabled", yes_no(self.enabled)),
@@ -763,6 +766,7 @@ TIME (UTC)               KIND              CONTAINER  SNAPSHOT         OUTCOME  
             last_fire_time: Some(prost_types::Timestamp { seconds: 1_777_863_300, nanos: 0 }),
             next_fire_time: Some(prost_types::Timestamp { seconds: 1_777_949_700, nanos: 0 }),
             last_outcome: "ok".into(),
+            ..Default::default()
         })
     }
 

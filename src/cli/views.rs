@@ -265,6 +265,8 @@ pub struct EntryView {
     pub next_fire_time: Option<DateTime<Utc>>,
     /// Null before the first firing.
     pub last_outcome: Option<String>,
+    /// Each firing comes up to this much after the schedule's time.
+    pub random_delay_seconds: u32,
 }
 
 impl From<proto::Entry> for EntryView {
@@ -280,6 +282,7 @@ impl From<proto::Entry> for EntryView {
             schedule: entry.schedule,
             time_zone: entry.time_zone,
             enabled: entry.enabled,
+            random_delay_seconds: entry.random_delay_seconds,
         }
     }
 }

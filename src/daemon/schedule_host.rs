@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::engine::entries::check_schedule;
+use crate::engine::entries::entry_schedule;
 use crate::engine::Engine;
 use crate::events::Event;
 use crate::scheduler::{Decision, EntryId, EntryState, Fire, FireKind};
@@ -26,7 +26,7 @@ impl SchedulerHost for EngineHost {
         entries
             .into_iter()
             .filter_map(|entry| {
-                let schedule = check_schedule(&entry.schedule, &entry.time_zone)
+                let schedule = entry_schedule(&entry)
                     .map_err(|error| tracing::error!(entry = %entry.resource_name(), %error, "unusable schedule"))
                     .ok()?;
                 Some(EntryState {

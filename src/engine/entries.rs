@@ -30,6 +30,7 @@ pub struct EntrySpec {
     pub action: EntryAction,
     pub comment: String,
     pub enabled: bool,
+    pub random_delay_seconds: u32,
 }
 
 /// Which fields of an entry to change.
@@ -40,6 +41,7 @@ pub struct EntryPatch {
     pub action: Option<EntryAction>,
     pub comment: Option<String>,
     pub enabled: Option<bool>,
+    pub random_delay_seconds: Option<u32>,
 }
 
 /// A user name as in `users/{user}`: what useradd accepts.
@@ -72,6 +74,33 @@ pub fn parse_entry_name(name: &str) -> EngineResult<(String, String)> {
 }
 
 /// Checks a schedule and its time zone; the error names the field.
+/// The longest random delay: a day (a daily entry could otherwise pass its
+/// next occurrence).
+pub const MAX_RANDOM_DELAY_SECONDS: u32 = 24 * 60 * 60;
+
+fn check_random_delay(seconds: u32) -> EngineResult<()> {
+    if seconds > MAX_RANDOM_DELAY_SECONDS {
+        return Err(EngineError::invalid("entry.random_delay_seconds", "at most 86400 (a day)"));
+    }
+    Ok(())
+}
+
+/// An entry's schedule, its occurrences moved by its random delay: an
+/// amount in [0, random_delay_seconds) drawn from the entry's name and
+/// creation time, so it stays the same across restarts and updates (like
+/// systemd's RandomizedDelaySec with FixedRandomDelay) and differs between
+/// the entries of a fleet.
+pub fn entry_schedule(entry: &EntryRecord) -> EngineResult<CronSchedule> {
+    let schedule = check_schedule(&entry.schedule, &entry.time_zone)?;
+    if entry.random_delay_seconds == 0 {
+        return Ok(schedule);
+    }
+    let seed = format!("{}\n{}", entry.resource_name(), entry.create_time.to_rfc3339());
+    let drawn = u64::from_le_bytes(blake3::hash(seed.as_bytes()).as_bytes()[..8].try_into().expect("8 bytes"));
+    let millis = drawn % (u64::from(entry.random_delay_seconds) * 1000);
+    Ok(schedule.delayed(std::time::Duration::from_millis(millis)))
+}
+
 pub fn check_schedule(schedule: &str, time_zone: &str) -> EngineResult<CronSchedule> {
     CronSchedule::parse(schedule, if time_zone.is_empty() { "UTC" } else { time_zone }).map_err(|error| {
         let field = if error.field == "time_zone" { "entry.time_zone" } else { "entry.schedule" };
@@ -117,6 +146,7 @@ impl Engine {
             names::container_id("entry.id", &spec.id)?;
         }
         check_schedule(&spec.schedule, &spec.time_zone)?;
+        check_random_delay(spec.random_delay_seconds)?;
         check_action(&spec.action)?;
         names::comment(&spec.comment)?;
         let now = self.clock.now();
@@ -133,6 +163,7 @@ impl Engine {
             last_fire_time: None,
             last_outcome: String::new(),
             cursor: Some(now),
+            random_delay_seconds: spec.random_delay_seconds,
         };
         if !self.store.insert_entry(&entry)? {
             return Err(EngineError::AlreadyExists { what: format!("entry {}", entry.resource_name()) });
@@ -170,6 +201,10 @@ impl Engine {
             entry.time_zone = if time_zone.is_empty() { "UTC".into() } else { time_zone };
         }
         check_schedule(&entry.schedule, &entry.time_zone)?;
+        if let Some(seconds) = patch.random_delay_seconds {
+            check_random_delay(seconds)?;
+            entry.random_delay_seconds = seconds;
+        }
         if let Some(action) = patch.action {
             check_action(&action)?;
             entry.action = action;
@@ -216,7 +251,7 @@ impl Engine {
         if !entry.enabled {
             return None;
         }
-        check_schedule(&entry.schedule, &entry.time_zone).ok()?.next_after(after)
+        entry_schedule(entry).ok()?.next_after(after)
     }
 
     /// Resolves when entries were created, changed or deleted.

@@ -211,6 +211,16 @@ impl Engine {
         };
         if admitted.waited > LONG_ADMISSION_WAIT {
             tracing::info!(waited = ?admitted.waited, ?call, "call waited long for an operation slot");
+            let (reads, changes) = self.queued_calls();
+            let mut event = Event::new("admission.waited", "ok").detail(format!(
+                "waited {:.1} s for an operation slot; {} calls still queued",
+                admitted.waited.as_secs_f64(),
+                reads + changes
+            ));
+            if let CallKind::Change { container: Some(container) } = call {
+                event = event.container(container);
+            }
+            self.emit(event);
         }
         Ok(admitted)
     }

@@ -565,7 +565,38 @@ fn snapshot_entry(schedule: &str) -> super::entries::EntrySpec {
         },
         comment: "pre-migration snapshot".into(),
         enabled: true,
+        random_delay_seconds: 0,
     }
+}
+
+#[test]
+fn a_random_delay_moves_each_entry_by_its_own_fixed_amount_within_the_bound() {
+    let f = fixture();
+    // The fixture's clock is 2026-05-04 02:55:00, today's due time: each
+    // entry fires later today, by its own delay.
+    let due = f.clock.now();
+    let mut delays = std::collections::BTreeSet::new();
+    for id in ["a", "b", "c", "d"] {
+        let spec =
+            super::entries::EntrySpec { id: id.into(), random_delay_seconds: 600, ..snapshot_entry("55 2 * * *") };
+        let entry = f.engine.create_entry("root", spec, "uid:0").unwrap();
+        let next = f.engine.next_fire(&entry, f.clock.now()).unwrap();
+        assert!(next >= due && next < due + chrono::TimeDelta::seconds(600), "{id}: {next}");
+        // The same after a restart (read back from the store) and the day after.
+        let again = f.engine.entry(&entry.resource_name()).unwrap();
+        assert_eq!(f.engine.next_fire(&again, f.clock.now()), Some(next));
+        let day_after = f.engine.next_fire(&again, next).unwrap();
+        assert_eq!(day_after - next, chrono::TimeDelta::days(1), "{id}");
+        delays.insert(next);
+    }
+    assert_eq!(delays.len(), 4, "entries of one minute are spread: {delays:?}");
+    let too_long =
+        super::entries::EntrySpec { id: "e".into(), random_delay_seconds: 86_401, ..snapshot_entry("55 2 * * *") };
+    let refused = f.engine.create_entry("root", too_long, "uid:0").unwrap_err();
+    assert!(
+        matches!(&refused, EngineError::InvalidArgument { field, .. } if *field == "entry.random_delay_seconds"),
+        "{refused:?}"
+    );
 }
 
 #[test]

@@ -67,6 +67,9 @@ pub struct CronSchedule {
     time_zone: Tz,
     /// One schedule, or two for the day-of-month OR day-of-week case.
     schedules: Arc<[cron::Schedule]>,
+    /// Every occurrence comes this much after the expression's time (an
+    /// entry's random delay, spreading a fleet's entries of one minute).
+    delay: chrono::TimeDelta,
 }
 
 impl std::fmt::Debug for CronSchedule {
@@ -113,7 +116,12 @@ impl CronSchedule {
             .collect::<Result<Vec<_>, _>>()
             // Our own validation should make this unreachable; say so if not.
             .map_err(|error| ScheduleError::schedule(format!("internal translation error: {error}")))?;
-        let schedule = CronSchedule { expression: expression.to_owned(), time_zone, schedules: schedules.into() };
+        let schedule = CronSchedule {
+            expression: expression.to_owned(),
+            time_zone,
+            schedules: schedules.into(),
+            delay: chrono::TimeDelta::zero(),
+        };
         let since = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
         if schedule.next_after(since).is_none() {
             return Err(ScheduleError::schedule(
@@ -133,9 +141,19 @@ impl CronSchedule {
         self.time_zone.name()
     }
 
+    /// The same schedule, each occurrence `delay` later.
+    pub fn delayed(mut self, delay: std::time::Duration) -> CronSchedule {
+        self.delay = chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::zero());
+        self
+    }
+
     /// The first fire time strictly after `after`, or `None` if there is none
     /// (the `cron` crate stops at the year 2100).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.next_undelayed_after(after - self.delay).map(|fire| fire + self.delay)
+    }
+
+    fn next_undelayed_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let local = after.with_timezone(&self.time_zone);
         self.schedules
             .iter()
@@ -148,6 +166,10 @@ impl CronSchedule {
 
     /// The last fire time at or before `at`, or `None`.
     pub fn last_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.last_undelayed_at_or_before(at - self.delay).map(|fire| fire + self.delay)
+    }
+
+    fn last_undelayed_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // The crate looks strictly before whole seconds; one nanosecond
         // later includes `at` itself.
         let local = (at + chrono::TimeDelta::nanoseconds(1)).with_timezone(&self.time_zone);

@@ -217,6 +217,10 @@ pub struct EntryRecord {
     /// (fired, skipped or missed). Occurrences after it are still to come.
     #[serde(default)]
     pub cursor: Option<DateTime<Utc>>,
+    /// Each firing comes up to this much after the schedule's time, by an
+    /// amount fixed per entry (see `engine::entries::entry_schedule`).
+    #[serde(default)]
+    pub random_delay_seconds: u32,
 }
 
 impl EntryRecord {

@@ -79,6 +79,7 @@ pub fn create_request(args: ScheduleAddArgs) -> proto::CreateEntryRequest {
             action: Some(action),
             comment: args.comment.unwrap_or_default(),
             enabled: !args.disabled,
+            random_delay_seconds: args.random_delay.unwrap_or(0),
             ..Default::default()
         }),
     }
@@ -101,6 +102,10 @@ pub fn update_request(args: ScheduleUpdateArgs) -> proto::UpdateEntryRequest {
     if let Some(comment) = args.comment {
         update_mask.push("comment".to_owned());
         entry.comment = comment;
+    }
+    if let Some(seconds) = args.random_delay {
+        update_mask.push("random_delay_seconds".to_owned());
+        entry.random_delay_seconds = seconds;
     }
     if args.enable || args.disable {
         update_mask.push("enabled".to_owned());
