@@ -59,7 +59,7 @@ async fn watchers_see_every_event_of_a_concurrent_burst_in_order() {
                     container: "app".into(),
                     ..Default::default()
                 })),
-                enabled: true,
+                enabled: Some(true),
                 ..Default::default()
             };
             let request = proto::CreateEntryRequest { user: "root".into(), entry: Some(entry) };

@@ -333,7 +333,7 @@ async fn run_entry_with_export(clients: &mut Clients, id: &str, remote: &str) ->
             export_to: remote.into(),
             ..Default::default()
         })),
-        enabled: true,
+        enabled: Some(true),
         ..Default::default()
     };
     clients

@@ -87,7 +87,7 @@ fn snapshot_entry(
             ..Default::default()
         })),
         comment: comment.into(),
-        enabled: true,
+        enabled: Some(true),
         ..Default::default()
     }
 }
@@ -97,7 +97,7 @@ fn command_entry(id: &str, command: &str, timeout_seconds: u32) -> proto::Entry 
         id: id.into(),
         schedule: far_schedule().0,
         action: Some(proto::entry::Action::Command(proto::CommandAction { command: command.into(), timeout_seconds })),
-        enabled: true,
+        // As the page writes an entry: no `enabled` field, which means live.
         ..Default::default()
     }
 }
@@ -548,6 +548,8 @@ async fn command_entries_run_as_their_user_and_only_root_or_the_user_may_set_the
     let created = create_entry(&mut clients, &user.name, entry).await.expect("CreateEntry over the socket as root");
     let name = format!("users/{}/entries/env", user.name);
     assert_eq!(created.name, name);
+    assert_eq!(created.enabled, Some(true), "an entry without `enabled` is live");
+    assert!(created.next_fire_time.is_some(), "and has a next firing");
 
     let run = run_entry(&mut clients, &name).await;
     assert_eq!(run.outcome, "ok", "detail: {}", run.detail);

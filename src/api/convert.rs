@@ -173,7 +173,7 @@ pub fn entry(record: &EntryRecord, next_fire: Option<DateTime<Utc>>) -> proto::E
             }),
         }),
         comment: record.comment.clone(),
-        enabled: record.enabled,
+        enabled: Some(record.enabled),
         last_fire_time: record.last_fire_time.map(timestamp),
         next_fire_time: next_fire.map(timestamp),
         last_outcome: record.last_outcome.clone(),

@@ -97,7 +97,7 @@ impl ScheduleService for Schedules {
             time_zone: entry.time_zone,
             action,
             comment: entry.comment,
-            enabled: entry.enabled,
+            enabled: entry.enabled.unwrap_or(true),
             random_delay_seconds: entry.random_delay_seconds,
         };
         let created = changing(&self.engine, admission_deadline(request.metadata()), None, move |engine| {
@@ -201,7 +201,7 @@ fn patch_from_mask(update: Entry, mask: &[String]) -> Result<EntryPatch, EngineE
             "time_zone" => patch.time_zone = Some(update.time_zone.clone()),
             "action" | "snapshot" | "command" => patch.action = Some(action()?),
             "comment" => patch.comment = Some(update.comment.clone()),
-            "enabled" => patch.enabled = Some(update.enabled),
+            "enabled" => patch.enabled = Some(update.enabled.unwrap_or(true)),
             "random_delay_seconds" => patch.random_delay_seconds = Some(update.random_delay_seconds),
             other => {
                 return Err(EngineError::invalid(

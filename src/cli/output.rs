@@ -762,7 +762,7 @@ TIME (UTC)               KIND              CONTAINER  SNAPSHOT         OUTCOME  
             time_zone: "UTC".into(),
             action: Some(action),
             comment: "pre-migration snapshot".into(),
-            enabled: true,
+            enabled: Some(true),
             last_fire_time: Some(prost_types::Timestamp { seconds: 1_777_863_300, nanos: 0 }),
             next_fire_time: Some(prost_types::Timestamp { seconds: 1_777_949_700, nanos: 0 }),
             last_outcome: "ok".into(),

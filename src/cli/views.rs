@@ -281,7 +281,7 @@ impl From<proto::Entry> for EntryView {
             id: entry.id,
             schedule: entry.schedule,
             time_zone: entry.time_zone,
-            enabled: entry.enabled,
+            enabled: entry.enabled.unwrap_or(true),
             random_delay_seconds: entry.random_delay_seconds,
         }
     }

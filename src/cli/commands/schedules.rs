@@ -78,7 +78,7 @@ pub fn create_request(args: ScheduleAddArgs) -> proto::CreateEntryRequest {
             time_zone: args.time_zone.unwrap_or_default(),
             action: Some(action),
             comment: args.comment.unwrap_or_default(),
-            enabled: !args.disabled,
+            enabled: Some(!args.disabled),
             random_delay_seconds: args.random_delay.unwrap_or(0),
             ..Default::default()
         }),
@@ -109,7 +109,7 @@ pub fn update_request(args: ScheduleUpdateArgs) -> proto::UpdateEntryRequest {
     }
     if args.enable || args.disable {
         update_mask.push("enabled".to_owned());
-        entry.enabled = args.enable;
+        entry.enabled = Some(args.enable);
     }
     proto::UpdateEntryRequest { name: args.entry.name, entry: Some(entry), update_mask }
 }
@@ -161,7 +161,7 @@ mod tests {
         assert_eq!(entry.schedule, "55 2 * * *");
         assert_eq!(entry.time_zone, "");
         assert_eq!(entry.comment, "pre-migration snapshot");
-        assert!(entry.enabled);
+        assert_eq!(entry.enabled, Some(true));
         assert_eq!(entry.id, "");
         let expected = proto::SnapshotAction {
             container: "db-1".into(),
@@ -194,7 +194,7 @@ mod tests {
         let entry = request.entry.unwrap();
         assert_eq!(
             (entry.id.as_str(), entry.time_zone.as_str(), entry.enabled),
-            ("nightly-dump", "Europe/Berlin", false)
+            ("nightly-dump", "Europe/Berlin", Some(false))
         );
         let expected = proto::CommandAction { command: "pg_dumpall > /srv/dump.sql".into(), timeout_seconds: 600 };
         assert_eq!(entry.action, Some(proto::entry::Action::Command(expected)));
@@ -218,12 +218,12 @@ mod tests {
 
         let request = update(&["pre-migration", "--disable"]).unwrap();
         assert_eq!(request.update_mask, ["enabled"]);
-        assert!(!request.entry.unwrap().enabled);
+        assert_eq!(request.entry.unwrap().enabled, Some(false));
 
         let request = update(&["pre-migration", "--enable", "--comment", "", "--time-zone", "Europe/Berlin"]).unwrap();
         assert_eq!(request.update_mask, ["time_zone", "comment", "enabled"]);
         let entry = request.entry.unwrap();
-        assert!(entry.enabled);
+        assert_eq!(entry.enabled, Some(true));
         assert_eq!((entry.comment.as_str(), entry.time_zone.as_str()), ("", "Europe/Berlin"));
     }
 
