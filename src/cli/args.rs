@@ -329,9 +329,14 @@ pub enum ContainerCommand {
 pub struct RegisterArgs {
     /// Container id: 1-63 of [a-z0-9-], starting and ending alphanumeric.
     pub id: String,
-    /// cgroup v2 directory, relative to the cgroup mount or absolute.
-    #[arg(long, value_name = "PATH")]
-    pub cgroup: String,
+    /// cgroup v2 directory: relative to the cgroup mount, absolute, or as
+    /// /proc/PID/cgroup prints it (/machine.slice/db-1.scope).
+    #[arg(long, value_name = "PATH", required_unless_present = "cgroup_of_pid")]
+    pub cgroup: Option<String>,
+    /// Register the cgroup of this running process (read from
+    /// /proc/PID/cgroup on the host where rollpoint runs) instead of --cgroup.
+    #[arg(long = "pid", value_name = "PID", value_parser = cgroup_of_pid, conflicts_with = "cgroup")]
+    pub cgroup_of_pid: Option<String>,
     /// Absolute path of the container's btrfs subvolume.
     #[arg(long, value_name = "PATH")]
     pub subvolume: String,
@@ -714,6 +719,23 @@ pub fn entry_name(name: &str, user: Option<&str>) -> Result<String, String> {
         },
         _ => Err(format!("expected an entry ID or users/USER/entries/ID, got {name:?}")),
     }
+}
+
+/// The cgroup of process `value`, as its /proc/PID/cgroup says.
+fn cgroup_of_pid(value: &str) -> Result<String, String> {
+    let pid: u32 = value.parse().map_err(|_| format!("expected a process id, got {value:?}"))?;
+    let path = format!("/proc/{pid}/cgroup");
+    let text = std::fs::read_to_string(&path).map_err(|error| format!("cannot read {path}: {error}"))?;
+    cgroup_in_proc_file(&text).ok_or_else(|| format!("{path} names no cgroup v2 group nor freezer group"))
+}
+
+/// The v2 line ("0::/path"), else the v1 freezer line ("N:freezer:/path").
+pub fn cgroup_in_proc_file(text: &str) -> Option<String> {
+    let lines: Vec<(&str, &str)> =
+        text.lines().filter_map(|line| line.split_once(':')).filter_map(|(_, rest)| rest.split_once(':')).collect();
+    let unified = lines.iter().find(|(controllers, _)| controllers.is_empty());
+    let freezer = lines.iter().find(|(controllers, _)| controllers.split(',').any(|c| c == "freezer"));
+    unified.or(freezer).map(|(_, path)| (*path).to_owned())
 }
 
 fn parse_entry_shape(value: &str) -> Result<String, String> {

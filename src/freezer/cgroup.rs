@@ -104,11 +104,20 @@ impl Freezer for CgroupFreezer {
     /// path is checked again in case a fixture root holds a symlink.
     fn resolve(&self, cgroup: &str) -> Result<PathBuf, FreezerError> {
         let given = Path::new(cgroup);
-        let joined = if given.is_absolute() {
-            given.to_path_buf()
+        let base = || self.v2_mount.as_ref().or(self.v1_freezer_mount.as_ref()).ok_or(FreezerError::NoHierarchy);
+        let joined = if !given.is_absolute() {
+            base()?.join(given)
+        } else if self.flavour_of(&normalize(given)).is_none() {
+            // Outside the mounts: as /proc/PID/cgroup prints it
+            // ("/machine.slice/db-1.scope"), from the hierarchy's root, when
+            // that group exists; otherwise refused as outside below.
+            base()
+                .ok()
+                .map(|base| normalize(&base.join(given.strip_prefix("/").unwrap_or(given))))
+                .filter(|candidate| self.flavour_of(candidate).is_some() && candidate.is_dir())
+                .unwrap_or_else(|| given.to_path_buf())
         } else {
-            let base = self.v2_mount.as_ref().or(self.v1_freezer_mount.as_ref()).ok_or(FreezerError::NoHierarchy)?;
-            base.join(given)
+            given.to_path_buf()
         };
         let lexical = normalize(&joined);
         let flavour = self.flavour_of(&lexical).ok_or_else(|| self.outside(cgroup))?;
@@ -267,6 +276,8 @@ mod tests {
         assert_eq!(freezer.resolve("./app/../app/sub/").unwrap(), f.v2.join("app/sub"));
         assert_eq!(freezer.resolve(f.v2.join("app").to_str().unwrap()).unwrap(), f.v2.join("app"));
         assert_eq!(freezer.resolve(f.v1.join("app").to_str().unwrap()).unwrap(), f.v1.join("app"));
+        // As /proc/PID/cgroup prints it: from the v2 root.
+        assert_eq!(freezer.resolve("/app/sub").unwrap(), f.v2.join("app/sub"));
     }
 
     #[test]

@@ -345,6 +345,9 @@ mod tests {
         assert!(matches!(freezer.resolve(&escape), Err(FreezerError::OutsideHierarchy { .. })), "{escape}");
         assert!(matches!(freezer.resolve("../../../etc"), Err(FreezerError::OutsideHierarchy { .. })));
         assert!(matches!(freezer.resolve("/proc/self"), Err(FreezerError::OutsideHierarchy { .. })));
+        // As /proc/PID/cgroup prints it: from the hierarchy's root.
+        let as_proc_prints = format!("/{}", cgroup.relative_name());
+        assert_eq!(freezer.resolve(&as_proc_prints).unwrap(), cgroup.path());
         let missing = format!("{}/missing", cgroup.relative_name());
         assert!(matches!(freezer.resolve(&missing), Err(FreezerError::NotFound { cgroup }) if cgroup == missing));
         assert!(matches!(freezer.resolve(""), Err(FreezerError::NotFreezable { .. })));

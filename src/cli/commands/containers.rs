@@ -66,7 +66,7 @@ pub fn register_request(args: RegisterArgs) -> proto::RegisterContainerRequest {
     };
     proto::RegisterContainerRequest {
         id: args.id,
-        cgroup: args.cgroup,
+        cgroup: args.cgroup.or(args.cgroup_of_pid).unwrap_or_default(),
         subvolume: args.subvolume,
         lifecycle: Some(proto::Lifecycle { kind: Some(kind) }),
         labels: args.labels.into_iter().collect(),
@@ -79,6 +79,27 @@ mod tests {
 
     use super::*;
     use crate::cli::args::{Cli, Command};
+
+    #[test]
+    fn pid_gives_the_cgroup_proc_prints_v2_first() {
+        use crate::cli::args::cgroup_in_proc_file;
+        let hybrid = "12:freezer:/machine.slice/db-1.scope\n1:name=systemd:/x\n0::/machine.slice/db-1.scope\n";
+        assert_eq!(cgroup_in_proc_file(hybrid).as_deref(), Some("/machine.slice/db-1.scope"));
+        assert_eq!(cgroup_in_proc_file("7:cpu,freezer:/lxc/a\n").as_deref(), Some("/lxc/a"));
+        assert_eq!(cgroup_in_proc_file("3:cpu:/a\n"), None);
+        let own = std::process::id().to_string();
+        let argv = ["rollpoint", "container", "register", "db-1", "--pid", own.as_str(), "--subvolume", "/srv/db"];
+        let Command::Container(ContainerCommand::Register(args)) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not a register")
+        };
+        let expected = cgroup_in_proc_file(&std::fs::read_to_string("/proc/self/cgroup").unwrap());
+        assert_eq!(register_request(args).cgroup, expected.unwrap());
+        let both = ["rollpoint", "container", "register", "db-1", "--pid", "1", "--cgroup", "a", "--subvolume", "/s"];
+        assert!(Cli::try_parse_from(both).is_err(), "--pid and --cgroup conflict");
+        let no_such = ["rollpoint", "container", "register", "db-1", "--pid", "999999999", "--subvolume", "/s"];
+        let error = Cli::try_parse_from(no_such).unwrap_err().to_string();
+        assert!(error.contains("/proc/999999999/cgroup"), "{error}");
+    }
 
     fn register(argv: &[&str]) -> proto::RegisterContainerRequest {
         let base = ["rollpoint", "container", "register", "db-1", "--cgroup", "db.scope", "--subvolume", "/srv/db"];
