@@ -184,6 +184,34 @@ pub enum Command {
     /// chunk is checked before it is written.
     #[command(after_long_help = REMOTE_EXAMPLES)]
     Import(ImportArgs),
+    /// Rebuild the daemon's store from the records kept beside the data.
+    ///
+    /// Run as root with rollpointd stopped (it refuses to start on a store
+    /// older than the disks and names this command). Reads the records kept
+    /// beside every container folder and snapshot (`<fs>/.rollpoint/<id>/`)
+    /// of the filesystems in the configuration's `filesystems`, those given
+    /// with --filesystem and those of the containers the store knows, and
+    /// re-creates the containers and snapshots the store lacks, with their
+    /// names, aliases, expiry and origins. Conflicts are listed, never
+    /// overwritten. Without --apply nothing is changed (a dry run). Works
+    /// with an empty state directory.
+    Recover(RecoverArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    /// The daemon's configuration file (for state_dir and filesystems).
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// The state directory, instead of the configuration's.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// A btrfs mount point to scan as well; repeat for more.
+    #[arg(long, value_name = "PATH")]
+    pub filesystem: Vec<PathBuf>,
+    /// Write the changes (without it: say what would be done).
+    #[arg(long)]
+    pub apply: bool,
 }
 
 const REMOTE_EXAMPLES: &str = "\

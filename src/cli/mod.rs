@@ -35,6 +35,9 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn run_async(cli: Cli) -> Result<(), CliError> {
+    if let args::Command::Recover(args) = &cli.command {
+        return commands::recover::run(args, cli.global.json);
+    }
     let target = target(&cli.global);
     let clients = Clients::connect_with(&target, cli.global.token.as_deref(), cli.global.ca_cert.as_deref())
         .await

@@ -33,7 +33,10 @@ const EXPIRY_REPLAN: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("opening the store in {path}: {source}")]
+    #[error(
+        "opening the store in {path}: {source}. If it is damaged, run `rollpoint recover` to see what it would \
+         rebuild from the disks, then `rollpoint recover --apply` (the damaged store is kept aside)"
+    )]
     Store { path: PathBuf, source: crate::store::StoreError },
     #[error("token key: {0}")]
     TokenKey(#[from] KeyError),

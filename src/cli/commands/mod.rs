@@ -3,6 +3,7 @@
 mod containers;
 mod events;
 mod remotes;
+pub mod recover;
 mod restore;
 mod schedules;
 mod snapshots;
@@ -45,6 +46,8 @@ pub async fn dispatch(context: &mut Context, command: Command) -> Result<(), Cli
         Command::Remote(command) => remotes::run(context, command).await,
         Command::Export(args) => remotes::export(context, args).await,
         Command::Import(args) => remotes::import(context, args).await,
+        // Offline: run before any connection (see `cli::run_async`).
+        Command::Recover(args) => recover::run(&args, context.json),
     }
 }
 
