@@ -246,6 +246,7 @@ fn settle_snapshot(
         let holder = records.values().find(|r| r.name != wanted.name && r.alias.as_deref() == Some(alias)).cloned();
         if let Some(mut holder) = holder {
             if newer {
+                report.updated.push(format!("containers/{}/snapshots/{} (alias {alias} moved)", holder.container, holder.name));
                 holder.alias = None;
                 records.insert(holder.name.clone(), holder.clone());
                 upsert(changes, holder);
@@ -321,7 +322,7 @@ fn open_store(dir: &Path, apply: bool, report: &mut RecoverReport) -> Result<Sto
         Err(error) if is_locked(&error) => Err(RecoverError::InUse { path: dir.to_path_buf(), source: error }),
         Err(error) => {
             let db = dir.join("db");
-            let aside = dir.join(format!("db.damaged-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+            let aside = dir.join(format!("db.damaged-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ")));
             std::fs::rename(&db, &aside).map_err(io_error("move aside", &db))?;
             report.store = if apply {
                 format!("{} unreadable ({error}); moved to {} and rebuilt", db.display(), aside.display())

@@ -11,8 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use rollpoint::api::client::Clients;
+use rollpoint::api::proto;
 use rollpoint::testkit::cgroup::TestCgroup;
-use rollpoint::testkit::daemon::TestDaemon;
+use rollpoint::testkit::daemon::{DaemonOptions, TestDaemon};
 use rollpoint::testkit::loop_btrfs::LoopBtrfs;
 use rollpoint::testkit::root_or_skip;
 use tonic::Code;
@@ -95,4 +97,224 @@ async fn volumes_a_restore_could_never_swap_are_refused_before_anything_stops() 
     // Once the volume can be swapped again the restore runs.
     let answer = restore(&mut clients, "app", "rollback-point", "").await.expect("restore after the unmount");
     assert!(!answer.pre_restore_snapshot.is_empty());
+}
+
+const CLI: &str = env!("CARGO_BIN_EXE_rollpoint");
+
+/// Everything the daemon lists: containers and each one's snapshots.
+#[derive(Debug, Clone, PartialEq)]
+struct Listing {
+    containers: Vec<proto::Container>,
+    snapshots: Vec<Vec<proto::Snapshot>>,
+}
+
+async fn listing(clients: &mut Clients) -> Listing {
+    let containers = list_containers(clients).await;
+    let mut snapshots = Vec::new();
+    for container in &containers {
+        snapshots.push(list_snapshots(clients, &container.id).await);
+    }
+    Listing { containers, snapshots }
+}
+
+/// Compares two listings field by field, naming the first difference.
+fn assert_same_listing(got: &Listing, want: &Listing, case: &str) {
+    let ids = |l: &Listing| l.containers.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(got), ids(want), "{case}: containers");
+    for (got_container, want_container) in got.containers.iter().zip(&want.containers) {
+        assert_eq!(got_container, want_container, "{case}: container {}", want_container.id);
+    }
+    for (got_snapshots, want_snapshots) in got.snapshots.iter().zip(&want.snapshots) {
+        assert_eq!(names(got_snapshots), names(want_snapshots), "{case}: snapshot names");
+        for (got_snapshot, want_snapshot) in got_snapshots.iter().zip(want_snapshots) {
+            assert_eq!(got_snapshot, want_snapshot, "{case}: {}", want_snapshot.resource_name);
+        }
+    }
+}
+
+async fn snapshot_with(clients: &mut Clients, container: &str, alias: &str, expiry_days: u32, comment: &str) {
+    clients
+        .snapshots
+        .create_snapshot(proto::CreateSnapshotRequest {
+            container: container.into(),
+            name: String::new(),
+            alias: alias.into(),
+            expiry_days,
+            comment: comment.into(),
+        })
+        .await
+        .expect("CreateSnapshot");
+}
+
+/// Copies a folder tree (the state directory), files and folders only.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("list") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The four ways the store is damaged.
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    /// A few bytes of every 4 KiB page of every store file overwritten.
+    PagesOverwritten,
+    /// Every store file cut to a quarter.
+    Truncated,
+    /// The state directory gone (a new root disk).
+    Removed,
+    /// The state directory put back from a copy taken before the last
+    /// snapshots.
+    OlderCopy,
+}
+
+fn damage(state: &Path, how: Damage, older: &Path) {
+    use std::os::unix::fs::FileExt as _;
+    let db = state.join("db");
+    match how {
+        Damage::PagesOverwritten => {
+            for file in files_under(&db) {
+                let handle = std::fs::OpenOptions::new().write(true).open(&file).expect("open");
+                let length = handle.metadata().expect("stat").len();
+                let mut offset = 64;
+                while offset < length {
+                    handle.write_all_at(&[0xa5; 16], offset).expect("overwrite");
+                    offset += 4096;
+                }
+            }
+        }
+        Damage::Truncated => {
+            for file in files_under(&db) {
+                let handle = std::fs::OpenOptions::new().write(true).open(&file).expect("open");
+                let length = handle.metadata().expect("stat").len();
+                handle.set_len(length / 4).expect("truncate");
+            }
+        }
+        Damage::Removed => std::fs::remove_dir_all(state).expect("remove the state dir"),
+        Damage::OlderCopy => {
+            std::fs::remove_dir_all(state).expect("remove the state dir");
+            copy_tree(older, state);
+        }
+    }
+}
+
+fn run_recover(config: &Path, state: &Path, apply: bool) -> String {
+    let mut command = Command::new(CLI);
+    command.arg("recover").arg("--config").arg(config).arg("--state-dir").arg(state);
+    if apply {
+        command.arg("--apply");
+    }
+    let output = command.output().expect("run rollpoint recover");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "rollpoint recover failed: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_store_is_never_served_and_recover_brings_everything_back() {
+    if !root_or_skip("a_damaged_store_is_never_served_and_recover_brings_everything_back") {
+        return;
+    }
+    let fs = LoopBtrfs::create(512 << 20).expect("loop btrfs");
+    let volumes = [fs.create_subvolume("a").expect("subvolume"), fs.create_subvolume("b").expect("subvolume")];
+    let cgroups = [TestCgroup::create("recover-a").expect("cgroup"), TestCgroup::create("recover-b").expect("cgroup")];
+    let state_parent = tempfile::Builder::new().prefix("rollpoint-recover-state-").tempdir().expect("state dir");
+    let state = state_parent.path().join("state");
+    let older = state_parent.path().join("older");
+    let config = format!("filesystems = [{:?}]\n", fs.mount_point().to_str().expect("utf-8"));
+    let options = DaemonOptions::default().state_dir(&state).config(config);
+    let mut daemon = TestDaemon::start_with(daemon_binary(), options).await.expect("start rollpointd");
+    let config_file = daemon.dir().join("rollpointd.toml");
+    let mut clients = daemon.clients().await.expect("connect");
+    for ((id, volume), cgroup) in ["a", "b"].iter().zip(&volumes).zip(&cgroups) {
+        clients
+            .containers
+            .register_container(proto::RegisterContainerRequest {
+                id: (*id).into(),
+                cgroup: cgroup.relative_name().into(),
+                subvolume: volume.to_str().expect("utf-8").into(),
+                labels: [("tier".to_owned(), format!("tier-{id}"))].into(),
+                ..Default::default()
+            })
+            .await
+            .expect("register");
+        snapshot_with(&mut clients, id, "rollback-point", 7, "first").await;
+        snapshot_with(&mut clients, id, "", 0, "kept forever").await;
+    }
+    // The older copy: taken with the daemon stopped, before the last ten
+    // snapshots, an alias move, an expiry change and a restore.
+    daemon.kill9().expect("stop");
+    copy_tree(&state, &older);
+    daemon.restart().await.expect("restart");
+    let mut clients = daemon.clients().await.expect("connect");
+    for round in 0..5 {
+        for id in ["a", "b"] {
+            let alias = if round == 4 { "rollback-point" } else { "" };
+            snapshot_with(&mut clients, id, alias, round + 1, &format!("round {round}")).await;
+        }
+    }
+    let second_of_b = list_snapshots(&mut clients, "b").await[1].name.clone();
+    clients
+        .snapshots
+        .update_snapshot(proto::UpdateSnapshotRequest {
+            container: "b".into(),
+            snapshot: second_of_b,
+            alias: "nightly".into(),
+            expiry_days: 3,
+            update_mask: vec!["alias".into(), "expiry_days".into()],
+        })
+        .await
+        .expect("update");
+    restore(&mut clients, "a", "rollback-point", "").await.expect("restore a");
+
+    for how in [Damage::PagesOverwritten, Damage::Truncated, Damage::Removed, Damage::OlderCopy] {
+        let case = format!("{how:?}");
+        let mut clients = daemon.clients().await.expect("connect");
+        let before = listing(&mut clients).await;
+        daemon.kill9().expect("stop");
+        damage(&state, how, &older);
+
+        // Never served: the daemon refuses to start, naming the way out.
+        let refused = daemon.restart().await;
+        assert!(refused.is_err(), "{case}: the daemon served a damaged store");
+        let log = daemon.log();
+        let last_start = log.rsplit("===== start").next().unwrap_or_default();
+        assert!(last_start.contains("rollpoint recover"), "{case}: the refusal does not name the way out: {last_start}");
+
+        // A dry run changes nothing: the daemon still refuses.
+        let dry = run_recover(&config_file, &state, false);
+        assert!(dry.contains("dry run"), "{case}: {dry}");
+        assert!(daemon.restart().await.is_err(), "{case}: served after a dry run");
+
+        let applied = run_recover(&config_file, &state, true);
+        println!("{case}: recover --apply said:\n{applied}");
+        daemon.restart().await.unwrap_or_else(|error| panic!("{case}: start after recover: {error}"));
+        let mut clients = daemon.clients().await.expect("connect");
+        assert_same_listing(&listing(&mut clients).await, &before, &case);
+
+        // The containers restore and undo as before.
+        for (id, snapshots) in ["a", "b"].iter().zip(&before.snapshots) {
+            let answer = restore(&mut clients, id, &snapshots[0].name, "").await.expect("restore after recover");
+            restore(&mut clients, id, &answer.pre_restore_snapshot, "").await.expect("undo after recover");
+        }
+    }
 }
