@@ -246,7 +246,9 @@ fn settle_snapshot(
         let holder = records.values().find(|r| r.name != wanted.name && r.alias.as_deref() == Some(alias)).cloned();
         if let Some(mut holder) = holder {
             if newer {
-                report.updated.push(format!("containers/{}/snapshots/{} (alias {alias} moved)", holder.container, holder.name));
+                report
+                    .updated
+                    .push(format!("containers/{}/snapshots/{} (alias {alias} moved)", holder.container, holder.name));
                 holder.alias = None;
                 records.insert(holder.name.clone(), holder.clone());
                 upsert(changes, holder);

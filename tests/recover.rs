@@ -298,7 +298,10 @@ async fn a_damaged_store_is_never_served_and_recover_brings_everything_back() {
         assert!(refused.is_err(), "{case}: the daemon served a damaged store");
         let log = daemon.log();
         let last_start = log.rsplit("===== start").next().unwrap_or_default();
-        assert!(last_start.contains("rollpoint recover"), "{case}: the refusal does not name the way out: {last_start}");
+        assert!(
+            last_start.contains("rollpoint recover"),
+            "{case}: the refusal does not name the way out: {last_start}"
+        );
 
         // A dry run changes nothing: the daemon still refuses.
         let dry = run_recover(&config_file, &state, false);
@@ -317,4 +320,35 @@ async fn a_damaged_store_is_never_served_and_recover_brings_everything_back() {
             restore(&mut clients, id, &answer.pre_restore_snapshot, "").await.expect("undo after recover");
         }
     }
+
+    // The whole record to a file and back into an empty state directory.
+    let mut clients = daemon.clients().await.expect("connect");
+    let before = listing(&mut clients).await;
+    let daily = state.join("store-exports");
+    assert_eq!(std::fs::read_dir(&daily).expect("daily exports").count(), 1, "one daily export in {daily:?}");
+    daemon.kill9().expect("stop");
+    let file = state_parent.path().join("export.json");
+    let store_command = |verb: &str| {
+        let output = Command::new(CLI)
+            .args(["store", verb])
+            .arg(&file)
+            .arg("--config")
+            .arg(&config_file)
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .expect("run rollpoint store");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "rollpoint store {verb}: {text}");
+        text
+    };
+    store_command("export");
+    let exported = std::fs::read_to_string(&file).expect("read the export");
+    assert!(exported.contains("\"format\": \"rollpoint-store\""), "{exported}");
+    assert!(!exported.contains("\"tokens\""), "tokens exported unasked");
+    std::fs::remove_dir_all(&state).expect("remove the state dir");
+    store_command("import");
+    daemon.restart().await.expect("start after import");
+    let mut clients = daemon.clients().await.expect("connect");
+    assert_same_listing(&listing(&mut clients).await, &before, "export and import");
 }

@@ -196,16 +196,51 @@ pub enum Command {
     /// overwritten. Without --apply nothing is changed (a dry run). Works
     /// with an empty state directory.
     Recover(RecoverArgs),
+    /// Copy the daemon's whole record to a file, or add one back.
+    ///
+    /// Run as root with rollpointd stopped (the store admits one user). The
+    /// daemon also keeps a daily export in <state dir>/store-exports/ (the
+    /// newest 7): put that folder in the host's backups.
+    #[command(subcommand)]
+    Store(StoreCommand),
 }
 
+/// Where the daemon's store is, for the commands that open it themselves.
 #[derive(Args, Debug)]
-pub struct RecoverArgs {
+pub struct OfflineArgs {
     /// The daemon's configuration file (for state_dir and filesystems).
     #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_CONFIG)]
     pub config: PathBuf,
     /// The state directory, instead of the configuration's.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Write containers, snapshots and schedule entries as versioned JSON.
+    Export {
+        /// File to write (mode 0600).
+        file: PathBuf,
+        /// Include the token records (hashes of the secrets).
+        #[arg(long)]
+        with_tokens: bool,
+        #[command(flatten)]
+        offline: OfflineArgs,
+    },
+    /// Add what an export holds and the store lacks; nothing is overwritten.
+    Import {
+        /// File written by `rollpoint store export`.
+        file: PathBuf,
+        #[command(flatten)]
+        offline: OfflineArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    pub offline: OfflineArgs,
     /// A btrfs mount point to scan as well; repeat for more.
     #[arg(long, value_name = "PATH")]
     pub filesystem: Vec<PathBuf>,

@@ -35,8 +35,10 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn run_async(cli: Cli) -> Result<(), CliError> {
-    if let args::Command::Recover(args) = &cli.command {
-        return commands::recover::run(args, cli.global.json);
+    match &cli.command {
+        args::Command::Recover(args) => return commands::recover::run(args, cli.global.json),
+        args::Command::Store(command) => return commands::recover::store(command, cli.global.json),
+        _ => {}
     }
     let target = target(&cli.global);
     let clients = Clients::connect_with(&target, cli.global.token.as_deref(), cli.global.ca_cert.as_deref())

@@ -16,6 +16,7 @@
 
 mod durable;
 mod error;
+pub mod export;
 pub mod records;
 pub mod sidecar;
 

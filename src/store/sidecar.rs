@@ -213,9 +213,7 @@ pub fn remove(folder: &Path, name: &str) -> Result<(), StoreError> {
 }
 
 fn sync_folder(folder: &Path) -> Result<(), StoreError> {
-    std::fs::File::open(folder)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|err| io_error("fsync", folder, err))
+    std::fs::File::open(folder).and_then(|dir| dir.sync_all()).map_err(|err| io_error("fsync", folder, err))
 }
 
 /// Reads the sidecars of one container folder; a missing folder holds none.
@@ -244,9 +242,11 @@ pub fn read_folder(folder: &Path) -> Result<FolderSidecars, StoreError> {
         } else if let Some(snapshot) = snapshot_of_sidecar(&name) {
             match read_json::<SnapshotSidecar>(&path) {
                 Ok(sidecar) if sidecar.name == snapshot => found.snapshots.push(sidecar),
-                Ok(sidecar) => found
-                    .unreadable
-                    .push(format!("{}: names snapshot {:?}, not {snapshot:?}", path.display(), sidecar.name)),
+                Ok(sidecar) => found.unreadable.push(format!(
+                    "{}: names snapshot {:?}, not {snapshot:?}",
+                    path.display(),
+                    sidecar.name
+                )),
                 Err(error) => found.unreadable.push(format!("{}: {error}", path.display())),
             }
         }

@@ -84,7 +84,11 @@ pub fn check_not_mount_point(mounts: &[Mount], volume: &Path) -> Result<(), Back
                  could not be exchanged with a snapshot; use a subvolume below the mount point",
                 mount.fs_type,
                 mount.source,
-                if mount.root == Path::new("/") { ", its top-level subvolume".to_owned() } else { format!(" {}", mount.root.display()) }
+                if mount.root == Path::new("/") {
+                    ", its top-level subvolume".to_owned()
+                } else {
+                    format!(" {}", mount.root.display())
+                }
             ),
         }),
         None => Ok(()),

@@ -2,8 +2,8 @@
 
 mod containers;
 mod events;
-mod remotes;
 pub mod recover;
+mod remotes;
 mod restore;
 mod schedules;
 mod snapshots;
@@ -48,6 +48,7 @@ pub async fn dispatch(context: &mut Context, command: Command) -> Result<(), Cli
         Command::Import(args) => remotes::import(context, args).await,
         // Offline: run before any connection (see `cli::run_async`).
         Command::Recover(args) => recover::run(&args, context.json),
+        Command::Store(command) => recover::store(&command, context.json),
     }
 }
 
