@@ -26,6 +26,7 @@ Examples:
   rollpoint schedule add --schedule \"55 2 * * *\" --snapshot db-1 --alias rollback-point --expire-days 7 --comment \"pre-migration snapshot\"
   rollpoint events --container db-1 --since 24h
   rollpoint token create --name ci --scope snapshot --container db-1
+  rollpoint recover --apply            # rollpointd stopped: rebuild its record from the disks
 
 Exit status: 0 success, 1 the daemon refused or failed the request,
 2 usage error, 3 the daemon cannot be reached.";
