@@ -94,9 +94,9 @@ pub fn recover(options: &RecoverOptions, backend: &dyn Backend) -> Result<Recove
     }
     for container in containers.values() {
         if let Some(folder) = backend.metadata_dir(&volume_of(container)) {
-            if !folders.contains_key(&folder) {
-                let read = sidecar::read_folder(&folder)?;
-                folders.insert(folder, read);
+            if let std::collections::btree_map::Entry::Vacant(slot) = folders.entry(folder) {
+                let read = sidecar::read_folder(slot.key())?;
+                slot.insert(read);
             }
         }
     }

@@ -176,7 +176,7 @@ impl Backend for BtrfsBackend {
         }
         let stats = nix::sys::statvfs::statvfs(&volume.path)
             .map_err(|errno| BackendError::io("statvfs", &volume.path, errno.into()))?;
-        if u64::from(stats.blocks_available()).saturating_mul(stats.fragment_size()) < RESTORE_FREE_BYTES {
+        if stats.blocks_available().saturating_mul(stats.fragment_size()) < RESTORE_FREE_BYTES {
             return Err(BackendError::NoSpace { op: "restore", path: volume.path.clone() });
         }
         Ok(())
