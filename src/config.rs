@@ -71,6 +71,12 @@ pub struct Config {
     /// Remotes for off-host copies: `[remotes.NAME]` tables (see
     /// `remote::config`).
     pub remotes: BTreeMap<String, RemoteConfig>,
+    /// btrfs mount points whose `.rollpoint` folders hold containers: at
+    /// start their records beside the data are checked against the store,
+    /// and `rollpoint recover` scans them (besides the filesystems of the
+    /// containers the store knows). Name them all, so that a lost store is
+    /// noticed.
+    pub filesystems: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -94,6 +100,7 @@ impl Default for Config {
             max_concurrent_operations: engine.max_concurrent_operations,
             host_name: None,
             remotes: BTreeMap::new(),
+            filesystems: Vec::new(),
             max_queued_operations: engine.max_queued_operations,
             admission_wait_ms: millis(engine.admission_wait),
         }
@@ -151,6 +158,7 @@ impl Config {
             host: self.host_name.clone().unwrap_or_else(crate::engine::host_name),
             max_queued_operations: self.max_queued_operations,
             admission_wait: Duration::from_millis(self.admission_wait_ms),
+            filesystems: self.filesystems.clone(),
         }
     }
 }

@@ -41,6 +41,7 @@ fn code_of(error: &EngineError) -> Code {
             | BackendError::NotSubvolume { .. }
             | BackendError::NotFound { .. }
             | BackendError::InsideSnapshotFolder { .. }
+            | BackendError::CannotSwap { .. }
             | BackendError::NotThinVolume { .. }
             | BackendError::NotOurs { .. }
             | BackendError::Unsupported { .. } => Code::FailedPrecondition,

@@ -15,6 +15,8 @@ pub enum BackendError {
     AlreadyExists { path: PathBuf },
     #[error("{name:?}: invalid name: {reason}")]
     InvalidName { name: String, reason: &'static str },
+    #[error("{path}: a restore could never swap this volume: {reason}")]
+    CannotSwap { path: PathBuf, reason: String },
     #[error("{path}: lies inside a snapshot folder (.rollpoint)")]
     InsideSnapshotFolder { path: PathBuf },
     #[error("{op} {path}: no space left on the filesystem")]

@@ -58,6 +58,14 @@ impl Backend for HostBackends {
         self.for_info(volume).location(volume, name)
     }
 
+    fn metadata_dir(&self, volume: &VolumeInfo) -> Option<std::path::PathBuf> {
+        self.for_info(volume).metadata_dir(volume)
+    }
+
+    fn check_restore(&self, volume: &VolumeInfo, target: &str, staging: &str) -> Result<(), BackendError> {
+        self.for_info(volume).check_restore(volume, target, staging)
+    }
+
     fn prepare_snapshot(&self, source: &str, location: &str) -> Result<(), BackendError> {
         self.for_volume(source).prepare_snapshot(source, location)
     }

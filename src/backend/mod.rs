@@ -75,6 +75,23 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The folder where the records of the volume's container and of its
+    /// snapshots are kept beside them (`store::sidecar`), where the backend
+    /// has one: btrfs, the snapshot folder. None by default (LVM thin: not
+    /// yet; its snapshots carry only a tag).
+    fn metadata_dir(&self, _volume: &VolumeInfo) -> Option<PathBuf> {
+        None
+    }
+
+    /// Everything a restore of `volume` to the snapshot at `target` can
+    /// check before the container is stopped: the target can be cloned to
+    /// `staging`, and `staging` can then be swapped with the volume (same
+    /// filesystem, the volume is not a mount point, there is room). By
+    /// default what [`Backend::prepare_snapshot`] checks.
+    fn check_restore(&self, _volume: &VolumeInfo, target: &str, staging: &str) -> Result<(), BackendError> {
+        self.prepare_snapshot(target, staging)
+    }
+
     /// The snapshot itself and nothing else: what runs while the container
     /// is frozen. Still refuses a taken `location`, and what it finds wrong.
     fn take_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<(), BackendError>;

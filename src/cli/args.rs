@@ -26,6 +26,7 @@ Examples:
   rollpoint schedule add --schedule \"55 2 * * *\" --snapshot db-1 --alias rollback-point --expire-days 7 --comment \"pre-migration snapshot\"
   rollpoint events --container db-1 --since 24h
   rollpoint token create --name ci --scope snapshot --container db-1
+  rollpoint recover --apply            # rollpointd stopped: rebuild its record from the disks
 
 Exit status: 0 success, 1 the daemon refused or failed the request,
 2 usage error, 3 the daemon cannot be reached.";
@@ -192,6 +193,69 @@ pub enum Command {
     /// chunk is checked before it is written.
     #[command(after_long_help = REMOTE_EXAMPLES)]
     Import(ImportArgs),
+    /// Rebuild the daemon's store from the records kept beside the data.
+    ///
+    /// Run as root with rollpointd stopped (it refuses to start on a store
+    /// older than the disks and names this command). Reads the records kept
+    /// beside every container folder and snapshot (`<fs>/.rollpoint/<id>/`)
+    /// of the filesystems in the configuration's `filesystems`, those given
+    /// with --filesystem and those of the containers the store knows, and
+    /// re-creates the containers and snapshots the store lacks, with their
+    /// names, aliases, expiry and origins. Conflicts are listed, never
+    /// overwritten. Without --apply nothing is changed (a dry run). Works
+    /// with an empty state directory.
+    Recover(RecoverArgs),
+    /// Copy the daemon's whole record to a file, or add one back.
+    ///
+    /// Run as root with rollpointd stopped (the store admits one user). The
+    /// daemon also keeps a daily export in <state dir>/store-exports/ (the
+    /// newest 7): put that folder in the host's backups.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// Where the daemon's store is, for the commands that open it themselves.
+#[derive(Args, Debug)]
+pub struct OfflineArgs {
+    /// The daemon's configuration file (for state_dir and filesystems).
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// The state directory, instead of the configuration's.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Write containers, snapshots and schedule entries as versioned JSON.
+    Export {
+        /// File to write (mode 0600).
+        file: PathBuf,
+        /// Include the token records (hashes of the secrets).
+        #[arg(long)]
+        with_tokens: bool,
+        #[command(flatten)]
+        offline: OfflineArgs,
+    },
+    /// Add what an export holds and the store lacks; nothing is overwritten.
+    Import {
+        /// File written by `rollpoint store export`.
+        file: PathBuf,
+        #[command(flatten)]
+        offline: OfflineArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    pub offline: OfflineArgs,
+    /// A btrfs mount point to scan as well; repeat for more.
+    #[arg(long, value_name = "PATH")]
+    pub filesystem: Vec<PathBuf>,
+    /// Write the changes (without it: say what would be done).
+    #[arg(long)]
+    pub apply: bool,
 }
 
 const REMOTE_EXAMPLES: &str = "\

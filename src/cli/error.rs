@@ -23,6 +23,8 @@ pub enum CliError {
     #[error("cannot write the output")]
     Output { source: std::io::Error },
     /// The daemon did what was asked, and what it ran failed (`schedule run`).
+    #[error("{message}")]
+    Local { message: String },
     #[error("{what} failed")]
     ActionFailed { what: String },
 }
@@ -53,7 +55,10 @@ impl CliError {
             CliError::Connect { .. } => EXIT_UNREACHABLE,
             // A call that fails at the transport (daemon gone mid-call) comes as UNAVAILABLE.
             CliError::Status { status, .. } if status.code() == Code::Unavailable => EXIT_UNREACHABLE,
-            CliError::Status { .. } | CliError::Output { .. } | CliError::ActionFailed { .. } => EXIT_SERVER,
+            CliError::Status { .. }
+            | CliError::Output { .. }
+            | CliError::ActionFailed { .. }
+            | CliError::Local { .. } => EXIT_SERVER,
         }
     }
 
@@ -74,7 +79,8 @@ impl CliError {
                 ..
             }
             | CliError::Output { .. }
-            | CliError::ActionFailed { .. } => return None,
+            | CliError::ActionFailed { .. }
+            | CliError::Local { .. } => return None,
             CliError::Connect { target, .. } => target,
             CliError::Status { target, status, .. } if status.code() == Code::Unavailable => target,
             CliError::Status { status, .. }

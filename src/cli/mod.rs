@@ -37,6 +37,11 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn run_async(cli: Cli) -> Result<(), CliError> {
+    match &cli.command {
+        args::Command::Recover(args) => return commands::recover::run(args, cli.global.json),
+        args::Command::Store(command) => return commands::recover::store(command, cli.global.json),
+        _ => {}
+    }
     let target = target(&cli.global);
     let on_retry: OnRetry = Arc::new(|notice: &RetryNotice| {
         eprintln!(

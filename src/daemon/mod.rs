@@ -33,7 +33,10 @@ const EXPIRY_REPLAN: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("opening the store in {path}: {source}")]
+    #[error(
+        "opening the store in {path}: {source}. If it is damaged, run `rollpoint recover` to see what it would \
+         rebuild from the disks, then `rollpoint recover --apply` (the damaged store is kept aside)"
+    )]
     Store { path: PathBuf, source: crate::store::StoreError },
     #[error("token key: {0}")]
     TokenKey(#[from] KeyError),
@@ -129,6 +132,19 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
     });
 
+    tasks.spawn({
+        let store = store.clone();
+        let state_dir = config.state_dir.clone();
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                () = daily_store_export(store, state_dir) => {}
+                () = stopped(stop) => {}
+            }
+            Ok(())
+        }
+    });
+
     {
         let policy = crate::scheduler::Policy {
             grace: chrono::TimeDelta::seconds(i64::try_from(config.schedule_grace_seconds).unwrap_or(i64::MAX)),
@@ -201,6 +217,28 @@ async fn wait_for_signal() -> Result<(), DaemonError> {
 /// Sleeps until the earliest expiry (or until it changes), deletes what is
 /// due, and starts over. No polling: with nothing to expire it only wakes
 /// when a snapshot gets an expiry, or once an hour to notice clock jumps.
+/// How often the daemon looks whether today's store export is written.
+const DAILY_EXPORT_CHECK: Duration = Duration::from_secs(3600);
+
+/// Keeps a copy of the whole record in the state directory, one a day, the
+/// newest 7 (`store::export`); a failure is logged and tried again later.
+async fn daily_store_export(store: Arc<Store>, state_dir: PathBuf) {
+    loop {
+        let (store_now, dir) = (store.clone(), state_dir.clone());
+        match tokio::task::spawn_blocking(move || {
+            crate::store::export::daily_export(&store_now, &dir, chrono::Utc::now())
+        })
+        .await
+        {
+            Ok(Ok(Some(path))) => tracing::info!(file = %path.display(), "daily store export written"),
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "daily store export failed"),
+            Err(error) => tracing::error!(%error, "daily store export task failed"),
+        }
+        tokio::time::sleep(DAILY_EXPORT_CHECK).await;
+    }
+}
+
 async fn expiry_timer(engine: Arc<Engine>) {
     loop {
         let next = {

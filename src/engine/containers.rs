@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use super::error::{EngineError, EngineResult};
 use super::names;
 use super::paging::{paginate, Page};
+use super::sidecars::Mirror;
 use super::Engine;
 use crate::events::Event;
 use crate::store::{ContainerRecord, LifecycleSpec};
@@ -61,6 +62,7 @@ impl Engine {
         if !self.store.insert_container(&record)? {
             return Err(EngineError::AlreadyExists { what: format!("container {}", record.id) });
         }
+        self.mirror(&record, Mirror::Container(&record))?;
         self.emit(
             Event::new("container.registered", "ok").container(&record.id).actor(&request_actor).detail(format!(
                 "cgroup {}, subvolume {}",
@@ -127,6 +129,7 @@ impl Engine {
             }
         }
         self.store.remove_container(id)?;
+        self.mirror(&container, Mirror::ContainerGone)?;
         self.emit(
             Event::new("container.unregistered", "ok")
                 .container(id)

@@ -19,6 +19,7 @@ mod recovery;
 pub mod remotes;
 mod restore;
 mod schedule_fire;
+mod sidecars;
 mod snapshots;
 
 #[cfg(test)]
@@ -71,6 +72,8 @@ pub struct EngineConfig {
     pub max_queued_operations: usize,
     /// How long a call without a deadline of its own waits for a slot.
     pub admission_wait: Duration,
+    /// Filesystems whose records beside the data are checked at start.
+    pub filesystems: Vec<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -85,6 +88,7 @@ impl Default for EngineConfig {
             host: host_name(),
             max_queued_operations: 10_000,
             admission_wait: Duration::from_secs(60),
+            filesystems: Vec::new(),
         }
     }
 }

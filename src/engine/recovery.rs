@@ -1,5 +1,7 @@
 //! Start-up recovery, run before the daemon reports SERVING.
 //!
+//! 0. The store is checked against the records beside the data
+//!    (`sidecars`): older than the disks, the daemon refuses to start.
 //! 1. Intents left by a crash are finished or rolled back: a container the
 //!    daemon was freezing is thawed; a half-made snapshot is removed (it was
 //!    never confirmed to anyone); a half-done delete is finished.
@@ -7,7 +9,8 @@
 //!    gone is marked LOST; a subvolume in a container's snapshot folder that
 //!    no record knows is reported and left where it is (the rule: the daemon
 //!    never deletes what it cannot account for; an operator may adopt it by
-//!    hand or delete it).
+//!    hand or delete it). The records beside the data are brought in step
+//!    with the store.
 
 use super::error::{EngineError, EngineResult};
 use super::Engine;
@@ -48,6 +51,7 @@ impl Engine {
     /// until then (reported in `unsettled`, logged, and an event). Only a
     /// failing store is fatal.
     pub fn recover(&self) -> EngineResult<RecoveryReport> {
+        self.check_store_against_disks()?;
         let mut report = RecoveryReport::default();
         for (id, intent) in self.store.intents()? {
             let container = intent.container().to_owned();
@@ -144,7 +148,7 @@ impl Engine {
                 report.unknown.push(location);
             }
         }
-        Ok(())
+        self.sync_sidecars(container)
     }
 }
 

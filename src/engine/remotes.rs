@@ -435,6 +435,7 @@ impl Engine {
             comment: format!("imported from remote {remote} (exported by {} at {})", manifest.host, manifest.exported),
         };
         self.store.put_snapshots(&[&record])?;
+        self.mirror_snapshots(&record.container, &[&record])?;
         self.store.end_intent(intent_id)?;
         self.store.make_durable()?;
         Ok((record, imported))

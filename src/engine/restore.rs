@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{EngineError, EngineResult};
 use super::fault;
 use super::names;
+use super::sidecars::Mirror;
 use super::snapshots::{expiry_from, volume_of};
 use super::Engine;
 use crate::events::Event;
@@ -162,6 +163,9 @@ impl Engine {
             step: RestoreStep::Stopping,
             request_id: request_id.to_owned(),
         };
+        // Everything that can be checked without touching the container,
+        // before it is stopped: a restore that cannot swap leaves it running.
+        self.backend.check_restore(&volume, &target.location, &intent.staging)?;
         self.emit(
             Event::new("restore.started", "ok")
                 .container(&container.id)
@@ -336,6 +340,7 @@ impl Engine {
                 comment: format!("state before the restore to {}", intent.target),
             };
             self.store.put_snapshots(&[&record])?;
+            self.mirror(container, Mirror::Snapshots(&[&record]))?;
         }
         // The exchange itself changed the volume (its root folder's ctime) in
         // a transaction not yet committed: commit it, so that the generation

@@ -10,6 +10,7 @@ use super::fault;
 use super::freeze_window::Window;
 use super::names;
 use super::paging::{page_of, Page, PageRequest};
+use super::sidecars::Mirror;
 use super::Engine;
 use crate::backend::VolumeInfo;
 use crate::events::Event;
@@ -195,6 +196,7 @@ impl Engine {
         let mut batch: Vec<&SnapshotRecord> = moved.iter().collect();
         batch.push(record);
         self.store.put_snapshots(&batch)?;
+        self.mirror_snapshots(&record.container, &batch)?;
         Ok(())
     }
 
@@ -318,6 +320,7 @@ impl Engine {
         self.backend.delete_snapshot(&snapshot.location)?;
         fault::point("delete.removed");
         self.store.remove_snapshot(&container.id, &snapshot.name)?;
+        self.mirror(container, Mirror::SnapshotGone(&snapshot.name))?;
         self.store.end_intent(intent_id)?;
         self.emit(event.container(&container.id).snapshot(&snapshot.name));
         self.store.make_durable()?;

@@ -16,7 +16,9 @@
 
 mod durable;
 mod error;
+pub mod export;
 pub mod records;
+pub mod sidecar;
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
@@ -49,7 +51,11 @@ pub struct Store {
     tokens: sled::Tree,
     events: sled::Tree,
     entries: sled::Tree,
+    /// `generation` -> the count of changes mirrored in sidecars (u64 BE).
+    meta: sled::Tree,
 }
+
+const GENERATION_KEY: &[u8] = b"generation";
 
 /// sled's page cache. Its default, 1 GiB, lets a daemon with thousands of
 /// snapshots grow by hundreds of MiB, and above a cgroup's memory limit
@@ -73,6 +79,7 @@ impl Store {
             tokens: db.open_tree("tokens")?,
             events: db.open_tree("events")?,
             entries: db.open_tree("entries")?,
+            meta: db.open_tree("meta")?,
             dir: dir.join("db"),
             db,
         };
@@ -84,6 +91,40 @@ impl Store {
     pub fn make_durable(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         durable::fsync_tree(&self.dir)
+    }
+
+    /// Where the store's files are (`<state dir>/db`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    // ---------------------------------------------------------- generation
+
+    /// How many changes the store has mirrored in sidecars (see
+    /// `sidecar`): a sidecar with a higher count was written by a newer
+    /// store than this one.
+    pub fn generation(&self) -> Result<u64, StoreError> {
+        Ok(self.meta.get(GENERATION_KEY)?.map_or(0, |value| decode_generation(&value)))
+    }
+
+    /// Counts one more change and returns its generation. Durable with the
+    /// next [`Store::make_durable`], which must come before the sidecar
+    /// carrying it is written.
+    pub fn next_generation(&self) -> Result<u64, StoreError> {
+        self.raise_generation_by(|current| current + 1)
+    }
+
+    /// Raises the generation to at least `floor` (a store rebuilt from
+    /// sidecars carries their generation on).
+    pub fn raise_generation(&self, floor: u64) -> Result<u64, StoreError> {
+        self.raise_generation_by(|current| current.max(floor))
+    }
+
+    fn raise_generation_by(&self, next: impl Fn(u64) -> u64) -> Result<u64, StoreError> {
+        let value = self.meta.update_and_fetch(GENERATION_KEY, |old| {
+            Some(next(old.map_or(0, decode_generation)).to_be_bytes().to_vec())
+        })?;
+        Ok(value.map_or(0, |value| decode_generation(&value)))
     }
 
     // ---------------------------------------------------------- containers
@@ -507,6 +548,10 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(StoreError::Decode)
+}
+
+fn decode_generation(bytes: &[u8]) -> u64 {
+    bytes.try_into().map_or(0, u64::from_be_bytes)
 }
 
 fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, StoreError> {

@@ -159,8 +159,9 @@ pub fn snapshot_folder(mount: &Path, container: &str) -> PathBuf {
 }
 
 /// Names of the subvolumes in a snapshot folder; empty when the folder does
-/// not exist. Anything else in it fails the test: the daemon puts only
-/// snapshots there.
+/// not exist. Anything else in it but the records kept beside the data
+/// (`_container.json`, `.<snapshot>.json`) fails the test: the daemon puts
+/// only snapshots there.
 pub fn subvolumes_in(folder: &Path) -> BTreeSet<String> {
     let entries = match std::fs::read_dir(folder) {
         Ok(entries) => entries,
@@ -168,13 +169,22 @@ pub fn subvolumes_in(folder: &Path) -> BTreeSet<String> {
         Err(e) => panic!("list {}: {e}", folder.display()),
     };
     entries
-        .map(|entry| {
+        .filter_map(|entry| {
             let entry = entry.expect("read dir entry");
             let path = entry.path();
+            let name = entry.file_name().into_string().expect("utf-8 name");
+            if is_sidecar(&name) && path.is_file() {
+                return None;
+            }
             assert!(is_subvolume(&path), "{} in a snapshot folder is not a subvolume", path.display());
-            entry.file_name().into_string().expect("utf-8 name")
+            Some(name)
         })
         .collect()
+}
+
+/// A record kept beside the data (`store::sidecar`).
+pub fn is_sidecar(name: &str) -> bool {
+    name == rollpoint::store::sidecar::CONTAINER_SIDECAR || (name.starts_with('.') && name.ends_with(".json"))
 }
 
 /// A directory that is the root of a btrfs subvolume.

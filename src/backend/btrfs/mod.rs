@@ -73,6 +73,35 @@ fn make_parent(parent: &Path) -> Result<std::os::fd::OwnedFd, BackendError> {
     subvol::open_dir(parent).map_err(|err| fs_error("open", parent, err))
 }
 
+fn read_mounts() -> Result<Vec<crate::sys::mountinfo::Mount>, BackendError> {
+    crate::sys::mountinfo::read().map_err(|err| BackendError::io("read", "/proc/self/mountinfo", err))
+}
+
+/// The subvolume id of a btrfs filesystem's top-level subvolume
+/// (`BTRFS_FS_TREE_OBJECTID`).
+const TOP_LEVEL_SUBVOLUME: u64 = 5;
+
+/// Least free space a restore asks for before it stops anything: the clone
+/// of the target needs a little metadata room.
+const RESTORE_FREE_BYTES: u64 = 1 << 20;
+
+/// Refuses a volume a restore could never exchange with a snapshot: a mount
+/// point, or the filesystem's top-level subvolume (which cannot be renamed).
+fn check_swappable(mounts: &[crate::sys::mountinfo::Mount], path: &Path) -> Result<(), BackendError> {
+    paths::check_not_mount_point(mounts, path)?;
+    let fd = open_subvolume(path)?;
+    let info = subvol::subvol_info(&fd).map_err(|err| BackendError::io("get subvolume info", path, err))?;
+    if info.id == TOP_LEVEL_SUBVOLUME {
+        return Err(BackendError::CannotSwap {
+            path: path.to_path_buf(),
+            reason: "it is the filesystem's top-level subvolume, which cannot be renamed, so the volume could not \
+                     be exchanged with a snapshot; use a subvolume inside it"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// Requires `path` to be the root of a subvolume, open for ioctls.
 fn open_subvolume(path: &Path) -> Result<std::os::fd::OwnedFd, BackendError> {
     if !path.is_absolute() {
@@ -115,8 +144,8 @@ impl Backend for BtrfsBackend {
         if paths::inside_snapshot_folder(&path) {
             return Err(BackendError::InsideSnapshotFolder { path });
         }
-        let mounts =
-            crate::sys::mountinfo::read().map_err(|err| BackendError::io("read", "/proc/self/mountinfo", err))?;
+        let mounts = read_mounts()?;
+        check_swappable(&mounts, &path)?;
         let snapshot_dir = paths::snapshot_dir(&mounts, &path, container)?;
         Ok(VolumeInfo { path, snapshot_dir })
     }
@@ -128,6 +157,29 @@ impl Backend for BtrfsBackend {
 
     fn location(&self, volume: &VolumeInfo, name: &str) -> String {
         volume.snapshot_dir.join(name).to_string_lossy().into_owned()
+    }
+
+    fn metadata_dir(&self, volume: &VolumeInfo) -> Option<PathBuf> {
+        Some(volume.snapshot_dir.clone())
+    }
+
+    /// The target is a subvolume, the staging name is free and on the
+    /// volume's mount, the volume can be renamed, and there is room.
+    fn check_restore(&self, volume: &VolumeInfo, target: &str, staging: &str) -> Result<(), BackendError> {
+        open_subvolume(Path::new(target))?;
+        let (staging_folder, _) = paths::split_location(staging)?;
+        let mounts = read_mounts()?;
+        check_swappable(&mounts, &volume.path)?;
+        paths::check_same_mount(&mounts, &volume.path, staging_folder)?;
+        if self.snapshot_exists(staging)? {
+            return Err(BackendError::AlreadyExists { path: PathBuf::from(staging) });
+        }
+        let stats = nix::sys::statvfs::statvfs(&volume.path)
+            .map_err(|errno| BackendError::io("statvfs", &volume.path, errno.into()))?;
+        if stats.blocks_available().saturating_mul(stats.fragment_size()) < RESTORE_FREE_BYTES {
+            return Err(BackendError::NoSpace { op: "restore", path: volume.path.clone() });
+        }
+        Ok(())
     }
 
     fn take_snapshot(&self, source: &str, location: &str, read_only: bool) -> Result<(), BackendError> {

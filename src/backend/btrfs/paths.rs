@@ -72,6 +72,48 @@ pub fn snapshot_dir(mounts: &[Mount], volume: &Path, container: &str) -> Result<
     }
 }
 
+/// Refuses a volume that is a mount point (the top-level subvolume mounted
+/// there, or a subvolume bind-mounted): rename(2) cannot move a mount point,
+/// so a restore could never exchange it with a snapshot.
+pub fn check_not_mount_point(mounts: &[Mount], volume: &Path) -> Result<(), BackendError> {
+    match mounts.iter().find(|m| m.mount_point == volume) {
+        Some(mount) => Err(BackendError::CannotSwap {
+            path: volume.to_path_buf(),
+            reason: format!(
+                "it is a mount point ({} mounted from {}{}); rename(2) cannot move a mount point, so the volume \
+                 could not be exchanged with a snapshot; use a subvolume below the mount point",
+                mount.fs_type,
+                mount.source,
+                if mount.root == Path::new("/") {
+                    ", its top-level subvolume".to_owned()
+                } else {
+                    format!(" {}", mount.root.display())
+                }
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a restore whose staging copy would land on another mount than
+/// the volume: the exchange would fail with EXDEV after the stop.
+pub fn check_same_mount(mounts: &[Mount], volume: &Path, staging_folder: &Path) -> Result<(), BackendError> {
+    let volume_mount = crate::sys::mountinfo::mount_of(mounts, volume).map(|m| &m.mount_point);
+    let staging_mount = crate::sys::mountinfo::mount_of(mounts, staging_folder).map(|m| &m.mount_point);
+    if volume_mount == staging_mount {
+        return Ok(());
+    }
+    Err(BackendError::CannotSwap {
+        path: volume.to_path_buf(),
+        reason: format!(
+            "its snapshot folder {} is on another mount ({}) than the volume ({}); rename(2) cannot cross mounts",
+            staging_folder.display(),
+            staging_mount.map_or("none".into(), |p| p.display().to_string()),
+            volume_mount.map_or("none".into(), |p| p.display().to_string()),
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +148,22 @@ mod tests {
         let dir = snapshot_dir(&mounts, Path::new("/mnt/data/containers/db-1"), "db-1").expect("btrfs");
         assert_eq!(dir, PathBuf::from("/mnt/data/.rollpoint/db-1"));
         assert!(matches!(snapshot_dir(&mounts, Path::new("/srv/x"), "x"), Err(BackendError::NotBtrfs { .. })));
+    }
+
+    #[test]
+    fn mount_points_cannot_be_swapped() {
+        let mounts = crate::sys::mountinfo::parse(
+            "22 1 8:1 / / rw - ext4 /dev/vda rw\n\
+             50 22 7:0 / /mnt/data rw - btrfs /dev/loop0 rw,subvolid=5,subvol=/\n\
+             51 22 7:0 /vol /srv/vol rw - btrfs /dev/loop0 rw,subvolid=256,subvol=/vol\n",
+        );
+        for refused in ["/mnt/data", "/srv/vol"] {
+            let error = check_not_mount_point(&mounts, Path::new(refused)).expect_err(refused);
+            assert!(error.to_string().contains("mount point"), "{error}");
+        }
+        assert!(check_not_mount_point(&mounts, Path::new("/mnt/data/vol")).is_ok());
+        assert!(check_same_mount(&mounts, Path::new("/mnt/data/vol"), Path::new("/mnt/data/.rollpoint/c")).is_ok());
+        assert!(check_same_mount(&mounts, Path::new("/srv/vol/x"), Path::new("/mnt/data/.rollpoint/c")).is_err());
     }
 
     #[test]

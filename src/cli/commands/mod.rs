@@ -2,6 +2,7 @@
 
 mod containers;
 mod events;
+pub mod recover;
 mod remotes;
 mod restore;
 mod schedules;
@@ -45,6 +46,9 @@ pub async fn dispatch(context: &mut Context, command: Command) -> Result<(), Cli
         Command::Remote(command) => remotes::run(context, command).await,
         Command::Export(args) => remotes::export(context, args).await,
         Command::Import(args) => remotes::import(context, args).await,
+        // Offline: run before any connection (see `cli::run_async`).
+        Command::Recover(args) => recover::run(&args, context.json),
+        Command::Store(command) => recover::store(&command, context.json),
     }
 }
 
