@@ -129,6 +129,18 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
     });
 
+    tasks.spawn({
+        let engine = engine.clone();
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                () = measure_sizes(engine) => {}
+                () = stopped(stop) => {}
+            }
+            Ok(())
+        }
+    });
+
     {
         let policy = crate::scheduler::Policy {
             grace: chrono::TimeDelta::seconds(i64::try_from(config.schedule_grace_seconds).unwrap_or(i64::MAX)),
@@ -234,6 +246,20 @@ async fn expiry_timer(engine: Arc<Engine>) {
 }
 
 /// Prunes events past their retention at start and then once a day.
+/// Measures what snapshots cost (their delta, in the background) at start
+/// and whenever snapshots were created or deleted.
+async fn measure_sizes(engine: Arc<Engine>) {
+    loop {
+        let measuring = engine.clone();
+        match tokio::task::spawn_blocking(move || measuring.measure_sizes()).await {
+            Ok(Ok(measured)) if measured > 0 => tracing::debug!(measured, "snapshot sizes measured"),
+            Ok(Err(error)) => tracing::error!(%error, "measuring snapshot sizes"),
+            _ => {}
+        }
+        engine.sizes_stale().await;
+    }
+}
+
 async fn prune_events(engine: Arc<Engine>, retention: chrono::Duration) {
     loop {
         let engine_now = engine.clone();

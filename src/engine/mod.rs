@@ -19,6 +19,7 @@ mod recovery;
 pub mod remotes;
 mod restore;
 mod schedule_fire;
+mod sizes;
 mod snapshots;
 
 #[cfg(test)]
@@ -118,6 +119,8 @@ pub struct Engine {
     expiry_changed: tokio::sync::Notify,
     /// Woken whenever schedule entries change.
     entries_changed: tokio::sync::Notify,
+    /// Woken whenever snapshots were created or deleted (sizes to measure).
+    sizes_stale: tokio::sync::Notify,
     /// Snapshot locations being read by an export: not deleted meanwhile.
     pinned: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
 }
@@ -177,6 +180,7 @@ impl Engine {
             change_admission: Admission::new(limits),
             expiry_changed: tokio::sync::Notify::new(),
             entries_changed: tokio::sync::Notify::new(),
+            sizes_stale: tokio::sync::Notify::new(),
             pinned: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
     }
