@@ -40,6 +40,7 @@ fn record(container: &str, name: &str, seconds: i64) -> SnapshotRecord {
         uuid: "123e4567-e89b-12d3-a456-426614174000".into(),
         generation: 42,
         comment: String::new(),
+        sizes: None,
     }
 }
 

@@ -28,8 +28,9 @@ pub fn duration(duration: Duration) -> prost_types::Duration {
     }
 }
 
-/// A snapshot as listings and every reply but GetSnapshot show it: without
-/// its exclusive bytes (0, "not known"), which cost a backend call each.
+/// A snapshot as listings and every reply but GetSnapshot show it: its
+/// exclusive bytes only as measured in the background (a backend call each
+/// otherwise).
 pub fn snapshot(record: &SnapshotRecord) -> proto::Snapshot {
     snapshot_with_exclusive_bytes(record, None)
 }
@@ -60,7 +61,9 @@ pub fn snapshot_with_exclusive_bytes(record: &SnapshotRecord, exclusive_bytes: O
         uuid: record.uuid.clone(),
         resource_name: record.resource_name(),
         comment: record.comment.clone(),
-        exclusive_bytes: exclusive_bytes.unwrap_or(0),
+        exclusive_bytes: exclusive_bytes.or(record.sizes.as_ref().and_then(|s| s.exclusive_bytes)).unwrap_or(0),
+        delta_bytes: record.sizes.as_ref().map(|s| s.delta_bytes),
+        delta_parent: record.sizes.as_ref().and_then(|s| s.delta_parent.clone()).unwrap_or_default(),
     }
 }
 

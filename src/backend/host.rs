@@ -110,7 +110,11 @@ impl Backend for HostBackends {
         self.for_volume(location).create_volume(location)
     }
 
-    fn changes_between(&self, parent: &str, location: &str) -> Result<Option<Vec<super::PathChange>>, BackendError> {
+    fn changes_between(
+        &self,
+        parent: Option<&str>,
+        location: &str,
+    ) -> Result<Option<Vec<super::PathChange>>, BackendError> {
         self.for_volume(location).changes_between(parent, location)
     }
 

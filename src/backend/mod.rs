@@ -147,8 +147,13 @@ pub trait Backend: Send + Sync + 'static {
     /// What turned the snapshot at `parent` into the one at `location`, as
     /// path changes in order, where the backend can tell without reading
     /// file data (btrfs: the send stream without data); `Ok(None)` where it
-    /// cannot, which is the default.
-    fn changes_between(&self, _parent: &str, _location: &str) -> Result<Option<Vec<PathChange>>, BackendError> {
+    /// cannot, which is the default. Without a parent: everything in
+    /// `location`, as new.
+    fn changes_between(
+        &self,
+        _parent: Option<&str>,
+        _location: &str,
+    ) -> Result<Option<Vec<PathChange>>, BackendError> {
         Ok(None)
     }
 }
@@ -163,6 +168,16 @@ pub enum PathChange {
     Remove { path: Vec<u8> },
     /// A new hard link `path` to the file now at `target`.
     Link { path: Vec<u8>, target: Vec<u8> },
-    /// `path` was created or changed: its data too when `data`.
-    Touched { path: Vec<u8>, data: bool },
+    /// `path` was created or changed: its data too when `data`, `bytes` of
+    /// it (the length of the changed range; 0 when none or not known).
+    Touched { path: Vec<u8>, data: bool, bytes: u64 },
+    /// Only the times of `path` changed (as every folder whose entries
+    /// changed does).
+    Times { path: Vec<u8> },
+}
+
+/// The bytes of file data the changes wrote: what the page calls a
+/// snapshot's delta against its parent.
+pub fn changed_bytes(changes: &[PathChange]) -> u64 {
+    changes.iter().map(|change| if let PathChange::Touched { bytes, .. } = change { *bytes } else { 0 }).sum()
 }

@@ -180,6 +180,15 @@ fn expires(snapshot: &SnapshotView) -> String {
     snapshot.expire_time.map_or_else(|| "never".to_owned(), |at| time(Some(at)))
 }
 
+/// `412.0 MiB since snap-1`, or `… (all of it)` for a first snapshot.
+fn delta(snapshot: &SnapshotView) -> String {
+    let size = snapshot.delta_bytes.map_or_else(|| "-".to_owned(), bytes);
+    match &snapshot.delta_parent {
+        Some(parent) => format!("{size} since {parent}"),
+        None => format!("{size} (all of its data)"),
+    }
+}
+
 fn lifecycle(lifecycle: &LifecycleView) -> String {
     match lifecycle {
         LifecycleView::None => "none".to_owned(),
@@ -235,13 +244,16 @@ impl Human for SnapshotView {
         if let Some(exclusive) = self.exclusive_bytes {
             pairs.push(("exclusive", bytes(exclusive)));
         }
+        if self.delta_bytes.is_some() {
+            pairs.push(("delta", delta(self)));
+        }
         key_values(&pairs)
     }
 }
 
 impl Human for ListView<SnapshotView> {
     fn human(&self) -> String {
-        let mut table = Table::new(&["NAME", "ALIAS", "CREATED", "EXPIRES", "FROZEN", "STATE", "ORIGIN"]);
+        let mut table = Table::new(&["NAME", "ALIAS", "CREATED", "EXPIRES", "FROZEN", "STATE", "ORIGIN", "DELTA"]);
         for snapshot in &self.0 {
             table.row(vec![
                 snapshot.name.clone(),
@@ -251,6 +263,7 @@ impl Human for ListView<SnapshotView> {
                 millis(snapshot.frozen_for_ms),
                 snapshot.state.to_owned(),
                 snapshot.origin.to_owned(),
+                snapshot.delta_bytes.map_or_else(|| "-".to_owned(), bytes),
             ]);
         }
         table.render()
@@ -946,15 +959,21 @@ ci    read,restore  db-1, db-2       -
             uuid: String::new(),
             comment: String::new(),
             exclusive_bytes: None,
+            delta_bytes: None,
+            delta_parent: None,
         };
         assert_eq!(
             ListView(vec![snapshot.clone()]).human(),
-            "NAME    ALIAS  CREATED               EXPIRES  FROZEN   STATE  ORIGIN\n\
-             snap-1  -      2026-05-04T10:00:00Z  never    3.25 ms  ready  api\n"
+            "NAME    ALIAS  CREATED               EXPIRES  FROZEN   STATE  ORIGIN  DELTA\n\
+             snap-1  -      2026-05-04T10:00:00Z  never    3.25 ms  ready  api     -\n"
         );
         assert!(!snapshot.human().contains("exclusive"), "not known, not shown");
-        let known = SnapshotView { exclusive_bytes: Some(6 << 20), ..snapshot };
+        let known = SnapshotView { exclusive_bytes: Some(6 << 20), ..snapshot.clone() };
         assert!(known.human().ends_with("uuid:       -\nexclusive:  6.0 MiB\n"), "{}", known.human());
+        let measured =
+            SnapshotView { delta_bytes: Some(412 << 20), delta_parent: Some("snap-0".into()), ..snapshot };
+        assert!(measured.human().ends_with("delta:      412.0 MiB since snap-0\n"), "{}", measured.human());
+        assert!(ListView(vec![measured]).human().contains("api     412.0 MiB\n"));
     }
 
     fn restored() -> RestoreView {

@@ -33,6 +33,10 @@ pub struct SnapshotView {
     /// Bytes only this snapshot holds; null when not known (listings, btrfs:
     /// the daemon fills them in for `snapshot show` on LVM only).
     pub exclusive_bytes: Option<u64>,
+    /// Bytes of file data written since `delta_parent` (the previous
+    /// snapshot; null for the first); null while not measured.
+    pub delta_bytes: Option<u64>,
+    pub delta_parent: Option<String>,
 }
 
 impl From<proto::Snapshot> for SnapshotView {
@@ -53,6 +57,8 @@ impl From<proto::Snapshot> for SnapshotView {
             uuid: snapshot.uuid,
             comment: snapshot.comment,
             exclusive_bytes: Some(snapshot.exclusive_bytes).filter(|bytes| *bytes > 0),
+            delta_bytes: snapshot.delta_bytes,
+            delta_parent: Some(snapshot.delta_parent).filter(|parent| !parent.is_empty()),
         }
     }
 }
@@ -399,6 +405,8 @@ mod tests {
             resource_name: "containers/db-1/snapshots/snap-2026-05-04".into(),
             comment: String::new(),
             exclusive_bytes: 0,
+            delta_bytes: None,
+            delta_parent: String::new(),
         }
     }
 

@@ -120,30 +120,20 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         });
     }
 
-    tasks.spawn({
-        let engine = engine.clone();
+    // Background loops that run until the daemon stops.
+    let until_stopped = |work: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
         let stop = stop.clone();
         async move {
             tokio::select! {
-                () = expiry_timer(engine) => {}
+                () = work => {}
                 () = stopped(stop) => {}
             }
             Ok(())
         }
-    });
-
-    tasks.spawn({
-        let store = store.clone();
-        let state_dir = config.state_dir.clone();
-        let stop = stop.clone();
-        async move {
-            tokio::select! {
-                () = daily_store_export(store, state_dir) => {}
-                () = stopped(stop) => {}
-            }
-            Ok(())
-        }
-    });
+    };
+    tasks.spawn(until_stopped(Box::pin(expiry_timer(engine.clone()))));
+    tasks.spawn(until_stopped(Box::pin(daily_store_export(store.clone(), config.state_dir.clone()))));
+    tasks.spawn(until_stopped(Box::pin(measure_sizes(engine.clone()))));
 
     {
         let policy = crate::scheduler::Policy {
@@ -272,6 +262,20 @@ async fn expiry_timer(engine: Arc<Engine>) {
 }
 
 /// Prunes events past their retention at start and then once a day.
+/// Measures what snapshots cost (their delta, in the background) at start
+/// and whenever snapshots were created or deleted.
+async fn measure_sizes(engine: Arc<Engine>) {
+    loop {
+        let measuring = engine.clone();
+        match tokio::task::spawn_blocking(move || measuring.measure_sizes()).await {
+            Ok(Ok(measured)) if measured > 0 => tracing::debug!(measured, "snapshot sizes measured"),
+            Ok(Err(error)) => tracing::error!(%error, "measuring snapshot sizes"),
+            _ => {}
+        }
+        engine.sizes_stale().await;
+    }
+}
+
 async fn prune_events(engine: Arc<Engine>, retention: chrono::Duration) {
     loop {
         let engine_now = engine.clone();

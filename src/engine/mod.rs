@@ -20,6 +20,7 @@ pub mod remotes;
 mod restore;
 mod schedule_fire;
 mod sidecars;
+mod sizes;
 mod snapshots;
 
 #[cfg(test)]
@@ -122,6 +123,8 @@ pub struct Engine {
     expiry_changed: tokio::sync::Notify,
     /// Woken whenever schedule entries change.
     entries_changed: tokio::sync::Notify,
+    /// Woken whenever snapshots were created or deleted (sizes to measure).
+    sizes_stale: tokio::sync::Notify,
     /// Snapshot locations being read by an export: not deleted meanwhile.
     pinned: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
 }
@@ -181,6 +184,7 @@ impl Engine {
             change_admission: Admission::new(limits),
             expiry_changed: tokio::sync::Notify::new(),
             entries_changed: tokio::sync::Notify::new(),
+            sizes_stale: tokio::sync::Notify::new(),
             pinned: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
     }

@@ -272,7 +272,7 @@ impl Engine {
             {
                 continue;
             }
-            match self.backend.changes_between(&local.location, &snapshot.location) {
+            match self.backend.changes_between(Some(&local.location), &snapshot.location) {
                 Ok(Some(changes)) => {
                     return Some(Parent { id: *id, manifest: manifest.clone(), changes: Some(to_changes(changes)) })
                 }
@@ -433,11 +433,13 @@ impl Engine {
             uuid: details.uuid,
             generation: details.generation,
             comment: format!("imported from remote {remote} (exported by {} at {})", manifest.host, manifest.exported),
+            sizes: None,
         };
         self.store.put_snapshots(&[&record])?;
         self.mirror_snapshots(&record.container, &[&record])?;
         self.store.end_intent(intent_id)?;
         self.store.make_durable()?;
+        self.sizes_stale.notify_one();
         Ok((record, imported))
     }
 
@@ -561,7 +563,8 @@ fn to_changes(changes: Vec<PathChange>) -> Vec<Change> {
             PathChange::Rename { from, to } => Change::Rename { from, to },
             PathChange::Remove { path } => Change::Remove { path },
             PathChange::Link { path, target } => Change::Link { path, target },
-            PathChange::Touched { path, data } => Change::Touched { path, data },
+            PathChange::Touched { path, data, .. } => Change::Touched { path, data },
+            PathChange::Times { path } => Change::Touched { path, data: false },
         })
         .collect()
 }

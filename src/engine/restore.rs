@@ -216,6 +216,7 @@ impl Engine {
         self.emit_step(&container.id, "start", took);
         self.store.end_intent(intent_id)?;
         self.expiry_changed.notify_one();
+        self.sizes_stale.notify_one();
         if let Err(error) = started {
             self.store.make_durable()?;
             return Err(EngineError::FailedPrecondition {
@@ -338,6 +339,7 @@ impl Engine {
                 uuid: aside.uuid,
                 generation: aside.generation,
                 comment: format!("state before the restore to {}", intent.target),
+                sizes: None,
             };
             self.store.put_snapshots(&[&record])?;
             self.mirror(container, Mirror::Snapshots(&[&record]))?;

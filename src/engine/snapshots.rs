@@ -141,6 +141,7 @@ impl Engine {
             uuid: taken.details.uuid,
             generation: taken.details.generation,
             comment: request.comment,
+            sizes: None,
         };
         self.save_with_alias(&record)?;
         self.store.end_intent(intent_id)?;
@@ -160,6 +161,7 @@ impl Engine {
         self.store.make_durable()?;
         fault::point("create.recorded");
         self.expiry_changed.notify_one();
+        self.sizes_stale.notify_one();
         tracing::info!(
             container = %record.container, snapshot = %record.name, alias = ?record.alias,
             frozen_for_us = record.frozen_for.as_micros() as u64, "snapshot created"
@@ -324,6 +326,7 @@ impl Engine {
         self.store.end_intent(intent_id)?;
         self.emit(event.container(&container.id).snapshot(&snapshot.name));
         self.store.make_durable()?;
+        self.sizes_stale.notify_one();
         tracing::info!(container = %container.id, snapshot = %snapshot.name, "snapshot deleted");
         Ok(snapshot)
     }

@@ -185,6 +185,7 @@ mod tests {
             uuid: "u".into(),
             generation: 3,
             comment: String::new(),
+            sizes: None,
         }
     }
 

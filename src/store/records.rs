@@ -85,6 +85,25 @@ pub struct SnapshotRecord {
     pub uuid: String,
     pub generation: u64,
     pub comment: String,
+    /// What the snapshot costs, measured in the background after it lands
+    /// (`None` until then).
+    #[serde(default)]
+    pub sizes: Option<SnapshotSizes>,
+}
+
+/// What a snapshot costs, as measured from what the filesystem says changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSizes {
+    /// Bytes of file data written between `delta_parent` and this snapshot
+    /// (the page's "412 MB delta"); with no parent, all of its file data.
+    pub delta_bytes: u64,
+    /// The snapshot the delta is counted from: the previous one of the
+    /// container when it was measured (`None`: it was the first). When that
+    /// one is deleted, the delta is measured again against the new previous.
+    pub delta_parent: Option<String>,
+    /// Bytes only this snapshot holds (what deleting it gives back), where
+    /// the filesystem can tell (btrfs simple quotas).
+    pub exclusive_bytes: Option<u64>,
 }
 
 impl SnapshotRecord {

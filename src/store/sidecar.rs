@@ -151,6 +151,8 @@ impl SnapshotSidecar {
             uuid: self.uuid.clone(),
             generation: volume_generation,
             comment: self.comment.clone(),
+            // Measured again in the background.
+            sizes: None,
         }
     }
 
@@ -303,6 +305,7 @@ mod tests {
             uuid: "u".into(),
             generation: 7,
             comment: "before the migration".into(),
+            sizes: None,
         }
     }
 

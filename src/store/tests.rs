@@ -20,6 +20,7 @@ fn snapshot(name: &str, alias: Option<&str>) -> SnapshotRecord {
         uuid: String::new(),
         generation: 7,
         comment: String::new(),
+        sizes: None,
     }
 }
 

@@ -293,10 +293,16 @@ impl Backend for BtrfsBackend {
     }
 
     /// The send stream without data, parent to snapshot (both read-only).
-    fn changes_between(&self, parent: &str, location: &str) -> Result<Option<Vec<super::PathChange>>, BackendError> {
-        open_subvolume(Path::new(parent))?;
+    fn changes_between(
+        &self,
+        parent: Option<&str>,
+        location: &str,
+    ) -> Result<Option<Vec<super::PathChange>>, BackendError> {
+        if let Some(parent) = parent {
+            open_subvolume(Path::new(parent))?;
+        }
         open_subvolume(Path::new(location))?;
-        send::path_changes(Path::new(parent), Path::new(location)).map(Some)
+        send::path_changes(parent.map(Path::new), Path::new(location)).map(Some)
     }
 
     fn create_volume(&self, location: &str) -> Result<(), BackendError> {

@@ -135,15 +135,16 @@ pub fn destroy(parent: impl AsFd, name: &OsStr) -> io::Result<()> {
 
 /// Writes the send stream of the read-only subvolume `fd` into `out`
 /// (`BTRFS_IOC_SEND`), as changes from the read-only subvolume with tree id
-/// `parent_root`, without file data. Blocks until the stream is written:
-/// someone must read the other end of `out` meanwhile.
-pub fn send_without_data(fd: impl AsFd, out: impl AsFd, parent_root: u64) -> io::Result<()> {
-    let clone_sources = [parent_root];
+/// `parent_root` (or, without one, the whole subvolume as new), without
+/// file data. Blocks until the stream is written: someone must read the
+/// other end of `out` meanwhile.
+pub fn send_without_data(fd: impl AsFd, out: impl AsFd, parent_root: Option<u64>) -> io::Result<()> {
+    let clone_sources = [parent_root.unwrap_or(0)];
     let args = ioctl::SendArgs {
         send_fd: i64::from(out.as_fd().as_raw_fd()),
-        clone_sources_count: 1,
+        clone_sources_count: u64::from(parent_root.is_some()),
         clone_sources: clone_sources.as_ptr(),
-        parent_root,
+        parent_root: parent_root.unwrap_or(0),
         flags: ioctl::BTRFS_SEND_FLAG_NO_FILE_DATA,
         version: 0,
         reserved: [0; 28],

@@ -20,27 +20,24 @@ use crate::backend::{BackendError, PathChange};
 
 fn change_of(command: &Command) -> Result<Option<PathChange>, StreamError> {
     let path = || command.path(attr::PATH);
+    let touched = |data, bytes| -> Result<PathChange, StreamError> { Ok(PathChange::Touched { path: path()?, data, bytes }) };
     Ok(Some(match command.cmd {
         cmd::SUBVOL | cmd::SNAPSHOT | cmd::END => return Ok(None),
-        cmd::MKFILE
-        | cmd::MKDIR
-        | cmd::MKNOD
-        | cmd::MKFIFO
-        | cmd::MKSOCK
-        | cmd::SYMLINK
-        | cmd::WRITE
-        | cmd::CLONE
-        | cmd::TRUNCATE
-        | cmd::UPDATE_EXTENT
-        | cmd::FALLOCATE
-        | cmd::ENCODED_WRITE => PathChange::Touched { path: path()?, data: true },
-        cmd::CHMOD
-        | cmd::CHOWN
-        | cmd::UTIMES
-        | cmd::SET_XATTR
-        | cmd::REMOVE_XATTR
-        | cmd::FILEATTR
-        | cmd::ENABLE_VERITY => PathChange::Touched { path: path()?, data: false },
+        cmd::MKFILE | cmd::MKDIR | cmd::MKNOD | cmd::MKFIFO | cmd::MKSOCK | cmd::SYMLINK | cmd::TRUNCATE => {
+            touched(true, 0)?
+        }
+        // Without file data (the only way this module asks), a changed
+        // extent is an UPDATE_EXTENT with its length; the others carry
+        // their bytes or a length.
+        cmd::UPDATE_EXTENT | cmd::FALLOCATE => touched(true, command.u64(attr::SIZE))?,
+        cmd::CLONE => touched(true, command.u64(attr::CLONE_LEN))?,
+        cmd::WRITE | cmd::ENCODED_WRITE => {
+            touched(true, command.attrs.get(&attr::DATA).map_or(0, |data| data.len() as u64))?
+        }
+        cmd::UTIMES => PathChange::Times { path: path()? },
+        cmd::CHMOD | cmd::CHOWN | cmd::SET_XATTR | cmd::REMOVE_XATTR | cmd::FILEATTR | cmd::ENABLE_VERITY => {
+            touched(false, 0)?
+        }
         cmd::RENAME => PathChange::Rename { from: path()?, to: command.path(attr::PATH_TO)? },
         cmd::LINK => PathChange::Link { path: path()?, target: command.path(attr::PATH_LINK)? },
         cmd::UNLINK | cmd::RMDIR => PathChange::Remove { path: path()? },
@@ -61,11 +58,16 @@ pub fn changes_of_stream(bytes: &[u8]) -> Result<Vec<PathChange>, StreamError> {
 }
 
 /// The send stream of `snapshot` against `parent` (both read-only
-/// subvolumes of one filesystem), without file data.
-pub fn send_stream(parent: &Path, snapshot: &Path) -> Result<Vec<u8>, BackendError> {
-    let parent_fd = subvol::open_dir(parent).map_err(|err| BackendError::io("open", parent, err))?;
-    let parent_root =
-        subvol::subvol_info(&parent_fd).map_err(|err| BackendError::io("get subvolume info", parent, err))?.id;
+/// subvolumes of one filesystem), without file data; without a parent, the
+/// whole of `snapshot` as new.
+pub fn send_stream(parent: Option<&Path>, snapshot: &Path) -> Result<Vec<u8>, BackendError> {
+    let parent_root = match parent {
+        Some(parent) => {
+            let parent_fd = subvol::open_dir(parent).map_err(|err| BackendError::io("open", parent, err))?;
+            Some(subvol::subvol_info(&parent_fd).map_err(|err| BackendError::io("get subvolume info", parent, err))?.id)
+        }
+        None => None,
+    };
     let snapshot_fd = subvol::open_dir(snapshot).map_err(|err| BackendError::io("open", snapshot, err))?;
     let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|errno| BackendError::io("pipe", snapshot, errno.into()))?;
@@ -84,8 +86,9 @@ pub fn send_stream(parent: &Path, snapshot: &Path) -> Result<Vec<u8>, BackendErr
     Ok(stream)
 }
 
-/// What turned `parent` into `snapshot`, as path changes in order.
-pub fn path_changes(parent: &Path, snapshot: &Path) -> Result<Vec<PathChange>, BackendError> {
+/// What turned `parent` (or nothing) into `snapshot`, as path changes in
+/// order.
+pub fn path_changes(parent: Option<&Path>, snapshot: &Path) -> Result<Vec<PathChange>, BackendError> {
     let stream = send_stream(parent, snapshot)?;
     changes_of_stream(&stream).map_err(|error| BackendError::Io {
         op: "parse the send stream of",
@@ -105,7 +108,7 @@ mod tests {
             (cmd::SNAPSHOT, vec![(attr::PATH, b"s2")]),
             (cmd::MKFILE, vec![(attr::PATH, b"o300-9-0")]),
             (cmd::RENAME, vec![(attr::PATH, b"o300-9-0"), (attr::PATH_TO, b"dir/new")]),
-            (cmd::UPDATE_EXTENT, vec![(attr::PATH, b"dir/old")]),
+            (cmd::UPDATE_EXTENT, vec![(attr::PATH, b"dir/old"), (attr::SIZE, &4096u64.to_le_bytes())]),
             (cmd::LINK, vec![(attr::PATH, b"dir/link"), (attr::PATH_LINK, b"dir/new")]),
             (cmd::UNLINK, vec![(attr::PATH, b"gone")]),
             (cmd::UTIMES, vec![(attr::PATH, b"dir")]),
@@ -114,12 +117,12 @@ mod tests {
         assert_eq!(
             changes_of_stream(&bytes).unwrap(),
             vec![
-                PathChange::Touched { path: b"o300-9-0".to_vec(), data: true },
+                PathChange::Touched { path: b"o300-9-0".to_vec(), data: true, bytes: 0 },
                 PathChange::Rename { from: b"o300-9-0".to_vec(), to: b"dir/new".to_vec() },
-                PathChange::Touched { path: b"dir/old".to_vec(), data: true },
+                PathChange::Touched { path: b"dir/old".to_vec(), data: true, bytes: 4096 },
                 PathChange::Link { path: b"dir/link".to_vec(), target: b"dir/new".to_vec() },
                 PathChange::Remove { path: b"gone".to_vec() },
-                PathChange::Touched { path: b"dir".to_vec(), data: false },
+                PathChange::Times { path: b"dir".to_vec() },
             ]
         );
         let unknown = stream(&[(99, vec![])]);

@@ -42,12 +42,16 @@ pub mod cmd {
 
 /// Attribute numbers (`enum btrfs_send_attr`) this parser reads.
 pub mod attr {
+    /// le64: a length (UPDATE_EXTENT, TRUNCATE, FALLOCATE).
+    pub const SIZE: u16 = 4;
     pub const PATH: u16 = 15;
     pub const PATH_TO: u16 = 16;
     pub const PATH_LINK: u16 = 17;
     /// Version 2 and later: a DATA attribute has no length and runs to the
     /// end of its command.
     pub const DATA: u16 = 19;
+    /// le64: how many bytes a CLONE copies.
+    pub const CLONE_LEN: u16 = 24;
 }
 
 /// One command and its attributes (each type once; the last one wins).
@@ -60,6 +64,15 @@ pub struct Command {
 impl Command {
     pub fn path(&self, attribute: u16) -> Result<Vec<u8>, StreamError> {
         self.attrs.get(&attribute).cloned().ok_or(StreamError::MissingAttribute { cmd: self.cmd, attribute })
+    }
+
+    /// A le64 attribute (a size or a length); 0 when it is absent or not
+    /// eight bytes long.
+    pub fn u64(&self, attribute: u16) -> u64 {
+        self.attrs
+            .get(&attribute)
+            .and_then(|value| <[u8; 8]>::try_from(value.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes)
     }
 }
 
