@@ -22,15 +22,18 @@ pub enum Scope {
     Restore,
     Schedule,
     Admin,
+    /// `GET /metrics` over TCP, and nothing else.
+    MetricsRead,
 }
 
 impl Scope {
-    pub const ALL: [(&'static str, Scope); 5] = [
+    pub const ALL: [(&'static str, Scope); 6] = [
         ("read", Scope::Read),
         ("snapshot", Scope::Snapshot),
         ("restore", Scope::Restore),
         ("schedule", Scope::Schedule),
         ("admin", Scope::Admin),
+        ("metrics:read", Scope::MetricsRead),
     ];
 
     pub fn parse(text: &str) -> Option<Scope> {
@@ -42,9 +45,9 @@ impl Scope {
     }
 
     /// Whether holding `self` grants `wanted`: admin grants everything, and
-    /// every scope grants read.
+    /// every scope but metrics:read (for a scraper) grants read.
     pub fn grants(self, wanted: Scope) -> bool {
-        self == Scope::Admin || self == wanted || wanted == Scope::Read
+        self == Scope::Admin || self == wanted || (wanted == Scope::Read && self != Scope::MetricsRead)
     }
 }
 
