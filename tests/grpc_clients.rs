@@ -14,7 +14,6 @@ use std::process::{Command, Output};
 
 use common::*;
 use rollpoint::testkit::cgroup::TestCgroup;
-use rollpoint::testkit::daemon::{DaemonOptions, TestDaemon};
 use rollpoint::testkit::loop_btrfs::LoopBtrfs;
 use rollpoint::testkit::root_or_skip;
 
@@ -57,13 +56,7 @@ async fn grpcurl_and_python_grpcio_are_served_whatever_authority_they_send() {
     let fs = LoopBtrfs::create(256 << 20).expect("loop btrfs");
     let volume = fs.create_subvolume("py").expect("subvolume");
     let cgroup = TestCgroup::create("grpc-clients").expect("cgroup");
-    let port = free_loopback_port();
-    let daemon = TestDaemon::start_with(
-        daemon_binary(),
-        DaemonOptions::default().arg("--listen").arg(format!("127.0.0.1:{port}")),
-    )
-    .await
-    .expect("start rollpointd");
+    let (daemon, port) = daemon_on_loopback_tcp().await;
     let mut root = daemon.clients().await.expect("connect");
     register(&mut root, "py", cgroup.relative_name(), &volume).await.expect("register");
 

@@ -47,26 +47,22 @@ impl Metrics {
             failures: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "snapshot_duration_seconds",
-            "Time to take a snapshot, freeze to reply",
-            metrics.snapshot_duration.clone(),
-        );
-        registry.register(
-            "freeze_window_seconds",
-            "How long a container was frozen for a snapshot",
-            metrics.freeze_window.clone(),
-        );
-        registry.register(
-            "restore_downtime_seconds",
-            "From the stop of a container to its start again, per restore",
-            metrics.restore_downtime.clone(),
-        );
-        registry.register(
-            "schedule_fire_lateness_seconds",
-            "How late a schedule entry fired after it was due",
-            metrics.schedule_lateness.clone(),
-        );
+        for (name, help, histogram) in [
+            ("snapshot_duration_seconds", "Time to take a snapshot, freeze to reply", &metrics.snapshot_duration),
+            ("freeze_window_seconds", "How long a container was frozen for a snapshot", &metrics.freeze_window),
+            (
+                "restore_downtime_seconds",
+                "From the stop of a container to its start again, per restore",
+                &metrics.restore_downtime,
+            ),
+            (
+                "schedule_fire_lateness_seconds",
+                "How late a schedule entry fired after it was due",
+                &metrics.schedule_lateness,
+            ),
+        ] {
+            registry.register(name, help, histogram.clone());
+        }
         registry.register("failures", "Failed operations, by event kind", metrics.failures.clone());
         Arc::new(Metrics { registry, ..metrics })
     }

@@ -122,6 +122,7 @@ impl Services {
             gate: self.gate.clone(),
             containers: Arc::new(Containers { engine: self.engine.clone() }),
             snapshots: Arc::new(self.snapshots()),
+            schedules: Arc::new(Schedules { engine: self.engine.clone() }),
             engine: self.engine.clone(),
             metrics: self.metrics.clone(),
             events: Arc::new(Events { engine: self.engine.clone(), stop: self.stop.clone() }),

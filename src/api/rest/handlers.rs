@@ -23,8 +23,11 @@ use crate::api::proto;
 use crate::api::tokens::Scope;
 use crate::api::proto::container_service_server::ContainerService;
 use crate::api::proto::event_service_server::EventService;
+use crate::api::proto::schedule_service_server::ScheduleService;
 use crate::api::proto::snapshot_service_server::SnapshotService;
-use crate::cli::views::{ContainerView, EventView, RestoreView, SnapshotView, UnregisterView};
+use crate::cli::views::{
+    ContainerView, DeletedEntryView, EntryView, EventView, RestoreView, RunView, SnapshotView, UnregisterView,
+};
 
 type Reply<T> = Result<Json<T>, RestError>;
 
@@ -365,4 +368,170 @@ pub async fn events(
         events: reply.events.into_iter().map(EventView::from).collect(),
     })
     .into_response())
+}
+
+/// The snapshot action of an entry: `{"container", "alias", "expiry", "export_to"}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotActionBody {
+    container: String,
+    #[serde(default)]
+    alias: String,
+    expiry: Option<Expiry>,
+    #[serde(default)]
+    export_to: String,
+}
+
+/// A schedule entry as the page writes it: `{"schedule": "55 2 * * *",
+/// "command": "...", "comment": "..."}`, or with `"snapshot": {...}` in place
+/// of `command`. On PATCH, only the fields given change.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryBody {
+    id: Option<String>,
+    schedule: Option<String>,
+    time_zone: Option<String>,
+    command: Option<String>,
+    timeout_seconds: Option<u32>,
+    snapshot: Option<SnapshotActionBody>,
+    comment: Option<String>,
+    enabled: Option<bool>,
+}
+
+impl EntryBody {
+    fn action(&mut self) -> Result<Option<proto::entry::Action>, RestError> {
+        match (self.command.take(), self.snapshot.take()) {
+            (Some(_), Some(_)) => Err(RestError::new(
+                StatusCode::BAD_REQUEST,
+                tonic::Code::InvalidArgument,
+                "command: an entry runs a command or takes a snapshot, not both",
+                Some("command"),
+            )),
+            (Some(command), None) => Ok(Some(proto::entry::Action::Command(proto::CommandAction {
+                command,
+                timeout_seconds: self.timeout_seconds.unwrap_or(0),
+            }))),
+            (None, Some(snapshot)) => Ok(Some(proto::entry::Action::Snapshot(proto::SnapshotAction {
+                container: snapshot.container,
+                alias: snapshot.alias,
+                expiry_days: snapshot.expiry.map(|expiry| expiry.days(chrono::Utc::now())).transpose()?.unwrap_or(0),
+                export_to: snapshot.export_to,
+            }))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The entry message and the names of the fields that were given.
+    fn into_entry(mut self) -> Result<(proto::Entry, Vec<String>), RestError> {
+        let action = self.action()?;
+        let mut given = Vec::new();
+        let mut mark = |field: &str, present: bool| {
+            if present {
+                given.push(field.to_owned());
+            }
+        };
+        mark("schedule", self.schedule.is_some());
+        mark("time_zone", self.time_zone.is_some());
+        mark("action", action.is_some());
+        mark("comment", self.comment.is_some());
+        mark("enabled", self.enabled.is_some());
+        let entry = proto::Entry {
+            id: self.id.unwrap_or_default(),
+            schedule: self.schedule.unwrap_or_default(),
+            time_zone: self.time_zone.unwrap_or_default(),
+            action,
+            comment: self.comment.unwrap_or_default(),
+            enabled: self.enabled.unwrap_or(true),
+            ..Default::default()
+        };
+        Ok((entry, given))
+    }
+}
+
+fn entry_name(user: &str, entry: &str) -> String {
+    format!("users/{user}/entries/{entry}")
+}
+
+#[derive(Serialize)]
+pub struct EntryPage {
+    entries: Vec<EntryView>,
+    /// Pass as `page_token` for the next page; null on the last.
+    next_page_token: Option<String>,
+}
+
+/// `POST /api/v1/users/{user}/entries`.
+pub async fn create_entry(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply<EntryView> {
+    let body: EntryBody = body::parse(&headers, body)?.ok_or_else(|| RestError::bad_body("body: required"))?;
+    let (entry, _) = body.into_entry()?;
+    let message = proto::CreateEntryRequest { user, entry: Some(entry) };
+    Ok(Json(state.schedules.create_entry(request(caller, message)).await?.into_inner().into()))
+}
+
+pub async fn list_entries(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    Path(user): Path<String>,
+    Query(paging): Query<Paging>,
+) -> Reply<EntryPage> {
+    let message = proto::ListEntriesRequest { user, page_size: paging.page_size, page_token: paging.page_token };
+    let reply = state.schedules.list_entries(request(caller, message)).await?.into_inner();
+    Ok(Json(EntryPage {
+        entries: reply.entries.into_iter().map(EntryView::from).collect(),
+        next_page_token: token(reply.next_page_token),
+    }))
+}
+
+pub async fn get_entry(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    Path((user, entry)): Path<(String, String)>,
+) -> Reply<EntryView> {
+    let message = proto::GetEntryRequest { name: entry_name(&user, &entry) };
+    Ok(Json(state.schedules.get_entry(request(caller, message)).await?.into_inner().into()))
+}
+
+pub async fn update_entry(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    Path((user, entry)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply<EntryView> {
+    let body: EntryBody = body::parse(&headers, body)?.ok_or_else(|| RestError::bad_body("body: required"))?;
+    let (update, update_mask) = body.into_entry()?;
+    let message = proto::UpdateEntryRequest { name: entry_name(&user, &entry), entry: Some(update), update_mask };
+    Ok(Json(state.schedules.update_entry(request(caller, message)).await?.into_inner().into()))
+}
+
+pub async fn delete_entry(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    Path((user, entry)): Path<(String, String)>,
+) -> Reply<DeletedEntryView> {
+    let name = entry_name(&user, &entry);
+    state.schedules.delete_entry(request(caller, proto::DeleteEntryRequest { name: name.clone() })).await?;
+    Ok(Json(DeletedEntryView { name }))
+}
+
+/// `POST /api/v1/users/{user}/entries/{entry}:run`: fires the entry now.
+pub async fn run_entry(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    Path((user, entry)): Path<(String, String)>,
+) -> Reply<RunView> {
+    let Some(entry) = entry.strip_suffix(":run") else {
+        return Err(RestError::from(tonic::Status::not_found(format!(
+            "POST {}: to fire an entry, POST .../entries/{entry}:run",
+            entry_name(&user, &entry)
+        ))));
+    };
+    let name = entry_name(&user, entry);
+    let reply = state.schedules.run_entry(request(caller, proto::RunEntryRequest { name: name.clone() })).await?;
+    Ok(Json(RunView::new(&name, reply.into_inner())))
 }

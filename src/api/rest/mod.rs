@@ -38,6 +38,7 @@ pub struct RestState {
     pub(super) containers: std::sync::Arc<Containers>,
     pub(super) snapshots: std::sync::Arc<Snapshots>,
     pub(super) events: std::sync::Arc<Events>,
+    pub(super) schedules: std::sync::Arc<super::schedules::Schedules>,
     pub(super) engine: std::sync::Arc<crate::engine::Engine>,
     pub(super) metrics: std::sync::Arc<super::metrics::Metrics>,
 }
@@ -51,6 +52,14 @@ pub fn router(state: RestState) -> axum::Router {
         .route(
             "/api/v1/containers/{id}/snapshots/{snapshot}",
             get(handlers::get_snapshot).patch(handlers::patch_snapshot).delete(handlers::delete_snapshot),
+        )
+        .route("/api/v1/users/{user}/entries", get(handlers::list_entries).post(handlers::create_entry))
+        .route(
+            "/api/v1/users/{user}/entries/{entry}",
+            get(handlers::get_entry)
+                .patch(handlers::update_entry)
+                .delete(handlers::delete_entry)
+                .post(handlers::run_entry),
         )
         .route("/api/v1/events", get(handlers::events))
         .route("/metrics", get(handlers::metrics))
