@@ -90,14 +90,14 @@ impl TokenBook {
         if scopes.is_empty() {
             return Err(EngineError::invalid(
                 "scopes",
-                "give at least one of read, snapshot, restore, schedule, admin",
+                "give at least one of read, snapshot, restore, schedule, admin, metrics:read",
             ));
         }
         for scope in scopes {
             if Scope::parse(scope).is_none() {
                 return Err(EngineError::invalid(
                     "scopes",
-                    format!("{scope:?} is not one of read, snapshot, restore, schedule, admin"),
+                    format!("{scope:?} is not one of read, snapshot, restore, schedule, admin, metrics:read"),
                 ));
             }
         }
@@ -167,6 +167,16 @@ mod tests {
         let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
         let book = TokenBook::open(store, &dir.path().join("token.key")).unwrap();
         (dir, book)
+    }
+
+    #[test]
+    fn metrics_read_grants_the_scrape_and_nothing_else() {
+        assert!(Scope::MetricsRead.grants(Scope::MetricsRead));
+        assert!(!Scope::MetricsRead.grants(Scope::Read));
+        assert!(Scope::Admin.grants(Scope::MetricsRead));
+        assert!(!Scope::Read.grants(Scope::MetricsRead));
+        assert!(Scope::Snapshot.grants(Scope::Read));
+        assert_eq!(Scope::parse("metrics:read"), Some(Scope::MetricsRead));
     }
 
     #[test]
