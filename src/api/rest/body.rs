@@ -36,7 +36,7 @@ pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, Bytes
 
 /// When a snapshot expires: `7` (days from now, as on the page) or an RFC
 /// 3339 time (`"2026-05-11T02:55:00Z"`).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(untagged, expecting = "a number of days or an RFC 3339 time")]
 pub enum Expiry {
     Days(u32),

@@ -15,7 +15,7 @@ pub struct RestError {
 }
 
 /// The JSON body of every REST error.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The gRPC code's name: `INVALID_ARGUMENT`, `NOT_FOUND`, ...
     pub code: String,

@@ -17,6 +17,7 @@ use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::body::{self, Expiry};
+use super::error::ErrorBody;
 use super::{RestError, RestState};
 use crate::api::auth::Caller;
 use crate::api::proto;
@@ -41,6 +42,7 @@ fn request<T>(caller: Caller, message: T) -> tonic::Request<T> {
 
 /// `GET /healthz`: what gRPC health says of the daemon as a whole (SERVING
 /// once start-up recovery is done), without credentials, as gRPC health.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn healthz(State(state): State<RestState>) -> Response {
     if state.gate.ready.load(Ordering::Acquire) {
         (StatusCode::OK, Json(Health { status: "SERVING" })).into_response()
@@ -49,13 +51,14 @@ pub async fn healthz(State(state): State<RestState>) -> Response {
     }
 }
 
-#[derive(Serialize)]
-struct Health {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
     status: &'static str,
 }
 
 /// `GET /metrics`: any caller let in on the socket; on TCP a token with
 /// the `metrics:read` scope (or admin).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn metrics(State(state): State<RestState>, Extension(caller): Extension<Caller>) -> Result<Response, RestError> {
     crate::api::auth::authorize(&request(caller, ()), Scope::MetricsRead, None)?;
     let text = tokio::task::spawn_blocking(move || state.metrics.render(&state.engine))
@@ -66,7 +69,7 @@ pub async fn metrics(State(state): State<RestState>, Extension(caller): Extensio
 }
 
 /// Paging of every list: `?page_size=&page_token=`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Paging {
     #[serde(default)]
@@ -75,14 +78,14 @@ pub struct Paging {
     page_token: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ContainerPage {
     containers: Vec<ContainerView>,
     /// Pass as `page_token` for the next page; null on the last.
     next_page_token: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SnapshotPage {
     snapshots: Vec<SnapshotView>,
     /// Pass as `page_token` for the next page; null on the last.
@@ -94,7 +97,7 @@ fn token(next: String) -> Option<String> {
 }
 
 /// `POST /api/v1/containers`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
     id: String,
@@ -104,6 +107,7 @@ pub struct RegisterBody {
     labels: BTreeMap<String, String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/containers", request_body = RegisterBody, responses((status = 200, body = ContainerView), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn register_container(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -122,6 +126,7 @@ pub async fn register_container(
     Ok(Json(reply.container.unwrap_or_default().into()))
 }
 
+#[utoipa::path(get, path = "/api/v1/containers", params(("page_size" = Option<i32>, Query), ("page_token" = Option<String>, Query)), responses((status = 200, body = ContainerPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_containers(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -135,6 +140,7 @@ pub async fn list_containers(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/containers/{id}", params(("id" = String, Path)), responses((status = 200, body = ContainerView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_container(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -145,7 +151,7 @@ pub async fn get_container(
 }
 
 /// `DELETE /api/v1/containers/{id}?delete_snapshots=&keep_snapshots=`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnregisterQuery {
     #[serde(default)]
@@ -154,6 +160,7 @@ pub struct UnregisterQuery {
     keep_snapshots: bool,
 }
 
+#[utoipa::path(delete, path = "/api/v1/containers/{id}", params(("id" = String, Path), ("delete_snapshots" = Option<bool>, Query), ("keep_snapshots" = Option<bool>, Query)), responses((status = 200, body = UnregisterView), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn unregister_container(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -171,7 +178,7 @@ pub async fn unregister_container(
 
 /// `POST /api/v1/containers/{id}/snapshots`: the page's
 /// `{"alias": "rollback-point", "expiry": 7}`; every field may be left out.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSnapshotBody {
     name: Option<String>,
@@ -180,6 +187,7 @@ pub struct CreateSnapshotBody {
     comment: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/containers/{id}/snapshots", params(("id" = String, Path)), request_body(content = CreateSnapshotBody, content_type = "application/json", description = "JSON; also accepted under application/x-www-form-urlencoded (curl -d)"), responses((status = 200, body = SnapshotView), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody), (status = 507, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_snapshot(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -199,6 +207,7 @@ pub async fn create_snapshot(
     Ok(Json(reply.snapshot.unwrap_or_default().into()))
 }
 
+#[utoipa::path(get, path = "/api/v1/containers/{id}/snapshots", params(("id" = String, Path), ("page_size" = Option<i32>, Query), ("page_token" = Option<String>, Query)), responses((status = 200, body = SnapshotPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_snapshots(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -214,6 +223,7 @@ pub async fn list_snapshots(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/containers/{id}/snapshots/{snapshot}", params(("id" = String, Path), ("snapshot" = String, Path, description = "name or alias")), responses((status = 200, body = SnapshotView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_snapshot(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -224,6 +234,7 @@ pub async fn get_snapshot(
     Ok(Json(reply.snapshot.unwrap_or_default().into()))
 }
 
+#[utoipa::path(delete, path = "/api/v1/containers/{id}/snapshots/{snapshot}", params(("id" = String, Path), ("snapshot" = String, Path, description = "name or alias")), responses((status = 200, body = SnapshotView), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_snapshot(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -237,7 +248,7 @@ pub async fn delete_snapshot(
 /// `PATCH /api/v1/containers/{id}/snapshots/{name-or-alias}`: no body (or
 /// `{"restore": true}`) restores, as the page's runbook line; `alias` and/or
 /// `expiry` update those instead. Both at once is refused.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchSnapshotBody {
     #[serde(default)]
@@ -249,13 +260,14 @@ pub struct PatchSnapshotBody {
 }
 
 /// What a PATCH answers: the restore's result, or the updated snapshot.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Patched {
     Restored(RestoreView),
     Updated(SnapshotView),
 }
 
+#[utoipa::path(patch, path = "/api/v1/containers/{id}/snapshots/{snapshot}", params(("id" = String, Path), ("snapshot" = String, Path, description = "name or alias")), request_body(content = Option<PatchSnapshotBody>, description = "none: restore; alias/expiry: update"), responses((status = 200, body = Patched), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn patch_snapshot(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -306,7 +318,7 @@ pub async fn patch_snapshot(
 }
 
 /// `GET /api/v1/events?after=&container=&limit=`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Events after this sequence number (the `next` of the last page).
@@ -320,7 +332,7 @@ pub struct EventsQuery {
 }
 
 /// A page of the timeline, oldest first.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventPage {
     events: Vec<EventView>,
     /// Pass as `after` for the next page; null when this page is the last.
@@ -330,6 +342,7 @@ pub struct EventPage {
 /// The timeline as JSON, or live as Server-Sent Events when the client
 /// accepts `text/event-stream` (each event's `id` is its sequence, so a
 /// client that reconnects passes the last as `after`).
+#[utoipa::path(get, path = "/api/v1/events", params(("after" = Option<u64>, Query), ("container" = Option<String>, Query), ("limit" = Option<i32>, Query)), responses((status = 200, body = EventPage, description = "JSON; with Accept: text/event-stream, Server-Sent Events of EventView"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn events(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -371,7 +384,7 @@ pub async fn events(
 }
 
 /// The snapshot action of an entry: `{"container", "alias", "expiry", "export_to"}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotActionBody {
     container: String,
@@ -385,7 +398,7 @@ pub struct SnapshotActionBody {
 /// A schedule entry as the page writes it: `{"schedule": "55 2 * * *",
 /// "command": "...", "comment": "..."}`, or with `"snapshot": {...}` in place
 /// of `command`. On PATCH, only the fields given change.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntryBody {
     id: Option<String>,
@@ -452,7 +465,7 @@ fn entry_name(user: &str, entry: &str) -> String {
     format!("users/{user}/entries/{entry}")
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EntryPage {
     entries: Vec<EntryView>,
     /// Pass as `page_token` for the next page; null on the last.
@@ -460,6 +473,7 @@ pub struct EntryPage {
 }
 
 /// `POST /api/v1/users/{user}/entries`.
+#[utoipa::path(post, path = "/api/v1/users/{user}/entries", params(("user" = String, Path)), request_body = EntryBody, responses((status = 200, body = EntryView), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_entry(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -473,6 +487,7 @@ pub async fn create_entry(
     Ok(Json(state.schedules.create_entry(request(caller, message)).await?.into_inner().into()))
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{user}/entries", params(("user" = String, Path), ("page_size" = Option<i32>, Query), ("page_token" = Option<String>, Query)), responses((status = 200, body = EntryPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_entries(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -487,6 +502,7 @@ pub async fn list_entries(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{user}/entries/{entry}", params(("user" = String, Path), ("entry" = String, Path)), responses((status = 200, body = EntryView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_entry(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -496,6 +512,7 @@ pub async fn get_entry(
     Ok(Json(state.schedules.get_entry(request(caller, message)).await?.into_inner().into()))
 }
 
+#[utoipa::path(patch, path = "/api/v1/users/{user}/entries/{entry}", params(("user" = String, Path), ("entry" = String, Path)), request_body = EntryBody, responses((status = 200, body = EntryView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update_entry(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -509,6 +526,7 @@ pub async fn update_entry(
     Ok(Json(state.schedules.update_entry(request(caller, message)).await?.into_inner().into()))
 }
 
+#[utoipa::path(delete, path = "/api/v1/users/{user}/entries/{entry}", params(("user" = String, Path), ("entry" = String, Path)), responses((status = 200, body = DeletedEntryView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_entry(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -520,6 +538,7 @@ pub async fn delete_entry(
 }
 
 /// `POST /api/v1/users/{user}/entries/{entry}:run`: fires the entry now.
+#[utoipa::path(post, path = "/api/v1/users/{user}/entries/{entry}:run", params(("user" = String, Path), ("entry" = String, Path)), responses((status = 200, body = RunView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn run_entry(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,

@@ -9,6 +9,7 @@
 mod body;
 mod error;
 mod handlers;
+pub mod openapi;
 
 use std::time::Duration;
 
@@ -67,9 +68,15 @@ pub fn router(state: RestState) -> axum::Router {
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES));
     axum::Router::new()
         .route("/healthz", get(handlers::healthz))
+        .route("/api/v1/openapi.json", get(openapi_json))
         .merge(calls)
         .layer(axum::middleware::from_fn(time_limit))
         .with_state(state)
+}
+
+/// `GET /api/v1/openapi.json`: no credentials, it says nothing of the host.
+async fn openapi_json() -> Response {
+    ([(http::header::CONTENT_TYPE, "application/json")], openapi::document()).into_response()
 }
 
 /// Answers requests that no route takes: gRPC's UNIMPLEMENTED to a gRPC
