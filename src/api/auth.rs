@@ -96,12 +96,16 @@ pub struct Gate {
     pub ready: Arc<AtomicBool>,
 }
 
-impl tonic::service::Interceptor for Gate {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+impl Gate {
+    /// Who is calling, from what the transport knows: the peer's
+    /// credentials on the Unix socket (`peer`), else the `Authorization`
+    /// header. gRPC (the interceptor) and REST (`rest::auth`) both come
+    /// here, so they let in and turn away the same callers.
+    pub fn authenticate(&self, peer: Option<&UdsConnectInfo>, authorization: Option<&[u8]>) -> Result<Caller, Status> {
         if !self.ready.load(Ordering::Acquire) {
             return Err(Status::unavailable("rollpointd is still recovering; try again in a moment"));
         }
-        let caller = if let Some(info) = request.extensions().get::<UdsConnectInfo>() {
+        if let Some(info) = peer {
             let cred = info.peer_cred.ok_or_else(|| Status::permission_denied("peer credentials unavailable"))?;
             let supplementary = cred.pid().map(supplementary_groups).unwrap_or_default();
             if !self.policy.allows(cred.uid(), cred.gid(), &supplementary) {
@@ -110,20 +114,42 @@ impl tonic::service::Interceptor for Gate {
                     cred.uid()
                 )));
             }
-            Caller::Local { uid: cred.uid() }
-        } else {
-            let header = request.metadata().get("authorization").ok_or_else(|| {
-                Status::unauthenticated("an \"authorization: Bearer <token>\" header is required over TCP")
-            })?;
-            let secret = header
-                .to_str()
-                .ok()
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .ok_or_else(|| Status::unauthenticated("the authorization header must read \"Bearer <token>\""))?;
-            Caller::Token(
-                self.tokens.authenticate(secret.trim()).ok_or_else(|| Status::unauthenticated("unknown token"))?,
-            )
-        };
+            return Ok(Caller::Local { uid: cred.uid() });
+        }
+        let header = authorization.ok_or_else(|| {
+            Status::unauthenticated("an \"authorization: Bearer <token>\" header is required over TCP")
+        })?;
+        match Credential::parse(header)? {
+            Credential::Bearer(secret) => {
+                Ok(Caller::Token(self.tokens.authenticate(secret).ok_or_else(|| Status::unauthenticated("unknown token"))?))
+            }
+        }
+    }
+}
+
+/// What an `Authorization` header carries. One place reads the header, so
+/// another scheme (HTTP Basic with a per-run credential) is one more variant
+/// here and one more arm in [`Gate::authenticate`].
+enum Credential<'a> {
+    Bearer(&'a str),
+}
+
+impl<'a> Credential<'a> {
+    fn parse(header: &'a [u8]) -> Result<Credential<'a>, Status> {
+        std::str::from_utf8(header)
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(|secret| Credential::Bearer(secret.trim()))
+            .ok_or_else(|| Status::unauthenticated("the authorization header must read \"Bearer <token>\""))
+    }
+}
+
+impl tonic::service::Interceptor for Gate {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let caller = self.authenticate(
+            request.extensions().get::<UdsConnectInfo>(),
+            request.metadata().get("authorization").map(|value| value.as_bytes()),
+        )?;
         request.extensions_mut().insert(caller);
         Ok(request)
     }

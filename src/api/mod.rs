@@ -1,4 +1,4 @@
-//! API layer: gRPC services (tonic), thin: check who is calling, translate
+//! API layer: gRPC services (tonic) and REST beside them (`rest`), thin: check who is calling, translate
 //! messages to engine calls and engine errors to status codes.
 
 pub mod auth;
@@ -7,8 +7,10 @@ mod containers;
 pub mod convert;
 mod deadline;
 mod events;
+pub mod metrics;
 pub mod proto;
 mod remotes;
+pub mod rest;
 pub mod retry;
 mod schedules;
 pub mod server;

@@ -9,6 +9,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Routes;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -67,6 +69,7 @@ pub struct Services {
     engine: Arc<Engine>,
     gate: Gate,
     health: HealthService,
+    metrics: Arc<super::metrics::Metrics>,
     /// Set at shutdown: ends the live event streams, which graceful
     /// shutdown would otherwise wait for.
     stop: tokio::sync::watch::Receiver<bool>,
@@ -90,7 +93,9 @@ impl Services {
             reporter.set_service_status(service, ServingStatus::NotServing).await;
         }
         reporter.set_service_status("", ServingStatus::NotServing).await;
-        (Services { engine, gate: Gate { policy: Arc::new(policy), tokens, ready }, health, stop }, reporter)
+        let metrics = super::metrics::Metrics::new();
+        super::metrics::spawn_recorder(engine.clone(), metrics.clone(), stop.clone());
+        (Services { engine, gate: Gate { policy: Arc::new(policy), tokens, ready }, health, metrics, stop }, reporter)
     }
 
     fn router(&self, tls: Option<ServerTlsConfig>) -> Result<tonic::transport::server::Router, ServerError> {
@@ -104,7 +109,7 @@ impl Services {
             .build_v1alpha()?;
         let containers = ContainerServiceServer::new(Containers { engine: self.engine.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let snapshots = SnapshotServiceServer::new(Snapshots { engine: self.engine.clone() })
+        let snapshots = SnapshotServiceServer::new(self.snapshots())
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let tokens = TokenServiceServer::new(Tokens { book: self.gate.tokens.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
@@ -113,20 +118,36 @@ impl Services {
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let remotes = RemoteServiceServer::new(Remotes { engine: self.engine.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let mut builder = Server::builder();
+        let rest = super::rest::router(super::rest::RestState {
+            gate: self.gate.clone(),
+            containers: Arc::new(Containers { engine: self.engine.clone() }),
+            snapshots: Arc::new(self.snapshots()),
+            schedules: Arc::new(Schedules { engine: self.engine.clone() }),
+            engine: self.engine.clone(),
+            metrics: self.metrics.clone(),
+            events: Arc::new(Events { engine: self.engine.clone(), stop: self.stop.clone() }),
+        });
+        let grpc = Routes::new(self.health.clone())
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(containers, self.gate.clone()))
+            .add_service(InterceptedService::new(snapshots, self.gate.clone()))
+            .add_service(InterceptedService::new(tokens, self.gate.clone()))
+            .add_service(InterceptedService::new(events, self.gate.clone()))
+            .add_service(InterceptedService::new(schedules, self.gate.clone()))
+            .add_service(InterceptedService::new(remotes, self.gate.clone()));
+        // One listener for both: gRPC paths are /package.Service/Method,
+        // REST paths /api/v1/... and /healthz; HTTP/1.1 is accepted for curl.
+        let routes = Routes::from(grpc.into_axum_router().merge(rest).fallback(super::rest::fallback));
+        let mut builder = Server::builder().accept_http1(true);
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
         }
-        Ok(builder
-            .add_service(self.health.clone())
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(tonic::service::interceptor::InterceptedService::new(containers, self.gate.clone()))
-            .add_service(tonic::service::interceptor::InterceptedService::new(snapshots, self.gate.clone()))
-            .add_service(tonic::service::interceptor::InterceptedService::new(tokens, self.gate.clone()))
-            .add_service(tonic::service::interceptor::InterceptedService::new(events, self.gate.clone()))
-            .add_service(tonic::service::interceptor::InterceptedService::new(schedules, self.gate.clone()))
-            .add_service(tonic::service::interceptor::InterceptedService::new(remotes, self.gate.clone())))
+        Ok(builder.add_routes(routes))
+    }
+
+    fn snapshots(&self) -> Snapshots {
+        Snapshots { engine: self.engine.clone(), metrics: self.metrics.clone() }
     }
 
     /// Serves on a bound Unix listener until `shutdown` resolves.

@@ -14,6 +14,8 @@ use crate::store::SnapshotOrigin;
 
 pub struct Snapshots {
     pub engine: Arc<Engine>,
+    /// Restore downtimes are observed here: no event carries them as a number.
+    pub metrics: Arc<super::metrics::Metrics>,
 }
 
 #[tonic::async_trait]
@@ -121,6 +123,9 @@ impl SnapshotService for Snapshots {
             )
         })
         .await?;
+        if !outcome.already_restored {
+            self.metrics.observe_restore_downtime(outcome.downtime);
+        }
         Ok(Response::new(convert::restore(&outcome)))
     }
 }

@@ -22,15 +22,18 @@ pub enum Scope {
     Restore,
     Schedule,
     Admin,
+    /// `GET /metrics` over TCP, and nothing else.
+    MetricsRead,
 }
 
 impl Scope {
-    pub const ALL: [(&'static str, Scope); 5] = [
+    pub const ALL: [(&'static str, Scope); 6] = [
         ("read", Scope::Read),
         ("snapshot", Scope::Snapshot),
         ("restore", Scope::Restore),
         ("schedule", Scope::Schedule),
         ("admin", Scope::Admin),
+        ("metrics:read", Scope::MetricsRead),
     ];
 
     pub fn parse(text: &str) -> Option<Scope> {
@@ -42,9 +45,9 @@ impl Scope {
     }
 
     /// Whether holding `self` grants `wanted`: admin grants everything, and
-    /// every scope grants read.
+    /// every scope but metrics:read (for a scraper) grants read.
     pub fn grants(self, wanted: Scope) -> bool {
-        self == Scope::Admin || self == wanted || wanted == Scope::Read
+        self == Scope::Admin || self == wanted || (wanted == Scope::Read && self != Scope::MetricsRead)
     }
 }
 
@@ -87,14 +90,14 @@ impl TokenBook {
         if scopes.is_empty() {
             return Err(EngineError::invalid(
                 "scopes",
-                "give at least one of read, snapshot, restore, schedule, admin",
+                "give at least one of read, snapshot, restore, schedule, admin, metrics:read",
             ));
         }
         for scope in scopes {
             if Scope::parse(scope).is_none() {
                 return Err(EngineError::invalid(
                     "scopes",
-                    format!("{scope:?} is not one of read, snapshot, restore, schedule, admin"),
+                    format!("{scope:?} is not one of read, snapshot, restore, schedule, admin, metrics:read"),
                 ));
             }
         }
@@ -164,6 +167,16 @@ mod tests {
         let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
         let book = TokenBook::open(store, &dir.path().join("token.key")).unwrap();
         (dir, book)
+    }
+
+    #[test]
+    fn metrics_read_grants_the_scrape_and_nothing_else() {
+        assert!(Scope::MetricsRead.grants(Scope::MetricsRead));
+        assert!(!Scope::MetricsRead.grants(Scope::Read));
+        assert!(Scope::Admin.grants(Scope::MetricsRead));
+        assert!(!Scope::Read.grants(Scope::MetricsRead));
+        assert!(Scope::Snapshot.grants(Scope::Read));
+        assert_eq!(Scope::parse("metrics:read"), Some(Scope::MetricsRead));
     }
 
     #[test]

@@ -589,8 +589,9 @@ pub struct TokenCreateArgs {
     /// Token name: 1-63 of [a-z0-9-].
     #[arg(long, value_name = "NAME")]
     pub name: String,
-    /// What the token may do; repeat or comma-separate. Every scope includes
-    /// read; admin includes everything, token management too.
+    /// What the token may do; repeat or comma-separate. Every scope but
+    /// metrics:read (GET /metrics only) includes read; admin includes
+    /// everything, token management too.
     #[arg(long = "scope", value_name = "SCOPE", required = true, value_delimiter = ',',
           value_parser = PossibleValuesParser::new(Scope::ALL.map(|(name, _)| name)))]
     pub scopes: Vec<String>,

@@ -8,7 +8,8 @@ mod commands;
 mod error;
 mod output;
 mod remote_views;
-mod views;
+// Public: the REST API (api::rest) answers with the same views.
+pub mod views;
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::api::proto;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SnapshotView {
     pub name: String,
     pub container: String,
@@ -63,7 +63,7 @@ impl From<proto::Snapshot> for SnapshotView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ContainerView {
     pub id: String,
     pub cgroup: String,
@@ -94,7 +94,7 @@ impl From<proto::Container> for ContainerView {
 
 /// `{"kind": "none"}`, `{"kind": "command", "stop": [...], ...}` or
 /// `{"kind": "systemd", "unit": ..., ...}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum LifecycleView {
     None,
@@ -119,7 +119,7 @@ impl From<Option<proto::Lifecycle>> for LifecycleView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RestoreView {
     pub container: String,
     pub restored: Option<SnapshotView>,
@@ -137,7 +137,7 @@ pub struct RestoreView {
     pub steps_shown_live: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StepView {
     pub name: String,
     pub took_ms: f64,
@@ -163,24 +163,24 @@ impl RestoreView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UnregisterView {
     pub id: String,
     pub snapshots_deleted: u32,
 }
 
 /// A list: a JSON array, a table for people.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct ListView<T>(pub Vec<T>);
 
 /// What `snapshot delete` prints: the snapshot as it was.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct DeletedView(pub SnapshotView);
 
 /// A token, never with its secret.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub name: String,
     pub scopes: Vec<String>,
@@ -201,7 +201,7 @@ impl From<proto::Token> for TokenView {
 }
 
 /// What `token create` prints: the token and, this once, its secret.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TokenCreatedView {
     #[serde(flatten)]
     pub token: TokenView,
@@ -211,13 +211,13 @@ pub struct TokenCreatedView {
     pub endpoint: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RevokedTokenView {
     pub name: String,
 }
 
 /// One event of the audit timeline.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub sequence: u64,
     pub time: Option<DateTime<Utc>>,
@@ -256,7 +256,7 @@ impl From<proto::Event> for EventView {
 }
 
 /// A schedule entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EntryView {
     /// users/{user}/entries/{id}.
     pub name: String,
@@ -296,7 +296,7 @@ impl From<proto::Entry> for EntryView {
 /// `{"kind": "snapshot", "container": ..., "alias": ..., "expiry_days": ...}`
 /// (expiry_days 0: never), `{"kind": "command", "command": ..., "timeout_seconds": ...}`
 /// (0: the default) or `{"kind": "none"}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ActionView {
     None,
@@ -323,7 +323,7 @@ impl From<Option<proto::entry::Action>> for ActionView {
 }
 
 /// What `schedule run` prints.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     pub entry: EntryView,
     /// ok or failed.
@@ -345,7 +345,7 @@ impl RunView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeletedEntryView {
     pub name: String,
 }

@@ -42,12 +42,21 @@ impl SchedulerHost for EngineHost {
     fn record(&self, decision: &Decision) {
         let name = decision.entry().0.clone();
         let (event, outcome) = match decision {
-            Decision::Fire(Fire { kind: FireKind::OnTime, due, .. }) => {
-                (Event::new("schedule.fired", "ok").detail(format!("due {}", due.format("%H:%M:%SZ"))), None)
-            }
+            // The duration of a fire is its lateness (the fire lateness metric).
+            Decision::Fire(Fire { kind: FireKind::OnTime, due, lateness, .. }) => (
+                Event::new("schedule.fired", "ok")
+                    .duration(lateness.to_std().unwrap_or_default())
+                    .detail(format!("due {}", due.format("%H:%M:%SZ"))),
+                None,
+            ),
             Decision::Fire(Fire { kind: FireKind::Late, due, lateness, .. }) => {
                 let late = format!("late by {:.1} s", lateness.as_seconds_f64());
-                (Event::new("schedule.late", "late").detail(format!("due {due}; {late}")), Some(late))
+                (
+                    Event::new("schedule.late", "late")
+                        .duration(lateness.to_std().unwrap_or_default())
+                        .detail(format!("due {due}; {late}")),
+                    Some(late),
+                )
             }
             Decision::Skip(skipped) => (
                 Event::new("schedule.skipped", "skipped")

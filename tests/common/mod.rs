@@ -440,6 +440,15 @@ pub fn assert_same_tree(
     );
 }
 
+/// A daemon listening on its socket and on a free loopback TCP port; the port.
+pub async fn daemon_on_loopback_tcp() -> (rollpoint::testkit::daemon::TestDaemon, u16) {
+    let port = free_loopback_port();
+    let options = rollpoint::testkit::daemon::DaemonOptions::default().arg("--listen").arg(format!("127.0.0.1:{port}"));
+    let daemon =
+        rollpoint::testkit::daemon::TestDaemon::start_with(daemon_binary(), options).await.expect("start rollpointd");
+    (daemon, port)
+}
+
 /// A free TCP port on 127.0.0.1 (bound to port 0, then released).
 pub fn free_loopback_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");

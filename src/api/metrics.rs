@@ -1,0 +1,162 @@
+//! `GET /metrics` in the Prometheus text format. Durations are observed as
+//! they happen, from the events the engine appends (snapshot duration,
+//! freeze window, schedule lateness, failures by kind) and from the restore
+//! replies of the service layer (downtime, which no event carries as a
+//! number); per-container state and the expiry backlog are read from the
+//! store at each scrape, so they are never stale.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::engine::{Engine, EngineResult};
+use crate::store::{EventRecord, SnapshotState};
+
+type Labels = Vec<(&'static str, String)>;
+
+/// What the daemon has observed since it started.
+pub struct Metrics {
+    registry: Registry,
+    snapshot_duration: Histogram,
+    freeze_window: Histogram,
+    restore_downtime: Histogram,
+    schedule_lateness: Histogram,
+    failures: Family<Labels, Counter>,
+}
+
+/// Buckets from 100 µs to about 100 s: a COW snapshot takes milliseconds,
+/// a restore with a lifecycle seconds.
+fn seconds_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 4.0, 11))
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("rollpoint");
+        let metrics = Metrics {
+            snapshot_duration: seconds_buckets(),
+            freeze_window: seconds_buckets(),
+            restore_downtime: seconds_buckets(),
+            schedule_lateness: seconds_buckets(),
+            failures: Family::default(),
+            registry: Registry::default(),
+        };
+        for (name, help, histogram) in [
+            ("snapshot_duration_seconds", "Time to take a snapshot, freeze to reply", &metrics.snapshot_duration),
+            ("freeze_window_seconds", "How long a container was frozen for a snapshot", &metrics.freeze_window),
+            (
+                "restore_downtime_seconds",
+                "From the stop of a container to its start again, per restore",
+                &metrics.restore_downtime,
+            ),
+            (
+                "schedule_fire_lateness_seconds",
+                "How late a schedule entry fired after it was due",
+                &metrics.schedule_lateness,
+            ),
+        ] {
+            registry.register(name, help, histogram.clone());
+        }
+        registry.register("failures", "Failed operations, by event kind", metrics.failures.clone());
+        Arc::new(Metrics { registry, ..metrics })
+    }
+
+    /// Takes in one event of the timeline.
+    pub fn observe(&self, event: &EventRecord) {
+        if event.outcome == "failed" {
+            self.failures.get_or_create(&vec![("kind", event.kind.clone())]).inc();
+        }
+        match event.kind.as_str() {
+            "snapshot.created" => {
+                if let Some(duration) = event.duration {
+                    self.snapshot_duration.observe(duration.as_secs_f64());
+                }
+                if let Some(frozen_for) = event.frozen_for {
+                    self.freeze_window.observe(frozen_for.as_secs_f64());
+                }
+            }
+            "schedule.fired" | "schedule.late" => {
+                if let Some(lateness) = event.duration {
+                    self.schedule_lateness.observe(lateness.as_secs_f64());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes in the downtime of one restore.
+    pub fn observe_restore_downtime(&self, downtime: std::time::Duration) {
+        self.restore_downtime.observe(downtime.as_secs_f64());
+    }
+
+    /// The text of a scrape: what was observed, then the state of every
+    /// container and the expiry backlog as the store has them now.
+    pub fn render(&self, engine: &Engine) -> EngineResult<String> {
+        let mut now_registry = Registry::with_prefix("rollpoint");
+        let last_snapshot = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let snapshots = Family::<Labels, Gauge>::default();
+        let expiry_backlog = Gauge::<i64>::default();
+        let now = chrono::Utc::now();
+        for container in engine.store().containers()? {
+            let labels = vec![("container", container.id.clone())];
+            let records = engine.store().snapshots_of(&container.id)?;
+            snapshots.get_or_create(&labels).set(i64::try_from(records.len()).unwrap_or(i64::MAX));
+            let mut last = None;
+            for record in &records {
+                if record.state == SnapshotState::Ready {
+                    last = last.max(Some(record.create_time));
+                    if record.expire_time.is_some_and(|expire| expire <= now) {
+                        expiry_backlog.inc();
+                    }
+                }
+            }
+            if let Some(last) = last {
+                #[allow(clippy::cast_precision_loss, reason = "seconds since 1970 fit an f64's mantissa")]
+                let seconds = last.timestamp_millis() as f64 / 1000.0;
+                last_snapshot.get_or_create(&labels).set(seconds);
+            }
+        }
+        now_registry.register(
+            "container_last_snapshot_timestamp_seconds",
+            "When the newest ready snapshot of a container was taken (Unix time)",
+            last_snapshot,
+        );
+        now_registry.register("container_snapshots", "Snapshots a container has", snapshots);
+        now_registry.register(
+            "expiry_backlog_snapshots",
+            "Snapshots past their expiry time, not yet deleted",
+            expiry_backlog,
+        );
+        let mut text = String::new();
+        let written = encode_registry(&mut text, &self.registry)
+            .and_then(|()| encode_registry(&mut text, &now_registry))
+            .and_then(|()| encode_eof(&mut text));
+        written.map_err(|_| crate::engine::EngineError::Internal { reason: "encoding the metrics".into() })?;
+        Ok(text)
+    }
+}
+
+/// Feeds every event the engine appends to `metrics` until `stop`.
+pub fn spawn_recorder(engine: Arc<Engine>, metrics: Arc<Metrics>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut events = engine.events().subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(event) => metrics.observe(&event),
+                    // Missed some under load: the histograms lose those, the
+                    // scrape's state read from the store does not.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = stop.wait_for(|stopping| *stopping) => return,
+            }
+        }
+    });
+}

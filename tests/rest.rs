@@ -1,0 +1,342 @@
+//! REST/JSON on the daemon's own listeners, with the `curl` binary only, as
+//! on the page: over the Unix socket (`--unix-socket`) and over loopback TCP
+//! with a bearer token. The story (snapshot with alias, PATCH restore, the
+//! events as JSON, the SSE stream sees the restore), the auth refusals of
+//! tests/authorization.rs on REST, and bad input that leaves the daemon
+//! serving.
+//!
+//! Root only: loop-backed btrfs, a real cgroup, a real `rollpointd`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use rollpoint::api::proto;
+use rollpoint::testkit::cgroup::TestCgroup;
+use rollpoint::testkit::daemon::TestDaemon;
+use rollpoint::testkit::loop_btrfs::LoopBtrfs;
+use rollpoint::testkit::root_or_skip;
+use serde_json::{json, Value};
+
+/// Longest wait for one SSE event.
+const SSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where curl sends its requests.
+#[derive(Clone)]
+enum Via {
+    Socket(PathBuf),
+    Tcp { port: u16, token: Option<String> },
+}
+
+impl Via {
+    fn base_args(&self, command: &mut Command) -> String {
+        match self {
+            Via::Socket(path) => {
+                command.arg("--unix-socket").arg(path);
+                "http://localhost".to_owned()
+            }
+            Via::Tcp { port, token } => {
+                if let Some(token) = token {
+                    command.arg("-H").arg(format!("Authorization: Bearer {token}"));
+                }
+                format!("http://127.0.0.1:{port}")
+            }
+        }
+    }
+}
+
+/// `curl -X method path [-d body]`: the HTTP status and the body as JSON.
+fn curl(via: &Via, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    curl_with(via, method, path, body.map(|b| b.as_bytes().to_vec()), &[])
+}
+
+fn curl_with(via: &Via, method: &str, path: &str, body: Option<Vec<u8>>, headers: &[&str]) -> (u16, Value) {
+    let mut command = Command::new("curl");
+    command.args(["-sS", "--max-time", "120", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+    let base = via.base_args(&mut command);
+    for header in headers {
+        command.arg("-H").arg(header);
+    }
+    if body.is_some() {
+        // As on the page: `curl -d` (application/x-www-form-urlencoded).
+        command.arg("--data-binary").arg("@-");
+    }
+    command.arg(format!("{base}{path}")).stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = command.spawn().expect("run curl");
+    if let Some(body) = body {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        // A refused body may close the connection early: a broken pipe is an answer too.
+        let _ = stdin.write_all(&body);
+    }
+    let output = child.wait_with_output().expect("curl output");
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    let code: u16 = code.trim().parse().unwrap_or_else(|_| panic!("curl {method} {path}: {text}"));
+    let value = if body.trim().is_empty() { Value::Null } else { serde_json::from_str(body).unwrap_or(Value::String(body.into())) };
+    (code, value)
+}
+
+/// A `curl -N` reading the live event stream, killed (by its pid) on drop.
+struct SseReader {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl SseReader {
+    fn start(via: &Via, query: &str) -> SseReader {
+        let mut command = Command::new("curl");
+        command.args(["-sS", "-N", "-H", "Accept: text/event-stream"]);
+        let base = via.base_args(&mut command);
+        command.arg(format!("{base}/api/v1/events{query}")).stdout(Stdio::piped());
+        let mut child = command.spawn().expect("run curl -N");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        SseReader { child, lines }
+    }
+
+    /// The data of the next event of `kind`.
+    fn wait_for(&self, kind: &str) -> Value {
+        let mut current_kind = String::new();
+        loop {
+            let line = self.lines.recv_timeout(SSE_TIMEOUT).unwrap_or_else(|_| panic!("no {kind} event on the stream"));
+            if let Some(event) = line.strip_prefix("event: ") {
+                current_kind = event.to_owned();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                if current_kind == kind {
+                    return serde_json::from_str(data).expect("event data is JSON");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SseReader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Setup {
+    daemon: TestDaemon,
+    port: u16,
+    volume: PathBuf,
+    // Dropped after the daemon, in this order: cgroup, then filesystem.
+    _cgroup: TestCgroup,
+    _fs: LoopBtrfs,
+}
+
+async fn setup(name: &str) -> Setup {
+    let fs = LoopBtrfs::create(256 << 20).expect("loop btrfs");
+    let volume = fs.create_subvolume(name).expect("subvolume");
+    let cgroup = TestCgroup::create(&format!("rest-{name}")).expect("cgroup");
+    let (daemon, port) = daemon_on_loopback_tcp().await;
+    let socket = Via::Socket(daemon.socket().to_owned());
+    let body = json!({"id": name, "cgroup": cgroup.relative_name(), "subvolume": volume}).to_string();
+    let (code, container) = curl(&socket, "POST", "/api/v1/containers", Some(&body));
+    assert_eq!(code, 200, "{container}");
+    assert_eq!(container["id"], name);
+    Setup { daemon, port, volume, _cgroup: cgroup, _fs: fs }
+}
+
+fn story(via: &Via, container: &str, volume: &Path) {
+    std::fs::write(volume.join("db.txt"), "before the migration").unwrap();
+    let sse = SseReader::start(via, &format!("?container={container}"));
+    let snapshots = format!("/api/v1/containers/{container}/snapshots");
+    let (code, snapshot) = curl(via, "POST", &snapshots, Some(r#"{"alias": "rollback-point", "expiry": 7}"#));
+    assert_eq!(code, 200, "{snapshot}");
+    assert_eq!(snapshot["alias"], "rollback-point");
+    assert_eq!(snapshot["state"], "ready");
+    assert!(snapshot["expire_time"].is_string(), "{snapshot}");
+    let name = snapshot["name"].as_str().unwrap().to_owned();
+
+    let (code, listed) = curl(via, "GET", &snapshots, None);
+    assert_eq!(code, 200, "{listed}");
+    assert!(listed["snapshots"].as_array().unwrap().iter().any(|s| s["name"] == name.as_str()), "{listed}");
+
+    std::fs::write(volume.join("db.txt"), "ALTER TABLE broke it").unwrap();
+    let (code, restored) = curl(via, "PATCH", &format!("{snapshots}/rollback-point"), None);
+    assert_eq!(code, 200, "{restored}");
+    assert_eq!(restored["restored"]["name"], name.as_str(), "{restored}");
+    assert!(restored["pre_restore_snapshot"].is_string(), "{restored}");
+    assert!(restored["downtime_ms"].is_number(), "{restored}");
+    assert_eq!(std::fs::read_to_string(volume.join("db.txt")).unwrap(), "before the migration");
+    // Repeating the same restore lands on the same snapshot. (Whether the
+    // engine answers it without a second swap depends on the volume's btrfs
+    // generation, which the first restore's own commit may still move.)
+    let (code, again) = curl(via, "PATCH", &format!("{snapshots}/rollback-point"), None);
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["restored"]["name"], name.as_str(), "{again}");
+    assert_eq!(std::fs::read_to_string(volume.join("db.txt")).unwrap(), "before the migration");
+
+    let seen = sse.wait_for("restore.finished");
+    assert_eq!(seen["container"], container, "{seen}");
+
+    let (code, events) = curl(via, "GET", &format!("/api/v1/events?container={container}&limit=1000"), None);
+    assert_eq!(code, 200, "{events}");
+    let kinds: Vec<&str> = events["events"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(kinds.contains(&"snapshot.created") && kinds.contains(&"restore.finished"), "{kinds:?}");
+    // The cursor: nothing after the last one.
+    let last = events["events"].as_array().unwrap().last().unwrap()["sequence"].as_u64().unwrap();
+    let (code, after) = curl(via, "GET", &format!("/api/v1/events?container={container}&after={last}"), None);
+    assert_eq!(code, 200, "{after}");
+    assert!(after["events"].as_array().unwrap().is_empty(), "{after}");
+
+    // Update instead of restore; both at once is refused.
+    let (code, updated) = curl(via, "PATCH", &format!("{snapshots}/{name}"), Some(r#"{"alias": "kept", "expiry": 3}"#));
+    assert_eq!(code, 200, "{updated}");
+    assert_eq!(updated["alias"], "kept");
+    let (code, both) = curl(via, "PATCH", &format!("{snapshots}/{name}"), Some(r#"{"restore": true, "alias": "x"}"#));
+    assert_eq!(code, 400, "{both}");
+    assert_eq!(both["code"], "INVALID_ARGUMENT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_story_with_curl_over_the_socket_and_tcp() {
+    if !root_or_skip("the_pages_story_with_curl_over_the_socket_and_tcp") {
+        return;
+    }
+    let setup = setup("db-1").await;
+    let socket = Via::Socket(setup.daemon.socket().to_owned());
+    story(&socket, "db-1", &setup.volume);
+    // A schedule entry, fired now, and changed.
+    let body = r#"{"id": "pre-migration", "schedule": "55 2 * * *", "comment": "pre-migration snapshot",
+                   "snapshot": {"container": "db-1", "alias": "nightly", "expiry": 7}}"#;
+    let (code, entry) = curl(&socket, "POST", "/api/v1/users/root/entries", Some(body));
+    assert_eq!(code, 200, "{entry}");
+    assert_eq!(entry["name"], "users/root/entries/pre-migration");
+    let (code, run) = curl(&socket, "POST", "/api/v1/users/root/entries/pre-migration:run", None);
+    assert_eq!(code, 200, "{run}");
+    assert_eq!(run["outcome"], "ok", "{run}");
+    assert_eq!(run["snapshot"]["alias"], "nightly", "{run}");
+    let (code, entry) = curl(&socket, "PATCH", "/api/v1/users/root/entries/pre-migration", Some(r#"{"enabled": false}"#));
+    assert_eq!((code, &entry["enabled"]), (200, &json!(false)), "{entry}");
+    let (code, entries) = curl(&socket, "GET", "/api/v1/users/root/entries", None);
+    assert_eq!(code, 200, "{entries}");
+    assert_eq!(entries["entries"].as_array().unwrap().len(), 1, "{entries}");
+    let (code, deleted) = curl(&socket, "DELETE", "/api/v1/users/root/entries/pre-migration", None);
+    assert_eq!(code, 200, "{deleted}");
+    let (code, gone) = curl(&socket, "GET", "/api/v1/users/root/entries/pre-migration", None);
+    assert_eq!((code, gone["code"].as_str()), (404, Some("NOT_FOUND")), "{gone}");
+
+    let mut root = setup.daemon.clients().await.expect("connect");
+    let token = admin_token(&mut root, "ops").await;
+    story(&Via::Tcp { port: setup.port, token: Some(token) }, "db-1", &setup.volume);
+    let (code, health) = curl(&socket, "GET", "/healthz", None);
+    assert_eq!((code, health), (200, json!({"status": "SERVING"})));
+    // What happened shows in the metrics (on the socket without a token).
+    let (code, metrics) = curl(&socket, "GET", "/metrics", None);
+    assert_eq!(code, 200);
+    let metrics = metrics.as_str().expect("text").to_owned();
+    for wanted in [
+        "rollpoint_container_last_snapshot_timestamp_seconds{container=\"db-1\"}",
+        "rollpoint_container_snapshots{container=\"db-1\"}",
+                "rollpoint_expiry_backlog_snapshots 0",
+    ] {
+        assert!(metrics.contains(wanted), "{wanted} missing from:\n{metrics}");
+    }
+    for histogram in [
+        "rollpoint_snapshot_duration_seconds_count",
+        "rollpoint_freeze_window_seconds_count",
+        "rollpoint_restore_downtime_seconds_count",
+    ] {
+        let count = metrics.lines().find_map(|line| line.strip_prefix(histogram)).expect(histogram);
+        assert!(count.trim().parse::<u64>().unwrap() >= 2, "{histogram}{count}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_refuses_whom_grpc_refuses_and_changes_nothing() {
+    if !root_or_skip("rest_refuses_whom_grpc_refuses_and_changes_nothing") {
+        return;
+    }
+    let setup = setup("alpha").await;
+    let root = setup.daemon.clients().await.expect("connect");
+    let scoped = |name: &str, scopes: &[&str], containers: &[&str]| {
+        let request = proto::CreateTokenRequest {
+            name: name.into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            containers: containers.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut tokens = root.tokens.clone();
+        async move { tokens.create_token(request).await.expect("create token").into_inner().secret }
+    };
+    let reader = scoped("reader", &["read"], &[]).await;
+    let other = scoped("snap-beta", &["snapshot"], &["beta"]).await;
+    let scraper = scoped("scraper", &["metrics:read"], &[]).await;
+    let tcp = |token: Option<&str>| Via::Tcp { port: setup.port, token: token.map(str::to_owned) };
+    let snapshots = "/api/v1/containers/alpha/snapshots";
+    let before = curl(&Via::Socket(setup.daemon.socket().to_owned()), "GET", snapshots, None).1;
+    for (via, method, path, body, status, code) in [
+        (tcp(None), "POST", snapshots, Some("{}"), 401, "UNAUTHENTICATED"),
+        (tcp(Some("not-a-token")), "GET", "/api/v1/containers", None, 401, "UNAUTHENTICATED"),
+        (tcp(Some(&format!("rpt.admin.{}", "0".repeat(64)))), "GET", snapshots, None, 401, "UNAUTHENTICATED"),
+        (tcp(Some(&reader)), "POST", snapshots, Some("{}"), 403, "PERMISSION_DENIED"),
+        (tcp(Some(&reader)), "PATCH", "/api/v1/containers/alpha/snapshots/x", None, 403, "PERMISSION_DENIED"),
+        (tcp(Some(&reader)), "DELETE", "/api/v1/containers/alpha", None, 403, "PERMISSION_DENIED"),
+        (tcp(Some(&other)), "POST", snapshots, Some("{}"), 403, "PERMISSION_DENIED"),
+        (tcp(Some(&other)), "GET", "/api/v1/events", None, 403, "PERMISSION_DENIED"),
+        (tcp(None), "GET", "/metrics", None, 401, "UNAUTHENTICATED"),
+        (tcp(Some(&reader)), "GET", "/metrics", None, 403, "PERMISSION_DENIED"),
+        (tcp(Some(&scraper)), "GET", snapshots, None, 403, "PERMISSION_DENIED"),
+    ] {
+        let (got, error) = curl(&via, method, path, body);
+        assert_eq!(got, status, "{method} {path}: {error}");
+        assert_eq!(error["code"], code, "{method} {path}: {error}");
+    }
+    // The reader reads; nothing was changed by the refusals.
+    let (code, after) = curl(&tcp(Some(&reader)), "GET", snapshots, None);
+    assert_eq!(code, 200, "{after}");
+    assert_eq!(after, before);
+    let (code, metrics) = curl(&tcp(Some(&scraper)), "GET", "/metrics", None);
+    assert_eq!(code, 200, "{metrics}");
+    assert!(metrics.as_str().unwrap().contains("rollpoint_container_snapshots{container=\"alpha\"} 0"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_4xx_and_the_daemon_keeps_serving() {
+    if !root_or_skip("bad_input_gets_a_clear_4xx_and_the_daemon_keeps_serving") {
+        return;
+    }
+    let setup = setup("bad").await;
+    let socket = Via::Socket(setup.daemon.socket().to_owned());
+    let snapshots = "/api/v1/containers/bad/snapshots";
+    for (body, field) in [
+        (r#"{"alias": "x""#, "body"),
+        (r#"{"alias": "x", "colour": "red"}"#, "body"),
+        (r#"{"alias": 7}"#, "body"),
+        (r#"{"expiry": "next week"}"#, "body"),
+        (r#"{"name": "../escape"}"#, "name"),
+    ] {
+        let (code, error) = curl(&socket, "POST", snapshots, Some(body));
+        assert_eq!(code, 400, "{body}: {error}");
+        assert_eq!(error["code"], "INVALID_ARGUMENT", "{body}: {error}");
+        assert_eq!(error["field"], field, "{body}: {error}");
+    }
+    let (code, error) = curl(&socket, "GET", "/api/v1/containers/nope/snapshots/x", None);
+    assert_eq!((code, error["code"].as_str()), (404, Some("NOT_FOUND")), "{error}");
+    let (code, error) = curl_with(&socket, "POST", snapshots, Some(vec![b' '; 8 << 20]), &[]);
+    assert_eq!(code, 413, "{error}");
+    let (code, error) = curl_with(&socket, "POST", snapshots, Some(b"<x/>".to_vec()), &["Content-Type: text/xml"]);
+    assert_eq!(code, 415, "{error}");
+    let (code, error) = curl(&socket, "GET", "/api/v1/nothing-here", None);
+    assert_eq!(code, 404, "{error}");
+    // Still serving, and nothing was made.
+    let (code, listed) = curl(&socket, "GET", snapshots, None);
+    assert_eq!(code, 200, "{listed}");
+    assert!(listed["snapshots"].as_array().unwrap().is_empty(), "{listed}");
+    assert_eq!(curl(&socket, "GET", "/healthz", None).0, 200);
+}
