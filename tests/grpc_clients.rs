@@ -65,7 +65,8 @@ async fn grpcurl_and_python_grpcio_are_served_whatever_authority_they_send() {
     assert!(health.contains("SERVING"), "{health}");
     let services = grpcurl(daemon.socket(), &["list"]);
     assert!(services.contains("rollpoint.v1.SnapshotService"), "{services}");
-    let listed = grpcurl(daemon.socket(), &["-d", r#"{"container": "py"}"#, "rollpoint.v1.SnapshotService/ListSnapshots"]);
+    let listed =
+        grpcurl(daemon.socket(), &["-d", r#"{"container": "py"}"#, "rollpoint.v1.SnapshotService/ListSnapshots"]);
     assert!(!listed.contains("snapshots"), "no snapshot yet: {listed}");
 
     // grpcio sends the socket path, percent-encoded.

@@ -78,7 +78,11 @@ fn curl_with(via: &Via, method: &str, path: &str, body: Option<Vec<u8>>, headers
     let text = String::from_utf8(output.stdout).expect("utf-8");
     let (body, code) = text.rsplit_once('\n').expect("status line");
     let code: u16 = code.trim().parse().unwrap_or_else(|_| panic!("curl {method} {path}: {text}"));
-    let value = if body.trim().is_empty() { Value::Null } else { serde_json::from_str(body).unwrap_or(Value::String(body.into())) };
+    let value = if body.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or(Value::String(body.into()))
+    };
     (code, value)
 }
 
@@ -222,7 +226,8 @@ async fn the_pages_story_with_curl_over_the_socket_and_tcp() {
     assert_eq!(code, 200, "{run}");
     assert_eq!(run["outcome"], "ok", "{run}");
     assert_eq!(run["snapshot"]["alias"], "nightly", "{run}");
-    let (code, entry) = curl(&socket, "PATCH", "/api/v1/users/root/entries/pre-migration", Some(r#"{"enabled": false}"#));
+    let (code, entry) =
+        curl(&socket, "PATCH", "/api/v1/users/root/entries/pre-migration", Some(r#"{"enabled": false}"#));
     assert_eq!((code, &entry["enabled"]), (200, &json!(false)), "{entry}");
     let (code, entries) = curl(&socket, "GET", "/api/v1/users/root/entries", None);
     assert_eq!(code, 200, "{entries}");
@@ -244,7 +249,7 @@ async fn the_pages_story_with_curl_over_the_socket_and_tcp() {
     for wanted in [
         "rollpoint_container_last_snapshot_timestamp_seconds{container=\"db-1\"}",
         "rollpoint_container_snapshots{container=\"db-1\"}",
-                "rollpoint_expiry_backlog_snapshots 0",
+        "rollpoint_expiry_backlog_snapshots 0",
     ] {
         assert!(metrics.contains(wanted), "{wanted} missing from:\n{metrics}");
     }

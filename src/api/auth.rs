@@ -120,9 +120,9 @@ impl Gate {
             Status::unauthenticated("an \"authorization: Bearer <token>\" header is required over TCP")
         })?;
         match Credential::parse(header)? {
-            Credential::Bearer(secret) => {
-                Ok(Caller::Token(self.tokens.authenticate(secret).ok_or_else(|| Status::unauthenticated("unknown token"))?))
-            }
+            Credential::Bearer(secret) => Ok(Caller::Token(
+                self.tokens.authenticate(secret).ok_or_else(|| Status::unauthenticated("unknown token"))?,
+            )),
         }
     }
 }

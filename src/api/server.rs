@@ -109,8 +109,7 @@ impl Services {
             .build_v1alpha()?;
         let containers = ContainerServiceServer::new(Containers { engine: self.engine.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let snapshots = SnapshotServiceServer::new(self.snapshots())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let snapshots = SnapshotServiceServer::new(self.snapshots()).max_decoding_message_size(MAX_MESSAGE_BYTES);
         let tokens = TokenServiceServer::new(Tokens { book: self.gate.tokens.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let events = EventServiceServer::new(Events { engine: self.engine.clone(), stop: self.stop.clone() });

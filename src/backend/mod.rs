@@ -149,11 +149,7 @@ pub trait Backend: Send + Sync + 'static {
     /// file data (btrfs: the send stream without data); `Ok(None)` where it
     /// cannot, which is the default. Without a parent: everything in
     /// `location`, as new.
-    fn changes_between(
-        &self,
-        _parent: Option<&str>,
-        _location: &str,
-    ) -> Result<Option<Vec<PathChange>>, BackendError> {
+    fn changes_between(&self, _parent: Option<&str>, _location: &str) -> Result<Option<Vec<PathChange>>, BackendError> {
         Ok(None)
     }
 }

@@ -970,8 +970,7 @@ ci    read,restore  db-1, db-2       -
         assert!(!snapshot.human().contains("exclusive"), "not known, not shown");
         let known = SnapshotView { exclusive_bytes: Some(6 << 20), ..snapshot.clone() };
         assert!(known.human().ends_with("uuid:       -\nexclusive:  6.0 MiB\n"), "{}", known.human());
-        let measured =
-            SnapshotView { delta_bytes: Some(412 << 20), delta_parent: Some("snap-0".into()), ..snapshot };
+        let measured = SnapshotView { delta_bytes: Some(412 << 20), delta_parent: Some("snap-0".into()), ..snapshot };
         assert!(measured.human().ends_with("delta:      412.0 MiB since snap-0\n"), "{}", measured.human());
         assert!(ListView(vec![measured]).human().contains("api     412.0 MiB\n"));
     }

@@ -14,7 +14,10 @@ use super::RestError;
 
 /// The body as `T`, or `None` when there is none. Anything but JSON (or
 /// JSON sent as a form, as `curl -d` does) is refused.
-pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Option<T>, RestError> {
+pub fn parse<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Option<T>, RestError> {
     let body = body.map_err(|rejection| {
         RestError::new(rejection.status(), Code::InvalidArgument, rejection.body_text(), Some("body"))
     })?;

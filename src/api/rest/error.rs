@@ -28,7 +28,11 @@ impl RestError {
     pub fn new(status: StatusCode, code: Code, message: impl Into<String>, field: Option<&str>) -> RestError {
         RestError {
             status,
-            body: ErrorBody { code: code_name(code).to_owned(), message: message.into(), field: field.map(str::to_owned) },
+            body: ErrorBody {
+                code: code_name(code).to_owned(),
+                message: message.into(),
+                field: field.map(str::to_owned),
+            },
         }
     }
 
@@ -67,11 +71,9 @@ impl From<tonic::Status> for RestError {
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-            Code::Ok
-            | Code::Cancelled
-            | Code::Unknown
-            | Code::Internal
-            | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Ok | Code::Cancelled | Code::Unknown | Code::Internal | Code::DataLoss => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         RestError::new(http, code, status.message(), field)
     }
@@ -120,7 +122,8 @@ mod tests {
 
     #[test]
     fn overload_is_429_and_no_space_507() {
-        let overloaded = EngineError::Overloaded { reason: "full".into(), retry_after: std::time::Duration::from_secs(1) };
+        let overloaded =
+            EngineError::Overloaded { reason: "full".into(), retry_after: std::time::Duration::from_secs(1) };
         assert_eq!(RestError::from(crate::api::status::from_engine(overloaded)).status, StatusCode::TOO_MANY_REQUESTS);
         let no_space = tonic::Status::resource_exhausted("no space left");
         assert_eq!(RestError::from(no_space).status, StatusCode::INSUFFICIENT_STORAGE);

@@ -21,11 +21,11 @@ use super::error::ErrorBody;
 use super::{RestError, RestState};
 use crate::api::auth::Caller;
 use crate::api::proto;
-use crate::api::tokens::Scope;
 use crate::api::proto::container_service_server::ContainerService;
 use crate::api::proto::event_service_server::EventService;
 use crate::api::proto::schedule_service_server::ScheduleService;
 use crate::api::proto::snapshot_service_server::SnapshotService;
+use crate::api::tokens::Scope;
 use crate::cli::views::{
     ContainerView, DeletedEntryView, EntryView, EventView, RestoreView, RunView, SnapshotView, UnregisterView,
 };
@@ -59,13 +59,17 @@ pub struct Health {
 /// `GET /metrics`: any caller let in on the socket; on TCP a token with
 /// the `metrics:read` scope (or admin).
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn metrics(State(state): State<RestState>, Extension(caller): Extension<Caller>) -> Result<Response, RestError> {
+pub async fn metrics(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, RestError> {
     crate::api::auth::authorize(&request(caller, ()), Scope::MetricsRead, None)?;
     let text = tokio::task::spawn_blocking(move || state.metrics.render(&state.engine))
         .await
         .map_err(|join| tonic::Status::internal(format!("metrics task failed: {join}")))?
         .map_err(crate::api::status::from_engine)?;
-    Ok(([(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response())
+    Ok(([(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+        .into_response())
 }
 
 /// Paging of every list: `?page_size=&page_token=`.
@@ -214,8 +218,7 @@ pub async fn list_snapshots(
     Path(container): Path<String>,
     Query(paging): Query<Paging>,
 ) -> Reply<SnapshotPage> {
-    let message =
-        proto::ListSnapshotsRequest { container, page_size: paging.page_size, page_token: paging.page_token };
+    let message = proto::ListSnapshotsRequest { container, page_size: paging.page_size, page_token: paging.page_token };
     let reply = state.snapshots.list_snapshots(request(caller, message)).await?.into_inner();
     Ok(Json(SnapshotPage {
         snapshots: reply.snapshots.into_iter().map(SnapshotView::from).collect(),

@@ -237,10 +237,21 @@ impl Backend for BtrfsBackend {
             Some(Kind::Other) => return Err(BackendError::NotSubvolume { path: PathBuf::from(location) }),
             Some(Kind::NotBtrfs) => return Err(BackendError::NotBtrfs { path: PathBuf::from(location) }),
         }
-        match subvol::destroy(&parent_fd, name) {
-            Ok(()) => Ok(true),
-            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-            Err(err) => Err(BackendError::io("delete subvolume", location, err)),
+        // btrfs refuses (EPERM) to delete a subvolume while a send reads it:
+        // the daemon's own size measurement (send without data, a moment)
+        // or a `btrfs send` by someone else. Wait for it, a bounded while.
+        let mut pause = std::time::Duration::from_millis(10);
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match subvol::destroy(&parent_fd, name) {
+                Ok(()) => return Ok(true),
+                Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+                Err(err) if err.raw_os_error() == Some(libc::EPERM) && std::time::Instant::now() < give_up => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                }
+                Err(err) => return Err(BackendError::io("delete subvolume", location, err)),
+            }
         }
     }
 

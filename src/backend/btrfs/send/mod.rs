@@ -20,7 +20,8 @@ use crate::backend::{BackendError, PathChange};
 
 fn change_of(command: &Command) -> Result<Option<PathChange>, StreamError> {
     let path = || command.path(attr::PATH);
-    let touched = |data, bytes| -> Result<PathChange, StreamError> { Ok(PathChange::Touched { path: path()?, data, bytes }) };
+    let touched =
+        |data, bytes| -> Result<PathChange, StreamError> { Ok(PathChange::Touched { path: path()?, data, bytes }) };
     Ok(Some(match command.cmd {
         cmd::SUBVOL | cmd::SNAPSHOT | cmd::END => return Ok(None),
         cmd::MKFILE | cmd::MKDIR | cmd::MKNOD | cmd::MKFIFO | cmd::MKSOCK | cmd::SYMLINK | cmd::TRUNCATE => {
