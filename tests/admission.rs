@@ -115,40 +115,53 @@ async fn a_burst_of_200_creates_past_the_limit_all_lands() {
     drop(containers);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_whose_deadline_passes_while_it_waits_never_runs() {
-    if !root_or_skip("a_call_whose_deadline_passes_while_it_waits_never_runs") {
-        return;
-    }
+/// A daemon with one operation slot (plus `config`), two registered
+/// containers, and that slot held by a delete of the first container's
+/// snapshot, stalled for `stall_ms` by fault injection (logged when it
+/// starts). Returns the delete's task and the second container's id.
+struct HeldSlot {
+    daemon: TestDaemon,
+    root: rollpoint::api::client::Clients,
+    delete: tokio::task::JoinHandle<Result<tonic::Response<proto::DeleteSnapshotResponse>, tonic::Status>>,
+    other: String,
+    containers: Containers,
+    fs: LoopBtrfs,
+}
+
+async fn hold_the_only_slot(prefix: &str, config: &str, stall_ms: u32) -> HeldSlot {
     let fs = LoopBtrfs::create(256 << 20).expect("loop btrfs");
-    let (containers, volumes) = make_containers(&fs, "deadline", 2);
-    // One change at a time, and a delete that holds it for a while: the
-    // stall of fault injection, logged when it starts.
+    let (containers, volumes) = make_containers(&fs, prefix, 2);
     let options = DaemonOptions::default()
-        .config("max_concurrent_operations = 1\n")
-        .env("ROLLPOINT_FAULT", "delete.intent:sleep=5000");
+        .config(&format!("max_concurrent_operations = 1\n{config}"))
+        .env("ROLLPOINT_FAULT", &format!("delete.intent:sleep={stall_ms}"));
     let daemon = TestDaemon::start_with(daemon_binary(), options).await.expect("start rollpointd");
     let mut root = daemon.clients().await.expect("connect");
     for (index, (id, volume)) in containers.ids.iter().zip(&volumes).enumerate() {
         register(&mut root, id, containers.cgroups[index].relative_name(), volume).await.expect("register");
     }
-    let (slow, hurried) = (containers.ids[0].clone(), containers.ids[1].clone());
+    let (slow, other) = (containers.ids[0].clone(), containers.ids[1].clone());
     create_snapshot(&mut root, &slow, "to-delete", "").await.expect("a snapshot to delete");
-
     let mut deleting = root.clone();
-    let delete = tokio::spawn({
-        let slow = slow.clone();
-        async move {
-            deleting
-                .snapshots
-                .delete_snapshot(proto::DeleteSnapshotRequest { container: slow, snapshot: "to-delete".into() })
-                .await
-        }
+    let delete = tokio::spawn(async move {
+        deleting
+            .snapshots
+            .delete_snapshot(proto::DeleteSnapshotRequest { container: slow, snapshot: "to-delete".into() })
+            .await
     });
     while !daemon.log().contains("fault injection: stalling") {
         assert!(!delete.is_finished(), "the delete ended before it stalled");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    HeldSlot { daemon, root, delete, other, containers, fs }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_deadline_passes_while_it_waits_never_runs() {
+    if !root_or_skip("a_call_whose_deadline_passes_while_it_waits_never_runs") {
+        return;
+    }
+    let HeldSlot { daemon, mut root, delete, other: hurried, containers, fs } =
+        hold_the_only_slot("deadline", "", 5000).await;
 
     let mut request = tonic::Request::new(proto::CreateSnapshotRequest {
         container: hurried.clone(),
@@ -191,34 +204,9 @@ async fn the_cli_retries_a_busy_daemon_until_a_slot_frees_and_says_when_it_gives
     if !root_or_skip("the_cli_retries_a_busy_daemon_until_a_slot_frees_and_says_when_it_gives_up") {
         return;
     }
-    let fs = LoopBtrfs::create(256 << 20).expect("loop btrfs");
-    let (containers, volumes) = make_containers(&fs, "retry", 2);
-    // One slot, held by a stalled delete; a waiting call is refused (with
-    // RetryInfo) after 100 ms in the queue.
-    let options = DaemonOptions::default()
-        .config("max_concurrent_operations = 1\nadmission_wait_ms = 100\n")
-        .env("ROLLPOINT_FAULT", "delete.intent:sleep=4000");
-    let daemon = TestDaemon::start_with(daemon_binary(), options).await.expect("start rollpointd");
-    let mut root = daemon.clients().await.expect("connect");
-    for (index, (id, volume)) in containers.ids.iter().zip(&volumes).enumerate() {
-        register(&mut root, id, containers.cgroups[index].relative_name(), volume).await.expect("register");
-    }
-    let (slow, other) = (containers.ids[0].clone(), containers.ids[1].clone());
-    create_snapshot(&mut root, &slow, "to-delete", "").await.expect("a snapshot to delete");
-    let mut deleting = root.clone();
-    let delete = tokio::spawn({
-        let slow = slow.clone();
-        async move {
-            deleting
-                .snapshots
-                .delete_snapshot(proto::DeleteSnapshotRequest { container: slow, snapshot: "to-delete".into() })
-                .await
-        }
-    });
-    while !daemon.log().contains("fault injection: stalling") {
-        assert!(!delete.is_finished(), "the delete ended before it stalled");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // A waiting call is refused (with RetryInfo) after 100 ms in the queue.
+    let HeldSlot { daemon, mut root, delete, other, containers, fs: _fs } =
+        hold_the_only_slot("retry", "admission_wait_ms = 100\n", 4000).await;
 
     let once = cli(&daemon, &["--retries", "0", "snapshot", "create", &other, "--name", "once"]);
     let stderr = String::from_utf8_lossy(&once.stderr);
