@@ -17,6 +17,7 @@ pub mod engine;
 pub mod events;
 pub mod freezer;
 pub mod fstree;
+pub mod hex;
 pub mod lifecycle;
 pub mod recover;
 pub mod remote;

@@ -109,7 +109,7 @@ impl TokenBook {
         }
         let random =
             random_bytes().map_err(|e| EngineError::Internal { reason: format!("reading /dev/urandom: {e}") })?;
-        let secret = format!("rpt.{name}.{}", hex(&random));
+        let secret = format!("rpt.{name}.{}", crate::hex::encode(&random));
         let record = TokenRecord {
             name: name.to_owned(),
             scopes: scopes.to_vec(),
@@ -152,10 +152,6 @@ fn random_bytes() -> std::io::Result<[u8; 32]> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

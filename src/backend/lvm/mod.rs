@@ -439,21 +439,21 @@ fn classify_failure(command: &str, subject: &str, detail: String) -> BackendErro
 /// The swap tags that say how the volume was mounted.
 fn mount_tags(mount: &DeviceMount) -> Vec<String> {
     vec![
-        format!("{}{}", swap_tags::MOUNT_POINT, names::hex_encode(mount.mount_point.as_os_str().as_encoded_bytes())),
-        format!("{}{}", swap_tags::FS_TYPE, names::hex_encode(mount.fs_type.as_bytes())),
+        format!("{}{}", swap_tags::MOUNT_POINT, crate::hex::encode(mount.mount_point.as_os_str().as_encoded_bytes())),
+        format!("{}{}", swap_tags::FS_TYPE, crate::hex::encode(mount.fs_type.as_bytes())),
         format!("{}{:x}", swap_tags::FLAGS, mount.flags),
-        format!("{}{}", swap_tags::DATA, names::hex_encode(mount.data.as_bytes())),
+        format!("{}{}", swap_tags::DATA, crate::hex::encode(mount.data.as_bytes())),
     ]
 }
 
 fn decode_mount(row: &LvRow) -> Option<DeviceMount> {
     use std::os::unix::ffi::OsStringExt as _;
-    let mount_point = names::hex_decode(row.tag_value(swap_tags::MOUNT_POINT)?)?;
+    let mount_point = crate::hex::decode(row.tag_value(swap_tags::MOUNT_POINT)?)?;
     Some(DeviceMount {
         mount_point: PathBuf::from(std::ffi::OsString::from_vec(mount_point)),
-        fs_type: String::from_utf8(names::hex_decode(row.tag_value(swap_tags::FS_TYPE)?)?).ok()?,
+        fs_type: String::from_utf8(crate::hex::decode(row.tag_value(swap_tags::FS_TYPE)?)?).ok()?,
         flags: u64::from_str_radix(row.tag_value(swap_tags::FLAGS)?, 16).ok()?,
-        data: String::from_utf8(names::hex_decode(row.tag_value(swap_tags::DATA).unwrap_or(""))?).ok()?,
+        data: String::from_utf8(crate::hex::decode(row.tag_value(swap_tags::DATA).unwrap_or(""))?).ok()?,
     })
 }
 

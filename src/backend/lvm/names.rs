@@ -185,17 +185,6 @@ pub mod swap_tags {
     }
 }
 
-pub fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,13 +246,5 @@ mod tests {
         for bad in ["", "db.1", "-db", "DB", &"x".repeat(64)] {
             assert!(check_container(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn hex_round_trips() {
-        let text = "/srv/containers/db 1";
-        assert_eq!(hex_decode(&hex_encode(text.as_bytes())).expect("hex"), text.as_bytes());
-        assert_eq!(hex_decode("abc"), None);
-        assert_eq!(hex_decode("zz"), None);
     }
 }
