@@ -77,7 +77,15 @@ pub struct Config {
     /// containers the store knows). Name them all, so that a lost store is
     /// noticed.
     pub filesystems: Vec<PathBuf>,
+    /// Loopback address of the run listener, where the command of a schedule
+    /// entry bound to a container reaches the daemon through its `$SNAP_URL`
+    /// (port 0: one the kernel picks at each start); `off`: no run listener,
+    /// and runs get no `SNAP_URL`.
+    pub schedule_listen: String,
 }
+
+/// `schedule_listen = "off"`.
+pub const RUNS_OFF: &str = "off";
 
 impl Default for Config {
     fn default() -> Self {
@@ -103,6 +111,7 @@ impl Default for Config {
             filesystems: Vec::new(),
             max_queued_operations: engine.max_queued_operations,
             admission_wait_ms: millis(engine.admission_wait),
+            schedule_listen: "127.0.0.1:0".into(),
         }
     }
 }
@@ -144,7 +153,25 @@ impl Config {
         if config.freeze_budget_ms == 0 {
             return Err("freeze_budget_ms: must be at least 1".into());
         }
+        config.run_listener()?;
         Ok(config)
+    }
+
+    /// The address of the run listener; none when `schedule_listen = "off"`.
+    pub fn run_listener(&self) -> Result<Option<SocketAddr>, String> {
+        if self.schedule_listen == RUNS_OFF {
+            return Ok(None);
+        }
+        let address: SocketAddr = self
+            .schedule_listen
+            .parse()
+            .map_err(|_| format!("schedule_listen: {:?} is not an address:port (or \"off\")", self.schedule_listen))?;
+        if !address.ip().is_loopback() {
+            return Err(format!(
+                "schedule_listen: {address} is not a loopback address (runs' credentials stay on this host)"
+            ));
+        }
+        Ok(Some(address))
     }
 
     pub fn engine(&self) -> EngineConfig {
@@ -183,6 +210,10 @@ mod tests {
         assert!(Config::parse("frezee_budget_ms = 3").unwrap_err().contains("frezee_budget_ms"));
         assert!(Config::parse("freeze_budget_ms = 0").unwrap_err().contains("freeze_budget_ms"));
         assert!(Config::parse("listen = \"nowhere\"").unwrap_err().contains("listen"));
+        assert!(Config::parse("schedule_listen = \"0.0.0.0:80\"").unwrap_err().contains("loopback"));
+        assert!(Config::parse("schedule_listen = \"nope\"").unwrap_err().contains("schedule_listen"));
+        assert_eq!(Config::parse("schedule_listen = \"off\"").unwrap().run_listener(), Ok(None));
+        assert_eq!(Config::default().run_listener(), Ok(Some(SocketAddr::from(([127, 0, 0, 1], 0)))));
     }
 
     #[test]

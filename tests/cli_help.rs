@@ -86,7 +86,14 @@ fn new_commands_have_examples_in_their_long_help() {
         ),
         (
             &["schedule", "add", "--help"],
-            &["--expire-days 7 --comment \"pre-migration snapshot\"", "crontab(5)", "[default: root]"],
+            &[
+                "--expire-days 7 --comment \"pre-migration snapshot\"",
+                "crontab(5)",
+                "[default: root]",
+                "--container db-1",
+                "ROLLPOINT_RUN_ID",
+                "SNAP_URL",
+            ],
         ),
         (&["schedule", "update", "--help"], &["--enable", "--disable", "[default: root]"]),
         (

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::curl::{curl, curl_with, Via};
 use common::*;
 use rollpoint::api::proto;
 use rollpoint::testkit::cgroup::TestCgroup;
@@ -25,66 +26,6 @@ use serde_json::{json, Value};
 
 /// Longest wait for one SSE event.
 const SSE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Where curl sends its requests.
-#[derive(Clone)]
-enum Via {
-    Socket(PathBuf),
-    Tcp { port: u16, token: Option<String> },
-}
-
-impl Via {
-    fn base_args(&self, command: &mut Command) -> String {
-        match self {
-            Via::Socket(path) => {
-                command.arg("--unix-socket").arg(path);
-                "http://localhost".to_owned()
-            }
-            Via::Tcp { port, token } => {
-                if let Some(token) = token {
-                    command.arg("-H").arg(format!("Authorization: Bearer {token}"));
-                }
-                format!("http://127.0.0.1:{port}")
-            }
-        }
-    }
-}
-
-/// `curl -X method path [-d body]`: the HTTP status and the body as JSON.
-fn curl(via: &Via, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    curl_with(via, method, path, body.map(|b| b.as_bytes().to_vec()), &[])
-}
-
-fn curl_with(via: &Via, method: &str, path: &str, body: Option<Vec<u8>>, headers: &[&str]) -> (u16, Value) {
-    let mut command = Command::new("curl");
-    command.args(["-sS", "--max-time", "120", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
-    let base = via.base_args(&mut command);
-    for header in headers {
-        command.arg("-H").arg(header);
-    }
-    if body.is_some() {
-        // As on the page: `curl -d` (application/x-www-form-urlencoded).
-        command.arg("--data-binary").arg("@-");
-    }
-    command.arg(format!("{base}{path}")).stdin(Stdio::piped()).stdout(Stdio::piped());
-    let mut child = command.spawn().expect("run curl");
-    if let Some(body) = body {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        // A refused body may close the connection early: a broken pipe is an answer too.
-        let _ = stdin.write_all(&body);
-    }
-    let output = child.wait_with_output().expect("curl output");
-    let text = String::from_utf8(output.stdout).expect("utf-8");
-    let (body, code) = text.rsplit_once('\n').expect("status line");
-    let code: u16 = code.trim().parse().unwrap_or_else(|_| panic!("curl {method} {path}: {text}"));
-    let value = if body.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(body).unwrap_or(Value::String(body.into()))
-    };
-    (code, value)
-}
 
 /// A `curl -N` reading the live event stream, killed (by its pid) on drop.
 struct SseReader {

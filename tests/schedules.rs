@@ -563,9 +563,16 @@ async fn command_entries_run_as_their_user_and_only_root_or_the_user_may_set_the
     let lines = stdout_of(&event.detail);
     let home = user.home.to_str().expect("utf-8 home");
     assert_eq!(lines[..3], [user.uid.to_string().as_str(), home, home], "uid, $HOME, working directory");
-    let environment: BTreeMap<&str, &str> =
+    let mut environment: BTreeMap<&str, &str> =
         lines[3..].iter().map(|line| line.split_once('=').unwrap_or_else(|| panic!("env line {line:?}"))).collect();
+    // rollpointd's own, which change with each firing.
+    let fire_time = environment.remove("ROLLPOINT_FIRE_TIME").expect("ROLLPOINT_FIRE_TIME");
+    assert!(chrono::DateTime::parse_from_rfc3339(fire_time).is_ok(), "{fire_time}");
+    let run_id = environment.remove("ROLLPOINT_RUN_ID").expect("ROLLPOINT_RUN_ID");
+    assert_eq!(run_id.len(), 16, "{run_id}");
+    let entry_name = format!("users/{}/entries/env", user.name);
     let expected = BTreeMap::from([
+        ("ROLLPOINT_ENTRY", entry_name.as_str()),
         ("HOME", home),
         ("LOGNAME", user.name.as_str()),
         ("PATH", "/usr/local/bin:/usr/bin:/bin"),

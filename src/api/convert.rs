@@ -181,5 +181,7 @@ pub fn entry(record: &EntryRecord, next_fire: Option<DateTime<Utc>>) -> proto::E
         next_fire_time: next_fire.map(timestamp),
         last_outcome: record.last_outcome.clone(),
         random_delay_seconds: record.random_delay_seconds,
+        container: record.container().to_owned(),
+        environment: record.environment.clone(),
     }
 }

@@ -71,6 +71,29 @@ where
     // Dropped with this future if the caller goes away while it waits: the
     // waiter leaves the queue and `call` never runs.
     let admission = engine.admit(kind, deadline).await.map_err(status::from_engine)?;
+    on_blocking_thread(engine, Some(admission), call).await
+}
+
+/// Runs a blocking engine call that holds no operation slot: the run of a
+/// command entry, whose command's own calls (`curl $SNAP_URL`) take theirs
+/// and must not wait for the slot their run would hold.
+async fn unadmitted<T, F>(engine: &Arc<Engine>, call: F) -> Result<T, tonic::Status>
+where
+    T: Send + 'static,
+    F: FnOnce(&Engine) -> EngineResult<T> + Send + 'static,
+{
+    on_blocking_thread(engine, None, call).await
+}
+
+async fn on_blocking_thread<T, F>(
+    engine: &Arc<Engine>,
+    admission: Option<crate::engine::Admitted>,
+    call: F,
+) -> Result<T, tonic::Status>
+where
+    T: Send + 'static,
+    F: FnOnce(&Engine) -> EngineResult<T> + Send + 'static,
+{
     let engine = engine.clone();
     // Held by the blocking thread: a call that has started holds its slot
     // and its container's turn until it ends, even if the caller left.

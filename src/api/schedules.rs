@@ -11,7 +11,7 @@ use super::proto::schedule_service_server::ScheduleService;
 use super::proto::*;
 use super::status::from_engine;
 use super::tokens::Scope;
-use super::{admission_deadline, blocking, changing, convert};
+use super::{admission_deadline, blocking, changing, convert, unadmitted};
 use crate::engine::entries::{parse_entry_name, EntryPatch, EntrySpec, DEFAULT_COMMAND_TIMEOUT};
 use crate::engine::{Engine, EngineError};
 use crate::store::{EntryAction, EntryRecord};
@@ -52,7 +52,7 @@ fn authorize_entry<T>(request: &Request<T>, user: &str, action: &EntryAction) ->
                     *uid == 0
                         || nix::unistd::User::from_name(user).ok().flatten().is_some_and(|u| u.uid.as_raw() == *uid)
                 }
-                Caller::Token(_) => false,
+                Caller::Token(_) | Caller::Run(_) => false,
             };
             if allowed {
                 Ok(caller)
@@ -99,6 +99,8 @@ impl ScheduleService for Schedules {
             comment: entry.comment,
             enabled: entry.enabled.unwrap_or(true),
             random_delay_seconds: entry.random_delay_seconds,
+            container: entry.container,
+            environment: entry.environment,
         };
         let created = changing(&self.engine, admission_deadline(request.metadata()), None, move |engine| {
             let record = engine.create_entry(&user, spec, &actor)?;
@@ -122,7 +124,8 @@ impl ScheduleService for Schedules {
         authorize(&request, Scope::Read, None)?;
         let request = request.into_inner();
         let response = blocking(&self.engine, move |engine| {
-            let page = engine.list_entries(&request.user, request.page_size, &request.page_token)?;
+            let page =
+                engine.list_entries(&request.user, &request.container, request.page_size, &request.page_token)?;
             Ok(ListEntriesResponse {
                 entries: page.items.iter().map(|e| entry_message(engine, e)).collect(),
                 next_page_token: page.next_page_token,
@@ -164,8 +167,8 @@ impl ScheduleService for Schedules {
 
     async fn run_entry(&self, request: Request<RunEntryRequest>) -> Result<Response<RunEntryResponse>, Status> {
         let name = request.get_ref().name.clone();
-        let (_, actor) = self.entry_as_authorized(&request, &name).await?;
-        let response = changing(&self.engine, admission_deadline(request.metadata()), None, move |engine| {
+        let (current, actor) = self.entry_as_authorized(&request, &name).await?;
+        let run = move |engine: &Engine| {
             let fired = engine.run_entry_now(&name, &actor)?;
             let entry = engine.entry(&name)?;
             Ok(RunEntryResponse {
@@ -174,8 +177,13 @@ impl ScheduleService for Schedules {
                 detail: fired.detail,
                 snapshot: fired.snapshot.as_ref().map(convert::snapshot),
             })
-        })
-        .await?;
+        };
+        let response = match current.action {
+            EntryAction::Command { .. } => unadmitted(&self.engine, run).await?,
+            EntryAction::Snapshot { .. } => {
+                changing(&self.engine, admission_deadline(request.metadata()), None, run).await?
+            }
+        };
         Ok(Response::new(response))
     }
 }
@@ -192,6 +200,8 @@ fn patch_from_mask(update: Entry, mask: &[String]) -> Result<EntryPatch, EngineE
             comment: Some(update.comment.clone()).filter(|s| !s.is_empty()),
             enabled: None,
             random_delay_seconds: Some(update.random_delay_seconds).filter(|s| *s != 0),
+            container: Some(update.container.clone()).filter(|s| !s.is_empty()),
+            environment: Some(update.environment.clone()).filter(|e| !e.is_empty()),
         });
     }
     let mut patch = EntryPatch::default();
@@ -203,10 +213,15 @@ fn patch_from_mask(update: Entry, mask: &[String]) -> Result<EntryPatch, EngineE
             "comment" => patch.comment = Some(update.comment.clone()),
             "enabled" => patch.enabled = Some(update.enabled.unwrap_or(true)),
             "random_delay_seconds" => patch.random_delay_seconds = Some(update.random_delay_seconds),
+            "container" => patch.container = Some(update.container.clone()),
+            "environment" => patch.environment = Some(update.environment.clone()),
             other => {
                 return Err(EngineError::invalid(
                     "update_mask",
-                    format!("{other:?} cannot be updated; only schedule, time_zone, action, comment, enabled, random_delay_seconds"),
+                    format!(
+                        "{other:?} cannot be updated; only schedule, time_zone, action, comment, enabled, \
+                         random_delay_seconds, container, environment"
+                    ),
                 ))
             }
         }

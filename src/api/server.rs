@@ -53,6 +53,8 @@ pub enum ServerError {
     SocketInUse(PathBuf),
     #[error("refusing to listen on {0} without TLS: configure tls_cert and tls_key, use a loopback address, or set insecure_listen = true")]
     NotLoopback(SocketAddr),
+    #[error("schedule_listen = {0}: the run listener takes loopback addresses only")]
+    RunsNotLoopback(SocketAddr),
     #[error("reading {path}: {source}")]
     TlsFile { path: PathBuf, source: std::io::Error },
     #[error("listening on {address}: {source}")]
@@ -95,7 +97,8 @@ impl Services {
         reporter.set_service_status("", ServingStatus::NotServing).await;
         let metrics = super::metrics::Metrics::new();
         super::metrics::spawn_recorder(engine.clone(), metrics.clone(), stop.clone());
-        (Services { engine, gate: Gate { policy: Arc::new(policy), tokens, ready }, health, metrics, stop }, reporter)
+        let gate = Gate { policy: Arc::new(policy), tokens, ready, runs: engine.run_grants().clone() };
+        (Services { engine, gate, health, metrics, stop }, reporter)
     }
 
     fn router(&self, tls: Option<ServerTlsConfig>) -> Result<tonic::transport::server::Router, ServerError> {
@@ -117,15 +120,7 @@ impl Services {
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let remotes = RemoteServiceServer::new(Remotes { engine: self.engine.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let rest = super::rest::router(super::rest::RestState {
-            gate: self.gate.clone(),
-            containers: Arc::new(Containers { engine: self.engine.clone() }),
-            snapshots: Arc::new(self.snapshots()),
-            schedules: Arc::new(Schedules { engine: self.engine.clone() }),
-            engine: self.engine.clone(),
-            metrics: self.metrics.clone(),
-            events: Arc::new(Events { engine: self.engine.clone(), stop: self.stop.clone() }),
-        });
+        let rest = super::rest::router(self.rest_state());
         let grpc = Routes::new(self.health.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -143,6 +138,35 @@ impl Services {
             builder = builder.tls_config(tls)?;
         }
         Ok(builder.add_routes(routes))
+    }
+
+    fn rest_state(&self) -> super::rest::RestState {
+        super::rest::RestState {
+            gate: self.gate.clone(),
+            containers: Arc::new(Containers { engine: self.engine.clone() }),
+            snapshots: Arc::new(self.snapshots()),
+            schedules: Arc::new(Schedules { engine: self.engine.clone() }),
+            engine: self.engine.clone(),
+            metrics: self.metrics.clone(),
+            events: Arc::new(Events { engine: self.engine.clone(), stop: self.stop.clone() }),
+        }
+    }
+
+    /// Serves the run listener (HTTP/1.1, REST only: what a command run's
+    /// `$SNAP_URL` may do) until `shutdown` resolves.
+    pub async fn serve_runs(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let address = listener
+            .local_addr()
+            .map_err(|source| ServerError::Tcp { address: SocketAddr::from(([127, 0, 0, 1], 0)), source })?;
+        let routes = super::rest::run_router(self.rest_state());
+        axum::serve(listener, routes.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|source| ServerError::Tcp { address, source })
     }
 
     fn snapshots(&self) -> Snapshots {
@@ -196,6 +220,15 @@ pub async fn bind_unix(path: &Path, group: Option<u32>) -> Result<tokio::net::Un
 pub async fn bind_tcp(address: SocketAddr, tls: bool, insecure: bool) -> Result<tokio::net::TcpListener, ServerError> {
     if !address.ip().is_loopback() && !tls && !insecure {
         return Err(ServerError::NotLoopback(address));
+    }
+    tokio::net::TcpListener::bind(address).await.map_err(|source| ServerError::Tcp { address, source })
+}
+
+/// Binds the run listener: loopback only, whatever the configuration says
+/// (a run's credential must not cross a network).
+pub async fn bind_runs(address: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
+    if !address.ip().is_loopback() {
+        return Err(ServerError::RunsNotLoopback(address));
     }
     tokio::net::TcpListener::bind(address).await.map_err(|source| ServerError::Tcp { address, source })
 }

@@ -10,7 +10,6 @@ use super::proto::*;
 use super::tokens::Scope;
 use super::{admission_deadline, blocking, changing, convert};
 use crate::engine::{CreateRequest, Engine, EngineError, UpdateRequest};
-use crate::store::SnapshotOrigin;
 
 pub struct Snapshots {
     pub engine: Arc<Engine>,
@@ -24,7 +23,7 @@ impl SnapshotService for Snapshots {
         &self,
         request: Request<CreateSnapshotRequest>,
     ) -> Result<Response<CreateSnapshotResponse>, Status> {
-        let actor = authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?.actor();
+        let caller = authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?;
         let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
         let container = request.container.clone();
@@ -35,8 +34,8 @@ impl SnapshotService for Snapshots {
                 alias: request.alias,
                 expiry_days: request.expiry_days,
                 comment: request.comment,
-                origin: SnapshotOrigin::Api,
-                actor,
+                origin: caller.origin(),
+                actor: caller.actor(),
             })
         })
         .await?;

@@ -721,6 +721,33 @@ Examples:
 An entry is named users/USER/entries/ID; wherever a NAME is asked for, a bare
 ID will do, with --user (default root).";
 
+/// What `schedule add --help` adds: the page's entry, and what a run gets.
+const SCHEDULE_ADD_EXAMPLES: &str = r#"Examples:
+  # snapshot db-1 every night at 02:55 UTC, five minutes before the migration
+  rollpoint schedule add --schedule "55 2 * * *" --snapshot db-1 --alias rollback-point \
+      --expire-days 7 --comment "pre-migration snapshot" --id pre-migration
+  # the page's entry as written: its command takes the snapshot through $SNAP_URL
+  rollpoint schedule add --schedule "55 2 * * *" --container db-1 --comment "pre-migration snapshot" \
+      --command "curl -X POST \$SNAP_URL -d '{\"alias\":\"rollback-point\"}'"
+  # a dump with its own variables
+  rollpoint schedule add --schedule @daily --command 'pg_dumpall > /srv/backup/all.sql' \
+      --env PGHOST=/run/postgresql --env PGUSER=postgres
+
+What a command's run gets: /bin/sh -c COMMAND as --user (uid, groups, home),
+with HOME, USER, LOGNAME, SHELL=/bin/sh, PATH=/usr/local/bin:/usr/bin:/bin, the
+entry's --env variables, and
+  ROLLPOINT_ENTRY       users/USER/entries/ID
+  ROLLPOINT_FIRE_TIME   the due time of this firing (RFC 3339, UTC)
+  ROLLPOINT_RUN_ID      unique per firing, the same for a retry of that firing
+and, with --container:
+  ROLLPOINT_CONTAINER   the container
+  SNAP_URL              http://run:CREDENTIAL@127.0.0.1:PORT/api/v1/containers/ID/snapshots
+The credential in SNAP_URL is minted for this run, lets it take (POST) and read
+(GET) snapshots of that container and nothing else, works only on the loopback
+run listener (schedule_listen in rollpointd.toml; "off" turns it off), and is
+revoked when the command exits or is killed at its timeout. It is never written
+to disk or logged."#;
+
 /// User that owns entries when none is named.
 pub const DEFAULT_USER: &str = "root";
 
@@ -728,7 +755,7 @@ pub const DEFAULT_USER: &str = "root";
 pub enum ScheduleCommand {
     /// Add an entry that snapshots a container (--snapshot) or runs a command
     /// (--command) on a crontab(5) schedule.
-    #[command(after_long_help = SCHEDULE_EXAMPLES)]
+    #[command(after_long_help = SCHEDULE_ADD_EXAMPLES)]
     Add(ScheduleAddArgs),
     /// List entries: NAME, SCHEDULE, TZ, ACTION, ENABLED, LAST FIRE, NEXT FIRE,
     /// LAST OUTCOME.
@@ -844,6 +871,17 @@ pub struct ScheduleAddArgs {
     /// Time allowed to the command, in seconds [default: 300].
     #[arg(long, value_name = "SECS", conflicts_with = "snapshot")]
     pub timeout: Option<u32>,
+    /// Bind the --command to this container: each run gets SNAP_URL, the
+    /// container's snapshots URL with a credential valid for that run only
+    /// (so `curl -X POST $SNAP_URL -d '{"alias":"rollback-point"}'` takes a
+    /// snapshot), and ROLLPOINT_CONTAINER.
+    #[arg(long, value_name = "CONTAINER", conflicts_with = "snapshot")]
+    pub container: Option<String>,
+    /// A variable for the --command, like a crontab's NAME=value line;
+    /// repeat for more. Every run also gets ROLLPOINT_ENTRY,
+    /// ROLLPOINT_FIRE_TIME and ROLLPOINT_RUN_ID.
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_variable)]
+    pub environment: Vec<(String, String)>,
     /// Free text kept with the entry.
     #[arg(long, value_name = "TEXT")]
     pub comment: Option<String>,
@@ -861,7 +899,7 @@ pub struct ScheduleAddArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("change").args(["schedule", "time_zone", "enable", "disable", "comment", "random_delay"]).required(true).multiple(true)))]
+#[command(group(ArgGroup::new("change").args(["schedule", "time_zone", "enable", "disable", "comment", "random_delay", "container", "environment", "no_env"]).required(true).multiple(true)))]
 pub struct ScheduleUpdateArgs {
     #[command(flatten)]
     pub entry: EntryArgs,
@@ -883,6 +921,23 @@ pub struct ScheduleUpdateArgs {
     /// New random delay in seconds (see `schedule add`); 0 removes it.
     #[arg(long, value_name = "SECS")]
     pub random_delay: Option<u32>,
+    /// Bind a command entry to this container (see `schedule add`); ""
+    /// unbinds it.
+    #[arg(long, value_name = "CONTAINER")]
+    pub container: Option<String>,
+    /// The command's variables: these replace all of them.
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_variable, conflicts_with = "no_env")]
+    pub environment: Vec<(String, String)>,
+    /// Remove all of the command's variables.
+    #[arg(long)]
+    pub no_env: bool,
+}
+
+/// `NAME=VALUE` of `--env` (the daemon checks the name).
+fn parse_variable(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
 }
 
 #[cfg(test)]

@@ -528,6 +528,14 @@ impl Human for EntryView {
         ];
         if let ActionView::Command { timeout_seconds, .. } = &self.action {
             pairs.push(("timeout", timeout(*timeout_seconds)));
+            if let Some(container) = &self.container {
+                pairs.push(("container", format!("{container} (each run gets its SNAP_URL)")));
+            }
+        }
+        if !self.environment.is_empty() {
+            let variables: Vec<String> =
+                self.environment.iter().map(|(name, value)| format!("{name}={value}")).collect();
+            pairs.push(("environment", variables.join(" ")));
         }
         if self.random_delay_seconds > 0 {
             pairs.push(("random delay", format!("up to {} s (fixed per entry)", self.random_delay_seconds)));

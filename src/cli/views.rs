@@ -273,6 +273,11 @@ pub struct EntryView {
     pub last_outcome: Option<String>,
     /// Each firing comes up to this much after the schedule's time.
     pub random_delay_seconds: u32,
+    /// The container the entry is about: a snapshot entry's, or the one a
+    /// command entry is bound to (its runs get `SNAP_URL`); null: none.
+    pub container: Option<String>,
+    /// Variables the command gets.
+    pub environment: BTreeMap<String, String>,
 }
 
 impl From<proto::Entry> for EntryView {
@@ -289,6 +294,8 @@ impl From<proto::Entry> for EntryView {
             time_zone: entry.time_zone,
             enabled: entry.enabled.unwrap_or(true),
             random_delay_seconds: entry.random_delay_seconds,
+            container: non_empty(entry.container),
+            environment: entry.environment,
         }
     }
 }

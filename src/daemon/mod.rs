@@ -46,6 +46,8 @@ pub enum DaemonError {
     Recovery(crate::engine::EngineError),
     #[error(transparent)]
     Server(#[from] server::ServerError),
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -95,6 +97,15 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let services = services.clone();
         let stop = stopped(stop.clone());
         tasks.spawn(async move { services.serve_tcp(tcp, tls, stop).await });
+    }
+    if let Some(address) = config.run_listener().map_err(DaemonError::Config)? {
+        let runs = server::bind_runs(address).await?;
+        let bound = runs.local_addr().map_err(|source| server::ServerError::Tcp { address, source })?;
+        engine.serve_run_urls(format!("http://{bound}"));
+        tracing::info!(%bound, "run listener ($SNAP_URL of schedule entries bound to a container)");
+        let services = services.clone();
+        let stop = stopped(stop.clone());
+        tasks.spawn(async move { services.serve_runs(runs, stop).await });
     }
     tracing::info!(socket = %config.socket.display(), listen = ?config.listen.map(|a: SocketAddr| a.to_string()), "listening; recovering");
 

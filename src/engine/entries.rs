@@ -1,6 +1,7 @@
 //! Schedule entries (`users/{user}/entries/{id}`): checked, stored, listed.
 //! Firing them is `schedule_fire.rs`; deciding when is the scheduler's.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -8,6 +9,7 @@ use chrono::{DateTime, Utc};
 use super::error::{EngineError, EngineResult};
 use super::names;
 use super::paging::{paginate, Page};
+use super::run_grants::check_environment;
 use super::Engine;
 use crate::events::Event;
 use crate::scheduler::CronSchedule;
@@ -31,6 +33,9 @@ pub struct EntrySpec {
     pub comment: String,
     pub enabled: bool,
     pub random_delay_seconds: u32,
+    /// The container a command entry is bound to; empty: none.
+    pub container: String,
+    pub environment: BTreeMap<String, String>,
 }
 
 /// Which fields of an entry to change.
@@ -42,6 +47,8 @@ pub struct EntryPatch {
     pub comment: Option<String>,
     pub enabled: Option<bool>,
     pub random_delay_seconds: Option<u32>,
+    pub container: Option<String>,
+    pub environment: Option<BTreeMap<String, String>>,
 }
 
 /// A user name as in `users/{user}`: what useradd accepts.
@@ -140,6 +147,30 @@ fn check_action(action: &EntryAction) -> EngineResult<()> {
 }
 
 impl Engine {
+    /// The container an entry with `action` is bound to, as stored: a
+    /// command entry's, which must be registered; none for a snapshot entry,
+    /// whose action names its container (a `container` given beside it
+    /// must be that one).
+    fn bound_container(&self, action: &EntryAction, container: &str) -> EngineResult<String> {
+        if container.is_empty() {
+            return Ok(String::new());
+        }
+        names::container_id("entry.container", container)?;
+        match action {
+            EntryAction::Snapshot { container: snapshotted, .. } if snapshotted != container => {
+                Err(EngineError::invalid(
+                    "entry.container",
+                    format!("a snapshot entry takes snapshots of its own container ({snapshotted}), not {container}"),
+                ))
+            }
+            EntryAction::Snapshot { .. } => Ok(String::new()),
+            EntryAction::Command { .. } => {
+                self.container(container)?;
+                Ok(container.to_owned())
+            }
+        }
+    }
+
     pub fn create_entry(&self, user: &str, spec: EntrySpec, actor: &str) -> EngineResult<EntryRecord> {
         user_name("user", user)?;
         if !spec.id.is_empty() {
@@ -149,6 +180,8 @@ impl Engine {
         check_random_delay(spec.random_delay_seconds)?;
         check_action(&spec.action)?;
         names::comment(&spec.comment)?;
+        check_environment(&spec.environment)?;
+        let container = self.bound_container(&spec.action, &spec.container)?;
         let now = self.clock.now();
         let id = if spec.id.is_empty() { format!("e{}", now.format("%Y%m%d%H%M%S%3f")) } else { spec.id };
         let entry = EntryRecord {
@@ -164,6 +197,8 @@ impl Engine {
             last_outcome: String::new(),
             cursor: Some(now),
             random_delay_seconds: spec.random_delay_seconds,
+            container,
+            environment: spec.environment,
         };
         if !self.store.insert_entry(&entry)? {
             return Err(EngineError::AlreadyExists { what: format!("entry {}", entry.resource_name()) });
@@ -185,11 +220,24 @@ impl Engine {
         self.store.entry(&user, &id)?.ok_or_else(|| EngineError::not_found(format!("entry {name}")))
     }
 
-    pub fn list_entries(&self, user: &str, page_size: i32, page_token: &str) -> EngineResult<Page<EntryRecord>> {
+    /// Entries of `user` (empty: everyone's) about `container` (empty:
+    /// any), one page at a time.
+    pub fn list_entries(
+        &self,
+        user: &str,
+        container: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> EngineResult<Page<EntryRecord>> {
         if !user.is_empty() {
             user_name("user", user)?;
         }
-        paginate(self.store.entries(user)?, EntryRecord::resource_name, page_size, page_token)
+        if !container.is_empty() {
+            names::container_id("container", container)?;
+        }
+        let mut entries = self.store.entries(user)?;
+        entries.retain(|entry| container.is_empty() || entry.container() == container);
+        paginate(entries, EntryRecord::resource_name, page_size, page_token)
     }
 
     pub fn update_entry(&self, name: &str, patch: EntryPatch, actor: &str) -> EngineResult<EntryRecord> {
@@ -213,6 +261,19 @@ impl Engine {
             names::comment(&comment)?;
             entry.comment = comment;
         }
+        if let Some(environment) = patch.environment {
+            check_environment(&environment)?;
+            entry.environment = environment;
+        }
+        // Unless given, a command entry stays bound where it was; a snapshot
+        // entry is about its action's container.
+        let container = patch.container.unwrap_or_else(|| entry.container.clone());
+        let container = if matches!(entry.action, EntryAction::Snapshot { .. }) && container == entry.container {
+            String::new()
+        } else {
+            container
+        };
+        entry.container = self.bound_container(&entry.action, &container)?;
         if let Some(enabled) = patch.enabled {
             if enabled && !entry.enabled {
                 // Occurrences while it was disabled are not "missed".

@@ -18,6 +18,7 @@ mod paging;
 mod recovery;
 pub mod remotes;
 mod restore;
+pub mod run_grants;
 mod schedule_fire;
 mod sidecars;
 mod sizes;
@@ -127,6 +128,11 @@ pub struct Engine {
     sizes_stale: tokio::sync::Notify,
     /// Snapshot locations being read by an export: not deleted meanwhile.
     pinned: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
+    /// Credentials of the command runs in progress (`$SNAP_URL`).
+    run_grants: Arc<run_grants::RunGrants>,
+    /// `http://127.0.0.1:PORT` of the loopback listener that takes run
+    /// credentials, once the daemon serves it; unset: runs get no SNAP_URL.
+    run_url_base: std::sync::OnceLock<String>,
 }
 
 /// Keeps a snapshot from being deleted while it is read; unpins on drop.
@@ -186,7 +192,23 @@ impl Engine {
             entries_changed: tokio::sync::Notify::new(),
             sizes_stale: tokio::sync::Notify::new(),
             pinned: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            run_grants: Arc::default(),
+            run_url_base: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on, runs of entries bound to a container get a `SNAP_URL`
+    /// on `base` (`http://127.0.0.1:PORT`), where [`Engine::run_grants`]
+    /// are accepted. Set once, by the daemon, when it listens there.
+    pub fn serve_run_urls(&self, base: String) {
+        if self.run_url_base.set(base).is_err() {
+            tracing::warn!("run URLs were already served; keeping the first listener");
+        }
+    }
+
+    /// The credentials of the runs in progress.
+    pub fn run_grants(&self) -> &Arc<run_grants::RunGrants> {
+        &self.run_grants
     }
 
     /// Pins a snapshot's location while it is read (an export).

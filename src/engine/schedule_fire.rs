@@ -7,11 +7,12 @@ use chrono::{DateTime, Utc};
 use super::entries::parse_entry_name;
 use super::error::EngineResult;
 use super::remotes::ExportRequest;
+use super::run_grants::{run_id, snap_url, RunContext, RunGrant, RunGrantGuard};
 use super::snapshots::CreateRequest;
 use super::Engine;
 use crate::events::Event;
 use crate::scheduler::{run_as_user, CommandAction, CommandError, CommandLimits, CommandOutcome};
-use crate::store::{EntryAction, SnapshotOrigin, SnapshotRecord};
+use crate::store::{EntryAction, EntryRecord, SnapshotOrigin, SnapshotRecord};
 
 /// How an action ended.
 #[derive(Debug, Clone)]
@@ -63,11 +64,24 @@ impl Engine {
             EntryAction::Command { command, timeout } => {
                 let started = std::time::Instant::now();
                 let limits = CommandLimits { timeout: *timeout, ..CommandLimits::default() };
-                let ran = run_as_user(&CommandAction { command: command.clone() }, &entry.user, &limits);
+                // Revoked when the command has ended (or was killed).
+                let grant = self.run_grant(&entry, due);
+                let run = RunContext {
+                    entry: &entry,
+                    due,
+                    snap_url: grant
+                        .as_ref()
+                        .zip(self.run_url_base.get())
+                        .map(|(grant, base)| snap_url(base, grant.secret(), &entry.container)),
+                };
+                let action = CommandAction { command: command.clone(), environment: run.environment() };
+                let ran = run_as_user(&action, &entry.user, &limits);
+                drop(grant);
                 let (outcome, detail) = describe_command(ran);
                 self.emit(
                     Event::new("schedule.command", &outcome)
                         .entry(name)
+                        .container(entry.container())
                         .actor(&format!("user:{}", entry.user))
                         .duration(started.elapsed())
                         .detail(detail.clone()),
@@ -89,6 +103,21 @@ impl Engine {
 }
 
 impl Engine {
+    /// A credential for one run of a command entry bound to a container,
+    /// when run URLs are served.
+    fn run_grant(&self, entry: &EntryRecord, due: DateTime<Utc>) -> Option<RunGrantGuard<'_>> {
+        if entry.container.is_empty() || self.run_url_base.get().is_none() {
+            return None;
+        }
+        let name = entry.resource_name();
+        Some(self.run_grants.mint(RunGrant {
+            run_id: run_id(&name, due),
+            entry: name,
+            user: entry.user.clone(),
+            container: entry.container.clone(),
+        }))
+    }
+
     /// Exports a scheduled snapshot that has landed. A failure is recorded
     /// (the snapshot.exported event and the entry's outcome) and leaves the
     /// local snapshot in place.

@@ -566,7 +566,62 @@ fn snapshot_entry(schedule: &str) -> super::entries::EntrySpec {
         comment: "pre-migration snapshot".into(),
         enabled: true,
         random_delay_seconds: 0,
+        container: String::new(),
+        environment: Default::default(),
     }
+}
+
+fn command_entry(container: &str) -> super::entries::EntrySpec {
+    super::entries::EntrySpec {
+        id: "pre-migration".into(),
+        action: crate::store::EntryAction::Command {
+            command: "curl -X POST $SNAP_URL".into(),
+            timeout: std::time::Duration::from_secs(60),
+        },
+        container: container.into(),
+        ..snapshot_entry("55 2 * * *")
+    }
+}
+
+#[test]
+fn a_command_entry_is_bound_to_a_registered_container_and_listed_with_it() {
+    let f = fixture();
+    let bound = f.engine.create_entry("root", command_entry("db-1"), "test").unwrap();
+    assert_eq!(bound.container(), "db-1");
+    assert!(matches!(
+        f.engine.create_entry("root", super::entries::EntrySpec { id: "x".into(), ..command_entry("db-9") }, "test"),
+        Err(EngineError::NotFound { .. })
+    ));
+    // A snapshot entry's container is its action's; another one is refused.
+    let other = super::entries::EntrySpec { container: "db-2".into(), ..snapshot_entry("55 2 * * *") };
+    assert!(matches!(
+        f.engine.create_entry("root", other, "test"),
+        Err(EngineError::InvalidArgument { field: "entry.container", .. })
+    ));
+    let same = super::entries::EntrySpec { container: "db-1".into(), ..snapshot_entry("55 2 * * *") };
+    let snapshot_entry = f.engine.create_entry("root", same, "test").unwrap();
+    assert_eq!((snapshot_entry.container.as_str(), snapshot_entry.container()), ("", "db-1"));
+    let listed = f.engine.list_entries("", "db-1", 0, "").unwrap().items;
+    assert_eq!(listed.len(), 2);
+    assert!(f.engine.list_entries("", "db-2", 0, "").unwrap().items.is_empty());
+    // Unbinding, and the action turned into a snapshot: bound to nothing.
+    let patch = super::entries::EntryPatch { container: Some(String::new()), ..Default::default() };
+    assert_eq!(f.engine.update_entry(&bound.resource_name(), patch, "test").unwrap().container(), "");
+}
+
+#[test]
+fn an_entry_environment_is_checked_and_kept() {
+    let f = fixture();
+    let mut spec = command_entry("");
+    spec.environment.insert("PGHOST".into(), "/run/postgresql".into());
+    let entry = f.engine.create_entry("root", spec.clone(), "test").unwrap();
+    assert_eq!(f.engine.entry(&entry.resource_name()).unwrap().environment, spec.environment);
+    spec.environment.insert("ROLLPOINT_CONTAINER".into(), "db-2".into());
+    spec.id = "other".into();
+    assert!(matches!(
+        f.engine.create_entry("root", spec, "test"),
+        Err(EngineError::InvalidArgument { field: "entry.environment", .. })
+    ));
 }
 
 #[test]

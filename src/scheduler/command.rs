@@ -2,7 +2,8 @@
 //!
 //! Like cron: the user's uid, primary gid and supplementary groups, HOME and
 //! working directory = the user's home, and a clean environment (HOME, USER,
-//! LOGNAME, SHELL=/bin/sh, PATH=/usr/local/bin:/usr/bin:/bin). Unlike cron,
+//! LOGNAME, SHELL=/bin/sh, PATH=/usr/local/bin:/usr/bin:/bin) plus the
+//! variables the action carries (the entry's own and rollpoint's). Unlike cron,
 //! the command runs in its own session with a timeout: when it runs out,
 //! the whole process group gets SIGTERM, then SIGKILL after `term_grace`.
 //!
@@ -37,6 +38,8 @@ const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandAction {
     pub command: String,
+    /// Set on top of the clean environment, in this order.
+    pub environment: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +103,7 @@ pub fn run_as_user(action: &CommandAction, user: &str, limits: &CommandLimits) -
         .env("LOGNAME", user)
         .env("SHELL", "/bin/sh")
         .env("PATH", PATH)
+        .envs(action.environment.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

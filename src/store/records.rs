@@ -240,6 +240,15 @@ pub struct EntryRecord {
     /// amount fixed per entry (see `engine::entries::entry_schedule`).
     #[serde(default)]
     pub random_delay_seconds: u32,
+    /// The container a command entry is bound to (its runs get `SNAP_URL`
+    /// and a credential for its snapshots); empty: none. A snapshot entry's
+    /// container is in its action.
+    #[serde(default)]
+    pub container: String,
+    /// Variables the entry's command gets, like a crontab's `NAME=value`
+    /// lines (checked by `engine::run_grants::check_environment`).
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
 }
 
 impl EntryRecord {
@@ -247,11 +256,12 @@ impl EntryRecord {
         format!("users/{}/entries/{}", self.user, self.id)
     }
 
-    /// The container a snapshot entry is about; empty for a command entry.
+    /// The container a snapshot entry is about, or the one a command entry
+    /// is bound to; empty for a command entry of no container.
     pub fn container(&self) -> &str {
         match &self.action {
             EntryAction::Snapshot { container, .. } => container,
-            EntryAction::Command { .. } => "",
+            EntryAction::Command { .. } => &self.container,
         }
     }
 }

@@ -8,6 +8,8 @@
 
 #![allow(dead_code, reason = "each test binary uses its own subset")]
 
+pub mod curl;
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

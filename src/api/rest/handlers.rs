@@ -329,6 +329,9 @@ pub struct EventsQuery {
     after: u64,
     #[serde(default)]
     container: String,
+    /// Only the events of this schedule entry (`users/{user}/entries/{id}`).
+    #[serde(default)]
+    entry: String,
     /// At most this many (default 100, at most 1000).
     #[serde(default)]
     limit: i32,
@@ -345,7 +348,7 @@ pub struct EventPage {
 /// The timeline as JSON, or live as Server-Sent Events when the client
 /// accepts `text/event-stream` (each event's `id` is its sequence, so a
 /// client that reconnects passes the last as `after`).
-#[utoipa::path(get, path = "/api/v1/events", params(("after" = Option<u64>, Query), ("container" = Option<String>, Query), ("limit" = Option<i32>, Query)), responses((status = 200, body = EventPage, description = "JSON; with Accept: text/event-stream, Server-Sent Events of EventView"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/events", params(("after" = Option<u64>, Query), ("container" = Option<String>, Query), ("entry" = Option<String>, Query), ("limit" = Option<i32>, Query)), responses((status = 200, body = EventPage, description = "JSON; with Accept: text/event-stream, Server-Sent Events of EventView"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn events(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -359,7 +362,12 @@ pub async fn events(
     if wants_stream {
         let message = proto::WatchEventsRequest { after_sequence: query.after, container: query.container };
         let stream = state.events.watch_events(request(caller, message)).await?.into_inner();
-        let events = stream.map(|event| {
+        let entry = query.entry;
+        let of_the_entry = move |event: &Result<proto::Event, tonic::Status>| {
+            let keep = entry.is_empty() || event.as_ref().map_or(true, |event| event.entry == entry);
+            futures_util::future::ready(keep)
+        };
+        let events = stream.filter(of_the_entry).map(|event| {
             Ok::<_, Infallible>(match event {
                 Ok(event) => {
                     let id = event.sequence.to_string();
@@ -373,6 +381,7 @@ pub async fn events(
     }
     let message = proto::ListEventsRequest {
         container: query.container,
+        entry: query.entry,
         page_size: query.limit,
         page_token: if query.after == 0 { String::new() } else { query.after.to_string() },
         oldest_first: true,
@@ -390,6 +399,8 @@ pub async fn events(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotActionBody {
+    /// Required, except under `/api/v1/containers/{id}/entries` (that one).
+    #[serde(default)]
     container: String,
     #[serde(default)]
     alias: String,
@@ -412,9 +423,35 @@ pub struct EntryBody {
     snapshot: Option<SnapshotActionBody>,
     comment: Option<String>,
     enabled: Option<bool>,
+    random_delay_seconds: Option<u32>,
+    /// The container a command entry is bound to (its runs get `SNAP_URL`);
+    /// under `/api/v1/containers/{id}/entries`, that one.
+    container: Option<String>,
+    /// Variables the command gets, like a crontab's `NAME=value` lines.
+    environment: Option<BTreeMap<String, String>>,
 }
 
 impl EntryBody {
+    /// Binds the entry to `container` (a path's): a command entry's runs get
+    /// its `SNAP_URL`, a snapshot entry snapshots it.
+    fn bind(&mut self, container: &str) -> Result<(), RestError> {
+        if self.container.as_deref().is_some_and(|given| given != container) {
+            return Err(RestError::new(
+                StatusCode::BAD_REQUEST,
+                tonic::Code::InvalidArgument,
+                format!("container: the path names {container}; leave the field out or give the same"),
+                Some("container"),
+            ));
+        }
+        if let Some(snapshot) = &mut self.snapshot {
+            if snapshot.container.is_empty() {
+                snapshot.container = container.to_owned();
+            }
+        }
+        self.container = Some(container.to_owned());
+        Ok(())
+    }
+
     fn action(&mut self) -> Result<Option<proto::entry::Action>, RestError> {
         match (self.command.take(), self.snapshot.take()) {
             (Some(_), Some(_)) => Err(RestError::new(
@@ -451,6 +488,9 @@ impl EntryBody {
         mark("action", action.is_some());
         mark("comment", self.comment.is_some());
         mark("enabled", self.enabled.is_some());
+        mark("random_delay_seconds", self.random_delay_seconds.is_some());
+        mark("container", self.container.is_some());
+        mark("environment", self.environment.is_some());
         let entry = proto::Entry {
             id: self.id.unwrap_or_default(),
             schedule: self.schedule.unwrap_or_default(),
@@ -458,6 +498,9 @@ impl EntryBody {
             action,
             comment: self.comment.unwrap_or_default(),
             enabled: self.enabled,
+            random_delay_seconds: self.random_delay_seconds.unwrap_or(0),
+            container: self.container.unwrap_or_default(),
+            environment: self.environment.unwrap_or_default(),
             ..Default::default()
         };
         Ok((entry, given))
@@ -497,12 +540,84 @@ pub async fn list_entries(
     Path(user): Path<String>,
     Query(paging): Query<Paging>,
 ) -> Reply<EntryPage> {
-    let message = proto::ListEntriesRequest { user, page_size: paging.page_size, page_token: paging.page_token };
+    let message = proto::ListEntriesRequest {
+        user,
+        page_size: paging.page_size,
+        page_token: paging.page_token,
+        container: String::new(),
+    };
+    entry_page(&state, caller, message).await
+}
+
+async fn entry_page(state: &RestState, caller: Caller, message: proto::ListEntriesRequest) -> Reply<EntryPage> {
     let reply = state.schedules.list_entries(request(caller, message)).await?.into_inner();
     Ok(Json(EntryPage {
         entries: reply.entries.into_iter().map(EntryView::from).collect(),
         next_page_token: token(reply.next_page_token),
     }))
+}
+
+/// `?user=` of the entries of a container: whose entry it is.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntryOwner {
+    user: Option<String>,
+}
+
+/// Whose a new entry under a container is by default: the caller's own user
+/// on the socket, root for a token (which may create snapshot entries only).
+fn caller_user(caller: &Caller) -> Result<String, RestError> {
+    match caller {
+        Caller::Local { uid } => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(*uid))
+            .ok()
+            .flatten()
+            .map(|user| user.name)
+            .ok_or_else(|| {
+                RestError::new(
+                    StatusCode::BAD_REQUEST,
+                    tonic::Code::InvalidArgument,
+                    format!("user: uid {uid} has no user name; give ?user="),
+                    Some("user"),
+                )
+            }),
+        Caller::Token(_) | Caller::Run(_) => Ok("root".to_owned()),
+    }
+}
+
+/// `POST /api/v1/containers/{id}/entries`: the page's entry body as is,
+/// bound to that container (`$SNAP_URL` in its command names it).
+#[utoipa::path(post, path = "/api/v1/containers/{id}/entries", params(("id" = String, Path), ("user" = Option<String>, Query, description = "whose entry; default: the caller's user on the socket, root for a token")), request_body(content = EntryBody, content_type = "application/json"), responses((status = 200, body = EntryView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_container_entry(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    Path(container): Path<String>,
+    Query(owner): Query<EntryOwner>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply<EntryView> {
+    let mut body: EntryBody = body::parse(&headers, body)?.ok_or_else(|| RestError::bad_body("body: required"))?;
+    body.bind(&container)?;
+    let user = owner.user.map_or_else(|| caller_user(&caller), Ok)?;
+    let (entry, _) = body.into_entry()?;
+    let message = proto::CreateEntryRequest { user, entry: Some(entry) };
+    Ok(Json(state.schedules.create_entry(request(caller, message)).await?.into_inner().into()))
+}
+
+/// `GET /api/v1/containers/{id}/entries`: every user's entries about it.
+#[utoipa::path(get, path = "/api/v1/containers/{id}/entries", params(("id" = String, Path), ("page_size" = Option<i32>, Query), ("page_token" = Option<String>, Query)), responses((status = 200, body = EntryPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_container_entries(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    Path(container): Path<String>,
+    Query(paging): Query<Paging>,
+) -> Reply<EntryPage> {
+    let message = proto::ListEntriesRequest {
+        user: String::new(),
+        page_size: paging.page_size,
+        page_token: paging.page_token,
+        container,
+    };
+    entry_page(&state, caller, message).await
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{user}/entries/{entry}", params(("user" = String, Path), ("entry" = String, Path)), responses((status = 200, body = EntryView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -54,6 +54,10 @@ pub fn router(state: RestState) -> axum::Router {
             "/api/v1/containers/{id}/snapshots/{snapshot}",
             get(handlers::get_snapshot).patch(handlers::patch_snapshot).delete(handlers::delete_snapshot),
         )
+        .route(
+            "/api/v1/containers/{id}/entries",
+            get(handlers::list_container_entries).post(handlers::create_container_entry),
+        )
         .route("/api/v1/users/{user}/entries", get(handlers::list_entries).post(handlers::create_entry))
         .route(
             "/api/v1/users/{user}/entries/{entry}",
@@ -72,6 +76,50 @@ pub fn router(state: RestState) -> axum::Router {
         .merge(calls)
         .layer(axum::middleware::from_fn(time_limit))
         .with_state(state)
+}
+
+/// The routes of the run listener: what a command run's `$SNAP_URL` may
+/// do (take and read snapshots of its container), for its credential only.
+/// Anything else is 403, whatever the path.
+pub fn run_router(state: RestState) -> axum::Router {
+    axum::Router::new()
+        .route("/api/v1/containers/{id}/snapshots", get(handlers::list_snapshots).post(handlers::create_snapshot))
+        .route("/api/v1/containers/{id}/snapshots/{snapshot}", get(handlers::get_snapshot))
+        .fallback(beyond_a_run)
+        .method_not_allowed_fallback(beyond_a_run)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate_run))
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+        .layer(axum::middleware::from_fn(time_limit))
+        .with_state(state)
+}
+
+async fn beyond_a_run(request: Request) -> Response {
+    RestError::from(tonic::Status::permission_denied(format!(
+        "{} {}: a run's credential may only take (POST) and read (GET) snapshots of its container",
+        request.method(),
+        request.uri().path()
+    )))
+    .into_response()
+}
+
+/// The run listener's gate: a loopback peer with the credential of a run
+/// in progress, or 401/403.
+async fn authenticate_run(
+    State(state): State<RestState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let caller = state
+        .gate
+        .authenticate_run(peer, request.headers().get(http::header::AUTHORIZATION).map(|value| value.as_bytes()));
+    match caller {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(status) => RestError::from(status).into_response(),
+    }
 }
 
 /// `GET /api/v1/openapi.json`: no credentials, it says nothing of the host.

@@ -11,7 +11,7 @@ use super::handlers;
 #[openapi(
     info(
         title = "rollpoint REST API",
-        description = "The page's REST/JSON calls beside gRPC, on the same listeners: the Unix socket (peer credentials) and TCP (Authorization: Bearer <token>)."
+        description = "The page's REST/JSON calls beside gRPC, on the same listeners: the Unix socket (peer credentials) and TCP (Authorization: Bearer <token>). The loopback run listener serves only POST/GET .../containers/{id}/snapshots and GET .../snapshots/{name} to the command of a schedule entry, through its $SNAP_URL (HTTP Basic with the run's credential)."
     ),
     paths(
         handlers::healthz,
@@ -32,6 +32,8 @@ use super::handlers;
         handlers::update_entry,
         handlers::delete_entry,
         handlers::run_entry,
+        handlers::create_container_entry,
+        handlers::list_container_entries,
     )
 )]
 struct ApiDoc;

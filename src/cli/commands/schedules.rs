@@ -40,7 +40,14 @@ pub async fn run(context: &mut Context, command: ScheduleCommand) -> Result<(), 
                 let mut client = client.clone();
                 let user = user.clone();
                 async move {
-                    let page = client.list_entries(proto::ListEntriesRequest { user, page_size, page_token }).await?;
+                    let page = client
+                        .list_entries(proto::ListEntriesRequest {
+                            user,
+                            page_size,
+                            page_token,
+                            container: String::new(),
+                        })
+                        .await?;
                     let page = page.into_inner();
                     Ok((page.entries, page.next_page_token))
                 }
@@ -80,6 +87,8 @@ pub fn create_request(args: ScheduleAddArgs) -> proto::CreateEntryRequest {
             comment: args.comment.unwrap_or_default(),
             enabled: Some(!args.disabled),
             random_delay_seconds: args.random_delay.unwrap_or(0),
+            container: args.container.unwrap_or_default(),
+            environment: args.environment.into_iter().collect(),
             ..Default::default()
         }),
     }
@@ -106,6 +115,14 @@ pub fn update_request(args: ScheduleUpdateArgs) -> proto::UpdateEntryRequest {
     if let Some(seconds) = args.random_delay {
         update_mask.push("random_delay_seconds".to_owned());
         entry.random_delay_seconds = seconds;
+    }
+    if let Some(container) = args.container {
+        update_mask.push("container".to_owned());
+        entry.container = container;
+    }
+    if !args.environment.is_empty() || args.no_env {
+        update_mask.push("environment".to_owned());
+        entry.environment = args.environment.into_iter().collect();
     }
     if args.enable || args.disable {
         update_mask.push("enabled".to_owned());

@@ -22,7 +22,7 @@ fn me() -> String {
 }
 
 fn run(command: &str, limits: CommandLimits) -> CommandOutcome {
-    run_as_user(&CommandAction { command: command.into() }, &me(), &limits).unwrap()
+    run_as_user(&CommandAction { command: command.into(), environment: Vec::new() }, &me(), &limits).unwrap()
 }
 
 fn text(output: &CapturedOutput) -> &str {
@@ -68,8 +68,11 @@ fn runs_as_the_user_with_its_groups_home_and_a_clean_environment() {
     let account = User::from_name(&user.name).unwrap().unwrap();
     let extra_group = nix::unistd::Group::from_name(&user.group).unwrap().unwrap();
     let command = "id -u; id -g; id -G; echo \"$HOME\"; pwd; env | cut -d= -f1 | sort | tr '\\n' ' '";
-    let outcome =
-        run_as_user(&CommandAction { command: command.into() }, &user.name, &CommandLimits::default()).unwrap();
+    let action = CommandAction {
+        command: command.into(),
+        environment: vec![("ROLLPOINT_ENTRY".into(), format!("users/{}/entries/e", user.name))],
+    };
+    let outcome = run_as_user(&action, &user.name, &CommandLimits::default()).unwrap();
 
     assert!(outcome.status.success(), "{outcome:?}");
     let lines: Vec<&str> = text(&outcome.stdout).lines().collect();
@@ -83,8 +86,9 @@ fn runs_as_the_user_with_its_groups_home_and_a_clean_environment() {
     assert_eq!(groups, expected, "no group of root's is kept");
     assert_eq!(lines[3], home);
     assert_eq!(lines[4], home);
-    // The shell adds PWD itself; nothing of ours leaks through.
-    assert_eq!(lines[5], "HOME LOGNAME PATH PWD SHELL USER ");
+    // The shell adds PWD itself; nothing of ours leaks through, only the
+    // action's variables are added.
+    assert_eq!(lines[5], "HOME LOGNAME PATH PWD ROLLPOINT_ENTRY SHELL USER ");
     assert_eq!(text(&outcome.stderr), "");
 }
 
@@ -169,7 +173,11 @@ fn a_background_child_holding_the_pipes_does_not_hold_us() {
 
 #[test]
 fn an_unknown_user_is_an_error() {
-    let error = run_as_user(&CommandAction { command: "true".into() }, "no-such-user-rp", &CommandLimits::default());
+    let error = run_as_user(
+        &CommandAction { command: "true".into(), environment: Vec::new() },
+        "no-such-user-rp",
+        &CommandLimits::default(),
+    );
     assert!(matches!(error, Err(CommandError::UnknownUser { .. })), "{error:?}");
 }
 
@@ -178,6 +186,10 @@ fn without_root_only_ones_own_user_is_allowed() {
     if geteuid().is_root() {
         return;
     }
-    let error = run_as_user(&CommandAction { command: "true".into() }, "root", &CommandLimits::default());
+    let error = run_as_user(
+        &CommandAction { command: "true".into(), environment: Vec::new() },
+        "root",
+        &CommandLimits::default(),
+    );
     assert!(matches!(error, Err(CommandError::NotPermitted { .. })), "{error:?}");
 }
