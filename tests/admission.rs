@@ -11,6 +11,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::curl::{curl, Via};
 use common::*;
 use rollpoint::api::proto;
 use rollpoint::testkit::cgroup::TestCgroup;
@@ -173,9 +174,26 @@ async fn a_call_whose_deadline_passes_while_it_waits_never_runs() {
     assert_eq!(refused.code(), Code::DeadlineExceeded, "{}", refused.message());
 
     // Without a deadline a call waits its turn behind the stalled delete,
-    // then lands; a wait over a second is on the timeline.
-    create_snapshot(&mut root, &hurried, "after", "").await.expect("a create that waits for the slot");
+    // then lands; a wait over a second is on the timeline and in the metrics.
+    let waiting = {
+        let (mut root, hurried) = (root.clone(), hurried.clone());
+        tokio::spawn(async move { create_snapshot(&mut root, &hurried, "after", "").await })
+    };
+    let socket = Via::Socket(daemon.socket().to_owned());
+    while !metrics(&socket).contains("rollpoint_admission_queued_calls{kind=\"change\"} 1\n") {
+        assert!(!waiting.is_finished(), "the create ended before it was seen queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(metrics(&socket).contains("rollpoint_admission_in_flight_calls{kind=\"change\"} 1\n"));
+    waiting.await.expect("create task").expect("a create that waits for the slot");
     delete.await.expect("delete task").expect("the stalled delete still succeeds");
+    let scrape = metrics(&socket);
+    let waited_seconds: f64 = scrape
+        .lines()
+        .find_map(|line| line.strip_prefix("rollpoint_admission_wait_seconds_sum{kind=\"change\"} "))
+        .and_then(|sum| sum.parse().ok())
+        .unwrap_or_else(|| panic!("no admission wait sum in:\n{scrape}"));
+    assert!(waited_seconds > 1.0, "{waited_seconds}");
     let events = list_events(&mut root, &hurried, "").await;
     let waited = events.iter().find(|e| e.kind == "admission.waited").expect("the long wait is an event");
     assert!(waited.detail.contains("for an operation slot"), "{waited:?}");
@@ -224,4 +242,11 @@ async fn the_cli_retries_a_busy_daemon_until_a_slot_frees_and_says_when_it_gives
     // The daemon goes before the cgroups, and they before the filesystem.
     drop(daemon);
     drop(containers);
+}
+
+/// The text of `GET /metrics` on the socket.
+fn metrics(socket: &Via) -> String {
+    let (code, text) = curl(socket, "GET", "/metrics", None);
+    assert_eq!(code, 200, "{text}");
+    text.as_str().expect("metrics are text").to_owned()
 }

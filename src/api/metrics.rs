@@ -28,6 +28,8 @@ pub struct Metrics {
     restore_downtime: Histogram,
     schedule_lateness: Histogram,
     failures: Family<Labels, Counter>,
+    /// By kind of call (read, change).
+    admission_wait: Family<Labels, Histogram, fn() -> Histogram>,
 }
 
 /// Buckets from 100 µs to about 100 s: a COW snapshot takes milliseconds,
@@ -45,6 +47,7 @@ impl Metrics {
             restore_downtime: seconds_buckets(),
             schedule_lateness: seconds_buckets(),
             failures: Family::default(),
+            admission_wait: Family::new_with_constructor(seconds_buckets),
             registry: Registry::default(),
         };
         for (name, help, histogram) in [
@@ -64,6 +67,11 @@ impl Metrics {
             registry.register(name, help, histogram.clone());
         }
         registry.register("failures", "Failed operations, by event kind", metrics.failures.clone());
+        registry.register(
+            "admission_wait_seconds",
+            "How long calls waited for an operation slot, by kind of call (read, change)",
+            metrics.admission_wait.clone(),
+        );
         Arc::new(Metrics { registry, ..metrics })
     }
 
@@ -88,6 +96,11 @@ impl Metrics {
             }
             _ => {}
         }
+    }
+
+    /// Takes in the wait of one admitted call.
+    pub fn observe_admission(&self, kind: &'static str, waited: std::time::Duration) {
+        self.admission_wait.get_or_create(&vec![("kind", kind.to_owned())]).observe(waited.as_secs_f64());
     }
 
     /// Takes in the downtime of one restore.
@@ -128,6 +141,15 @@ impl Metrics {
             last_snapshot,
         );
         now_registry.register("container_snapshots", "Snapshots a container has", snapshots);
+        let queued = Family::<Labels, Gauge>::default();
+        let in_flight = Family::<Labels, Gauge>::default();
+        for (kind, waiting, running) in engine.admission_load() {
+            let labels = vec![("kind", kind.to_owned())];
+            queued.get_or_create(&labels).set(i64::try_from(waiting).unwrap_or(i64::MAX));
+            in_flight.get_or_create(&labels).set(i64::try_from(running).unwrap_or(i64::MAX));
+        }
+        now_registry.register("admission_queued_calls", "Calls waiting for an operation slot, by kind", queued);
+        now_registry.register("admission_in_flight_calls", "Calls holding an operation slot, by kind", in_flight);
         now_registry.register(
             "expiry_backlog_snapshots",
             "Snapshots past their expiry time, not yet deleted",

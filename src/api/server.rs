@@ -96,6 +96,10 @@ impl Services {
         }
         reporter.set_service_status("", ServingStatus::NotServing).await;
         let metrics = super::metrics::Metrics::new();
+        {
+            let metrics = metrics.clone();
+            engine.observe_admissions(Box::new(move |kind, waited| metrics.observe_admission(kind, waited)));
+        }
         super::metrics::spawn_recorder(engine.clone(), metrics.clone(), stop.clone());
         let gate = Gate { policy: Arc::new(policy), tokens, ready, runs: engine.run_grants().clone() };
         (Services { engine, gate, health, metrics, stop }, reporter)

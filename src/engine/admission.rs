@@ -65,6 +65,11 @@ impl Admission {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// Calls holding a slot.
+    pub fn in_flight(&self) -> usize {
+        self.limits.max_in_flight.max(1).saturating_sub(self.slots.available_permits())
+    }
+
     /// Waits for a slot (and the container's turn) up to `deadline`, or the
     /// default wait when the call has none. A full queue is refused at once
     /// and an expired default wait with RESOURCE_EXHAUSTED (`Overloaded`); a

@@ -98,6 +98,9 @@ impl Default for EngineConfig {
 /// Waits longer than this are logged, to explain a slow answer.
 const LONG_ADMISSION_WAIT: Duration = Duration::from_secs(1);
 
+/// Told of each admission: the kind of call and how long it waited.
+pub type AdmissionObserver = Box<dyn Fn(&'static str, Duration) + Send + Sync>;
+
 /// What a call does, for admission.
 #[derive(Debug, Clone, Copy)]
 pub enum CallKind<'a> {
@@ -105,6 +108,16 @@ pub enum CallKind<'a> {
     Read,
     /// Changes something; calls for one container run in arrival order.
     Change { container: Option<&'a str> },
+}
+
+impl CallKind<'_> {
+    /// `read` or `change`, as metrics label them.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CallKind::Read => "read",
+            CallKind::Change { .. } => "change",
+        }
+    }
 }
 
 pub struct Engine {
@@ -130,6 +143,8 @@ pub struct Engine {
     pinned: parking_lot::Mutex<std::collections::HashMap<String, usize>>,
     /// Credentials of the command runs in progress (`$SNAP_URL`).
     run_grants: Arc<run_grants::RunGrants>,
+    /// Told of every admission and how long it waited (the metrics).
+    admission_observer: std::sync::OnceLock<AdmissionObserver>,
     /// `http://127.0.0.1:PORT` of the loopback listener that takes run
     /// credentials, once the daemon serves it; unset: runs get no SNAP_URL.
     run_url_base: std::sync::OnceLock<String>,
@@ -194,6 +209,15 @@ impl Engine {
             pinned: parking_lot::Mutex::new(std::collections::HashMap::new()),
             run_grants: Arc::default(),
             run_url_base: std::sync::OnceLock::new(),
+            admission_observer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// From now on, `observer` is told the kind of call (`read`, `change`)
+    /// and the wait of every admission. Set once, by the metrics.
+    pub fn observe_admissions(&self, observer: AdmissionObserver) {
+        if self.admission_observer.set(observer).is_err() {
+            tracing::warn!("admissions are already observed; keeping the first observer");
         }
     }
 
@@ -239,6 +263,9 @@ impl Engine {
             CallKind::Read => self.read_admission.admit(None, deadline).await?,
             CallKind::Change { container } => self.change_admission.admit(container, deadline).await?,
         };
+        if let Some(observe) = self.admission_observer.get() {
+            observe(call.name(), admitted.waited);
+        }
         if admitted.waited > LONG_ADMISSION_WAIT {
             tracing::info!(waited = ?admitted.waited, ?call, "call waited long for an operation slot");
             let (reads, changes) = self.queued_calls();
@@ -258,6 +285,14 @@ impl Engine {
     /// Calls waiting for a slot: reads, changes.
     pub fn queued_calls(&self) -> (usize, usize) {
         (self.read_admission.queued(), self.change_admission.queued())
+    }
+
+    /// Per kind of call (`read`, `change`): calls waiting, calls running.
+    pub fn admission_load(&self) -> [(&'static str, usize, usize); 2] {
+        [
+            ("read", self.read_admission.queued(), self.read_admission.in_flight()),
+            ("change", self.change_admission.queued(), self.change_admission.in_flight()),
+        ]
     }
 
     /// The audit timeline.
