@@ -133,7 +133,7 @@ async fn hold_the_only_slot(prefix: &str, config: &str, stall_ms: u32) -> HeldSl
     let fs = LoopBtrfs::create(256 << 20).expect("loop btrfs");
     let (containers, volumes) = make_containers(&fs, prefix, 2);
     let options = DaemonOptions::default()
-        .config(&format!("max_concurrent_operations = 1\n{config}"))
+        .config(format!("max_concurrent_operations = 1\n{config}"))
         .env("ROLLPOINT_FAULT", &format!("delete.intent:sleep={stall_ms}"));
     let daemon = TestDaemon::start_with(daemon_binary(), options).await.expect("start rollpointd");
     let mut root = daemon.clients().await.expect("connect");

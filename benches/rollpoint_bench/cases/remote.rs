@@ -369,7 +369,7 @@ fn remote_table(server: &SeaweedFs, dir: &Path) -> Fallible<String> {
 }
 
 fn file_len(index: u64) -> usize {
-    if index % LARGE_EVERY == 0 {
+    if index.is_multiple_of(LARGE_EVERY) {
         1_000_000 + (index * 7919 % 3_000_000) as usize
     } else {
         1000 + (index * 977 % 8001) as usize
