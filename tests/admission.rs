@@ -134,7 +134,7 @@ async fn hold_the_only_slot(prefix: &str, config: &str, stall_ms: u32) -> HeldSl
     let (containers, volumes) = make_containers(&fs, prefix, 2);
     let options = DaemonOptions::default()
         .config(format!("max_concurrent_operations = 1\n{config}"))
-        .env("ROLLPOINT_FAULT", &format!("delete.intent:sleep={stall_ms}"));
+        .env("ROLLPOINT_FAULT", format!("delete.intent:sleep={stall_ms}"));
     let daemon = TestDaemon::start_with(daemon_binary(), options).await.expect("start rollpointd");
     let mut root = daemon.clients().await.expect("connect");
     for (index, (id, volume)) in containers.ids.iter().zip(&volumes).enumerate() {
@@ -204,17 +204,6 @@ async fn a_call_whose_deadline_passes_while_it_waits_never_runs() {
     // The daemon goes before the cgroups, and they before the filesystem.
     drop(daemon);
     drop(containers);
-}
-
-/// `rollpoint` against the daemon's socket, as a user would run it.
-fn cli(daemon: &TestDaemon, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rollpoint"))
-        .arg("--socket")
-        .arg(daemon.socket())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run rollpoint")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,6 +154,19 @@ pub fn event(record: &EventRecord) -> proto::Event {
     }
 }
 
+pub fn path_diff(diff: &crate::engine::diff::PathDiff) -> proto::PathDiff {
+    let text = |path: &[u8]| String::from_utf8_lossy(path).into_owned();
+    proto::PathDiff {
+        kind: diff.kind.name().to_owned(),
+        path: text(&diff.path),
+        renamed_from: diff.from.as_deref().map(text).unwrap_or_default(),
+        link_to: diff.link_to.as_deref().map(text).unwrap_or_default(),
+        data_changed: diff.data,
+        changed_bytes: diff.changed_bytes,
+        size: diff.size,
+    }
+}
+
 pub fn entry(record: &EntryRecord, next_fire: Option<DateTime<Utc>>) -> proto::Entry {
     use proto::entry::Action;
     proto::Entry {

@@ -104,6 +104,18 @@ impl SnapshotService for Snapshots {
         Ok(Response::new(DeleteSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
     }
 
+    async fn diff_snapshots(
+        &self,
+        request: Request<DiffSnapshotsRequest>,
+    ) -> Result<Response<DiffSnapshotsResponse>, Status> {
+        authorize(&request, Scope::Read, Some(&request.get_ref().container))?;
+        let request = request.into_inner();
+        let diff =
+            blocking(&self.engine, move |engine| engine.diff_snapshots(&request.container, &request.from, &request.to))
+                .await?;
+        Ok(Response::new(DiffSnapshotsResponse { paths: diff.iter().map(convert::path_diff).collect() }))
+    }
+
     async fn restore_snapshot(
         &self,
         request: Request<RestoreSnapshotRequest>,

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::views::{
     ActionView, ContainerView, DeletedEntryView, DeletedView, EntryView, EventView, LifecycleView, ListView,
-    RestoreView, RevokedTokenView, RunView, SnapshotView, TokenCreatedView, TokenView, UnregisterView,
+    PathDiffView, RestoreView, RevokedTokenView, RunView, SnapshotView, TokenCreatedView, TokenView, UnregisterView,
 };
 
 /// Text of a view for people; JSON comes from its `Serialize`.
@@ -265,6 +265,27 @@ impl Human for ListView<SnapshotView> {
                 snapshot.origin.to_owned(),
                 snapshot.delta_bytes.map_or_else(|| "-".to_owned(), bytes),
             ]);
+        }
+        table.render()
+    }
+}
+
+impl Human for ListView<PathDiffView> {
+    fn human(&self) -> String {
+        if self.0.is_empty() {
+            return "no differences\n".to_owned();
+        }
+        let mut table = Table::new(&["CHANGE", "PATH", "SIZE", "WRITTEN"]);
+        for diff in &self.0 {
+            let mut path = diff.path.clone();
+            if let Some(from) = &diff.renamed_from {
+                let _ = write!(path, " <- {from}");
+            }
+            if let Some(other) = &diff.link_to {
+                let _ = write!(path, " = {other}");
+            }
+            let written = if diff.changed_bytes > 0 { bytes(diff.changed_bytes) } else { "-".to_owned() };
+            table.row(vec![diff.change.clone(), path, diff.size.map_or_else(|| "-".to_owned(), bytes), written]);
         }
         table.render()
     }

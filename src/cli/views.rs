@@ -255,6 +255,37 @@ impl From<proto::Event> for EventView {
     }
 }
 
+/// One path of `rollpoint diff`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PathDiffView {
+    /// added, changed, metadata, deleted or renamed.
+    pub change: String,
+    pub path: String,
+    /// Where a renamed path was.
+    pub renamed_from: Option<String>,
+    /// A new hard link: the path it shares its file with.
+    pub link_to: Option<String>,
+    pub data_changed: bool,
+    /// Bytes of file data written in between.
+    pub changed_bytes: u64,
+    /// In the newer snapshot (the older one for a deleted path).
+    pub size: Option<u64>,
+}
+
+impl From<proto::PathDiff> for PathDiffView {
+    fn from(diff: proto::PathDiff) -> PathDiffView {
+        PathDiffView {
+            change: diff.kind,
+            path: diff.path,
+            renamed_from: non_empty(diff.renamed_from),
+            link_to: non_empty(diff.link_to),
+            data_changed: diff.data_changed,
+            changed_bytes: diff.changed_bytes,
+            size: diff.size,
+        }
+    }
+}
+
 /// A schedule entry.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EntryView {

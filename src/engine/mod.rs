@@ -8,6 +8,7 @@
 mod admission;
 mod clock;
 mod containers;
+pub mod diff;
 pub mod entries;
 mod error;
 pub mod fault;

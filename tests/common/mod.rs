@@ -536,3 +536,14 @@ pub async fn list_events(clients: &mut Clients, container: &str, entry: &str) ->
         page_token = reply.next_page_token;
     }
 }
+
+/// `rollpoint` against the daemon's socket, as a user would run it.
+pub fn cli(daemon: &rollpoint::testkit::daemon::TestDaemon, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rollpoint"))
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rollpoint")
+}

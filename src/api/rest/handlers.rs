@@ -27,7 +27,8 @@ use crate::api::proto::schedule_service_server::ScheduleService;
 use crate::api::proto::snapshot_service_server::SnapshotService;
 use crate::api::tokens::Scope;
 use crate::cli::views::{
-    ContainerView, DeletedEntryView, EntryView, EventView, RestoreView, RunView, SnapshotView, UnregisterView,
+    ContainerView, DeletedEntryView, EntryView, EventView, PathDiffView, RestoreView, RunView, SnapshotView,
+    UnregisterView,
 };
 
 type Reply<T> = Result<Json<T>, RestError>;
@@ -235,6 +236,33 @@ pub async fn get_snapshot(
     let message = proto::GetSnapshotRequest { container, snapshot };
     let reply = state.snapshots.get_snapshot(request(caller, message)).await?.into_inner();
     Ok(Json(reply.snapshot.unwrap_or_default().into()))
+}
+
+/// `?from=&to=` of a diff.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    from: String,
+    to: String,
+}
+
+/// What changed between two snapshots, path by path.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DiffPage {
+    paths: Vec<PathDiffView>,
+}
+
+/// `GET /api/v1/containers/{id}/diff?from=A&to=B` (names or aliases).
+#[utoipa::path(get, path = "/api/v1/containers/{id}/diff", params(("id" = String, Path), ("from" = String, Query, description = "the older snapshot, name or alias"), ("to" = String, Query, description = "the newer snapshot, name or alias")), responses((status = 200, body = DiffPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn diff_snapshots(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    Path(container): Path<String>,
+    Query(query): Query<DiffQuery>,
+) -> Reply<DiffPage> {
+    let message = proto::DiffSnapshotsRequest { container, from: query.from, to: query.to };
+    let reply = state.snapshots.diff_snapshots(request(caller, message)).await?.into_inner();
+    Ok(Json(DiffPage { paths: reply.paths.into_iter().map(PathDiffView::from).collect() }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/containers/{id}/snapshots/{snapshot}", params(("id" = String, Path), ("snapshot" = String, Path, description = "name or alias")), responses((status = 200, body = SnapshotView), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -58,6 +58,7 @@ pub fn router(state: RestState) -> axum::Router {
             "/api/v1/containers/{id}/entries",
             get(handlers::list_container_entries).post(handlers::create_container_entry),
         )
+        .route("/api/v1/containers/{id}/diff", get(handlers::diff_snapshots))
         .route("/api/v1/users/{user}/entries", get(handlers::list_entries).post(handlers::create_entry))
         .route(
             "/api/v1/users/{user}/entries/{entry}",

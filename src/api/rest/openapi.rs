@@ -34,6 +34,7 @@ use super::handlers;
         handlers::run_entry,
         handlers::create_container_entry,
         handlers::list_container_entries,
+        handlers::diff_snapshots,
     )
 )]
 struct ApiDoc;

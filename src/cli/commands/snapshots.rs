@@ -2,9 +2,9 @@
 
 use super::{all_pages, Context};
 use crate::api::proto;
-use crate::cli::args::{CreateArgs, SnapshotCommand, UpdateArgs};
+use crate::cli::args::{CreateArgs, DiffArgs, SnapshotCommand, UpdateArgs};
 use crate::cli::error::CliError;
-use crate::cli::views::{DeletedView, ListView, SnapshotView};
+use crate::cli::views::{DeletedView, ListView, PathDiffView, SnapshotView};
 
 pub async fn run(context: &mut Context, command: SnapshotCommand) -> Result<(), CliError> {
     let snapshots = &mut context.clients.snapshots;
@@ -52,6 +52,14 @@ pub async fn run(context: &mut Context, command: SnapshotCommand) -> Result<(), 
     };
     let snapshot = response.map_err(|status| context.fail(status))?;
     context.emit(&SnapshotView::from(snapshot.unwrap_or_default()))?;
+    Ok(())
+}
+
+/// `rollpoint diff CONTAINER FROM TO`.
+pub async fn diff(context: &mut Context, args: DiffArgs) -> Result<(), CliError> {
+    let request = proto::DiffSnapshotsRequest { container: args.container, from: args.from, to: args.to };
+    let reply = context.clients.snapshots.diff_snapshots(request).await.map_err(|status| context.fail(status))?;
+    context.emit(&ListView(reply.into_inner().paths.into_iter().map(PathDiffView::from).collect()))?;
     Ok(())
 }
 
