@@ -3,7 +3,7 @@
 //! deleted, renamed, metadata only, an xattr only, a new hard link, a folder
 //! renamed with its files, a folder deleted with its files) and the diff
 //! lists exactly those, with sizes, through the CLI (`--json` and the
-//! table) and REST.
+//! table) and REST; then against the live container.
 //!
 //! Root only.
 
@@ -123,5 +123,13 @@ async fn a_diff_lists_the_changes_made_between_two_snapshots() {
     // No change at all: an empty diff.
     let same = cli(&host.daemon, &["--json", "diff", "app", "after", "after"]);
     assert_eq!(serde_json::from_slice::<Value>(&same.stdout).unwrap(), serde_json::json!([]));
+    // Against the live container; its temporary view does not stay.
+    write(&volume.join("etc/later.conf"), 3);
+    let live = cli(&host.daemon, &["--json", "diff", "app", "after"]);
+    assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
+    let live: Value = serde_json::from_slice(&live.stdout).unwrap();
+    assert_eq!(by_path(&live), BTreeMap::from([("etc/later.conf".to_owned(), entry("added", None, Some(3)))]));
+    let left = subvolumes_in(&snapshot_folder(host.fs.mount_point(), "app"));
+    assert_eq!(left.into_iter().collect::<Vec<_>>(), ["after", "before"], "the live view is gone");
     drop(host);
 }

@@ -159,7 +159,9 @@ pub enum Command {
     /// One line per path: CHANGE (added, changed, metadata, deleted,
     /// renamed), PATH (with "<- OLD" for a rename, "= OTHER" for a new hard
     /// link), SIZE (in TO; in FROM for a deleted path) and WRITTEN (file data
-    /// written in between). Computed from what btrfs knows changed between
+    /// written in between). Without TO, against the live container (read
+    /// through a temporary read-only snapshot, not frozen, deleted after).
+    /// Computed from what btrfs knows changed between
     /// the two (the send stream without file data), not by walking both
     /// trees: seconds for a container of any size when little changed.
     #[command(after_long_help = DIFF_EXAMPLES)]
@@ -572,6 +574,8 @@ const DIFF_EXAMPLES: &str = "\
 Examples:
   # what the migration changed since the rollback point
   rollpoint diff db-1 rollback-point after-migration
+  # what changed since the rollback point, live
+  rollpoint diff db-1 rollback-point
   rollpoint --json diff db-1 snap-2026-05-04 snap-2026-05-05";
 
 #[derive(Args, Debug)]
@@ -580,8 +584,8 @@ pub struct DiffArgs {
     pub container: String,
     /// The older snapshot (name or alias).
     pub from: String,
-    /// The newer snapshot (name or alias).
-    pub to: String,
+    /// The newer snapshot (name or alias) [default: the live container].
+    pub to: Option<String>,
 }
 
 // -------------------------------------------------------------------- tokens

@@ -226,21 +226,59 @@ fn lstat_size(root: &Path, path: &[u8]) -> Option<u64> {
     std::fs::symlink_metadata(root.join(std::ffi::OsStr::from_bytes(path))).ok().map(|m| m.len())
 }
 
+/// Name prefix of the temporary read-only snapshot a diff against the live
+/// container reads: deleted after the diff, and at start if a stop left one.
+pub const LIVE_VIEW_PREFIX: &str = "diff-live-";
+
+/// A read-only view of a container's volume as it is now; deleted on drop.
+struct LiveView<'a> {
+    engine: &'a Engine,
+    location: String,
+}
+
+impl Drop for LiveView<'_> {
+    fn drop(&mut self) {
+        if let Err(error) = self.engine.backend.delete_snapshot(&self.location) {
+            tracing::warn!(location = %self.location, %error, "deleting the live view of a diff; removed at next start");
+        }
+    }
+}
+
 impl Engine {
+    /// Takes a read-only snapshot of the live volume (not frozen: a diff
+    /// needs no consistency across files, only one instant per file).
+    fn live_view(&self, container: &str) -> EngineResult<LiveView<'_>> {
+        static TAKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let record = self.container(container)?;
+        let volume = super::snapshots::volume_of(&record);
+        let unique = TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{LIVE_VIEW_PREFIX}{}-{unique}", self.clock.now().timestamp_millis());
+        let location = self.backend.location(&volume, &name);
+        self.backend.take_snapshot(&volume.path.to_string_lossy(), &location, true)?;
+        Ok(LiveView { engine: self, location })
+    }
+
     /// What changed from snapshot `from` to snapshot `to` of `container`
-    /// (names or aliases; `from` older than `to` or not, as given).
+    /// (names or aliases; `from` older than `to` or not, as given); an
+    /// empty `to` is the live container.
     pub fn diff_snapshots(&self, container: &str, from: &str, to: &str) -> EngineResult<Vec<PathDiff>> {
         let older = self.snapshot(container, from)?;
-        let newer = self.snapshot(container, to)?;
-        for snapshot in [&older, &newer] {
+        let newer = if to.is_empty() { None } else { Some(self.snapshot(container, to)?) };
+        for snapshot in std::iter::once(&older).chain(&newer) {
             if snapshot.state != SnapshotState::Ready {
                 return Err(EngineError::FailedPrecondition {
                     reason: format!("{} is {:?}, not ready", snapshot.resource_name(), snapshot.state),
                 });
             }
         }
-        let _pins = (self.pin_snapshot(&older.location)?, self.pin_snapshot(&newer.location)?);
-        let changes = self.backend.changes_between(Some(&older.location), &newer.location)?.ok_or_else(|| {
+        let live = if newer.is_none() { Some(self.live_view(container)?) } else { None };
+        let newer_location = match (&newer, &live) {
+            (Some(newer), _) => newer.location.clone(),
+            (None, Some(live)) => live.location.clone(),
+            (None, None) => unreachable!("a live view is taken when no snapshot is named"),
+        };
+        let _pins = (self.pin_snapshot(&older.location)?, self.pin_snapshot(&newer_location)?);
+        let changes = self.backend.changes_between(Some(&older.location), &newer_location)?.ok_or_else(|| {
             EngineError::FailedPrecondition {
                 reason: format!(
                     "the backend of {container} cannot tell what changed between snapshots (btrfs can; LVM thin \
@@ -248,8 +286,12 @@ impl Engine {
                 ),
             }
         })?;
-        let (old_root, new_root) =
-            (self.backend.readable_root(&older.location)?, self.backend.readable_root(&newer.location)?);
+        // Sizes of what is there now are read from the live volume itself.
+        let new_root = match live {
+            Some(_) => self.container(container)?.volume,
+            None => self.backend.readable_root(&newer_location)?,
+        };
+        let old_root = self.backend.readable_root(&older.location)?;
         let mut diff = fold(&changes, |path| lstat_size(&old_root, path).is_some());
         for entry in &mut diff {
             let root = if entry.kind == DiffKind::Deleted { &old_root } else { &new_root };

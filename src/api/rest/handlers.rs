@@ -243,6 +243,8 @@ pub async fn get_snapshot(
 #[serde(deny_unknown_fields)]
 pub struct DiffQuery {
     from: String,
+    /// Absent: the live container.
+    #[serde(default)]
     to: String,
 }
 
@@ -253,7 +255,7 @@ pub struct DiffPage {
 }
 
 /// `GET /api/v1/containers/{id}/diff?from=A&to=B` (names or aliases).
-#[utoipa::path(get, path = "/api/v1/containers/{id}/diff", params(("id" = String, Path), ("from" = String, Query, description = "the older snapshot, name or alias"), ("to" = String, Query, description = "the newer snapshot, name or alias")), responses((status = 200, body = DiffPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/containers/{id}/diff", params(("id" = String, Path), ("from" = String, Query, description = "the older snapshot, name or alias"), ("to" = Option<String>, Query, description = "the newer snapshot, name or alias; absent: the live container")), responses((status = 200, body = DiffPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn diff_snapshots(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,

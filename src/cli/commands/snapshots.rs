@@ -57,7 +57,8 @@ pub async fn run(context: &mut Context, command: SnapshotCommand) -> Result<(), 
 
 /// `rollpoint diff CONTAINER FROM TO`.
 pub async fn diff(context: &mut Context, args: DiffArgs) -> Result<(), CliError> {
-    let request = proto::DiffSnapshotsRequest { container: args.container, from: args.from, to: args.to };
+    let request =
+        proto::DiffSnapshotsRequest { container: args.container, from: args.from, to: args.to.unwrap_or_default() };
     let reply = context.clients.snapshots.diff_snapshots(request).await.map_err(|status| context.fail(status))?;
     context.emit(&ListView(reply.into_inner().paths.into_iter().map(PathDiffView::from).collect()))?;
     Ok(())
