@@ -13,7 +13,7 @@ USAGE: sudo scripts/bench [--quick] [--json FILE] [--markdown FILE] [--compare O
   --json FILE      also write the results and the machine as JSON to FILE
   --markdown FILE  also write the table as Markdown to FILE (for the README)
   --compare FILE   print each case's change against an earlier --json FILE
-  --only GROUPS    comma-separated subset of freeze,sizes,burst,metadata,remote
+  --only GROUPS    comma-separated subset of freeze,sizes,burst,metadata,remote,diff
   --largest-gib N  size of the largest data case (default: 10, less if the
                    disk holding the temp folder is too small; 2 with --quick)";
 
@@ -30,10 +30,13 @@ pub enum Group {
     Metadata,
     /// 7. Export and import against restic, on one S3 server.
     Remote,
+    /// 8. DiffSnapshots against diff -rq.
+    Diff,
 }
 
 impl Group {
-    pub const ALL: [Group; 5] = [Group::Freeze, Group::Sizes, Group::Burst, Group::Metadata, Group::Remote];
+    pub const ALL: [Group; 6] =
+        [Group::Freeze, Group::Sizes, Group::Burst, Group::Metadata, Group::Remote, Group::Diff];
 
     fn parse(text: &str) -> Result<Group, String> {
         match text {
@@ -42,7 +45,8 @@ impl Group {
             "burst" => Ok(Group::Burst),
             "metadata" => Ok(Group::Metadata),
             "remote" => Ok(Group::Remote),
-            other => Err(format!("--only: unknown group {other:?} (freeze, sizes, burst, metadata, remote)")),
+            "diff" => Ok(Group::Diff),
+            other => Err(format!("--only: unknown group {other:?} (freeze, sizes, burst, metadata, remote, diff)")),
         }
     }
 }

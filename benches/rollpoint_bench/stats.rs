@@ -43,6 +43,11 @@ impl Summary {
 }
 
 /// Milliseconds, the unit of every latency in the report.
+/// The median of `samples` (NaN when there are none).
+pub fn median(samples: &[f64]) -> f64 {
+    Summary::of(samples).map_or(f64::NAN, |s| s.median)
+}
+
 pub fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }

@@ -5,6 +5,7 @@
 //! snapshot recorded; case 7 starts a second one, configured with its remote.
 
 mod burst;
+mod diff;
 mod freeze;
 mod metadata;
 mod remote;
@@ -29,6 +30,7 @@ pub const SIDE_BY_SIDE: &str = "4 side by side: raw tool and copy";
 pub const BURST: &str = "5 burst: 100 containers at once";
 pub const METADATA: &str = "6 metadata scale and daemon memory";
 pub const REMOTE: &str = "7 off-host copies (export/import vs restic 0.14, same SeaweedFS)";
+pub const DIFF: &str = "8 diff of two snapshots (DiffSnapshots vs diff -rq)";
 
 /// The daemon's configuration for the suite. A burst of 100 calls would
 /// otherwise meet the default in-flight limit of 64 (RESOURCE_EXHAUSTED);
@@ -88,6 +90,7 @@ pub async fn run_suite(options: Options) -> Fallible<()> {
             Group::Burst => burst::run(&mut bench).await,
             Group::Metadata => metadata::run(&mut bench).await,
             Group::Remote => remote::run(&mut bench).await,
+            Group::Diff => diff::run(&mut bench).await,
         };
         if let Err(error) = result {
             let line = format!("{group:?} failed: {error}");

@@ -32,6 +32,7 @@ use tokio_stream::StreamExt as _;
 use super::{Bench, DAEMON_CONFIG, REMOTE};
 use crate::report::{Goal, Target, Unit};
 use crate::setup::{self, check_interrupted, create_snapshot, free_bytes, progress, Container, Fallible, GIB, MIB};
+use crate::stats::median;
 use crate::stats::ms;
 
 const RESTIC: &str = "/usr/bin/restic";
@@ -344,10 +345,6 @@ pub async fn run(bench: &mut Bench) -> Fallible<()> {
     );
 
     Ok(())
-}
-
-fn median(samples: &[f64]) -> f64 {
-    crate::stats::Summary::of(samples).map_or(f64::NAN, |s| s.median)
 }
 
 /// The `[remotes.NAME]` table, its credentials in a 0600 file under `dir`.

@@ -19,6 +19,7 @@ use crate::setup::{
     self, check_interrupted, create_snapshot, free_bytes, progress, run_program, write_data, write_small_files,
     Container, Fallible, GIB, MIB,
 };
+use crate::stats::median;
 use crate::stats::{ms, proto_ms};
 
 const SNAPSHOT_GOAL_MS: f64 = 100.0;
@@ -297,10 +298,6 @@ async fn one_size(bench: &mut Bench, case: &SizeCase) -> Fallible<()> {
     drop(container);
     drop(fs);
     Ok(())
-}
-
-fn median(samples: &[f64]) -> f64 {
-    crate::stats::Summary::of(samples).map_or(f64::NAN, |s| s.median)
 }
 
 /// Rows 4: rollpointd vs the raw tool and vs the copy, by medians.
