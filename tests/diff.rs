@@ -23,16 +23,6 @@ fn write(path: &Path, bytes: usize) {
     std::fs::write(path, vec![b'x'; bytes]).unwrap();
 }
 
-/// Sets a user xattr (the only change to the file).
-fn set_xattr(path: &Path, name: &str, value: &[u8]) {
-    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    let name = std::ffi::CString::new(name).unwrap();
-    // SAFETY: both strings are NUL-terminated and outlive the call; value
-    // points to value.len() readable bytes.
-    let done = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    assert_eq!(done, 0, "setxattr: {}", std::io::Error::last_os_error());
-}
-
 /// change, path -> (renamed_from or link_to, size) of a `--json` diff.
 fn by_path(diff: &Value) -> BTreeMap<String, (String, Option<String>, Option<u64>)> {
     diff.as_array()

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::auth::authorize;
+use super::auth::{authorize, Caller};
 use super::proto::snapshot_service_server::SnapshotService;
 use super::proto::*;
 use super::tokens::Scope;
@@ -114,6 +114,37 @@ impl SnapshotService for Snapshots {
             blocking(&self.engine, move |engine| engine.diff_snapshots(&request.container, &request.from, &request.to))
                 .await?;
         Ok(Response::new(DiffSnapshotsResponse { paths: diff.iter().map(convert::path_diff).collect() }))
+    }
+
+    async fn restore_files(
+        &self,
+        request: Request<RestoreFilesRequest>,
+    ) -> Result<Response<RestoreFilesResponse>, Status> {
+        let caller = authorize(&request, Scope::Restore, Some(&request.get_ref().container))?;
+        if !request.get_ref().to.is_empty() {
+            // Files written anywhere on the host, as root: root's call only.
+            match &caller {
+                Caller::Local { uid: 0 } => {}
+                Caller::Token(_) => {
+                    authorize(&request, Scope::Admin, None)?;
+                }
+                _ => return Err(Status::permission_denied("to: only root (or an admin token) writes to host folders")),
+            }
+        }
+        let actor = caller.actor();
+        let deadline = admission_deadline(request.metadata());
+        let request = request.into_inner();
+        let container = request.container.clone();
+        let restored = changing(&self.engine, deadline, Some(&container), move |engine| {
+            let to = (!request.to.is_empty()).then(|| std::path::PathBuf::from(&request.to));
+            engine.restore_files(&request.container, &request.snapshot, &request.paths, to.as_deref(), &actor)
+        })
+        .await?;
+        Ok(Response::new(RestoreFilesResponse {
+            paths: restored.paths,
+            pre_restore_snapshot: restored.pre_restore_snapshot.unwrap_or_default(),
+            written_to: restored.written_to.to_string_lossy().into_owned(),
+        }))
     }
 
     async fn restore_snapshot(

@@ -166,6 +166,15 @@ pub enum Command {
     /// trees: seconds for a container of any size when little changed.
     #[command(after_long_help = DIFF_EXAMPLES)]
     Diff(DiffArgs),
+    /// Bring chosen files or folders of a snapshot back into the container.
+    ///
+    /// Ownership, modes, times and xattrs are kept; each path replaces what
+    /// is there in one rename (a folder as a whole). A pre-restore snapshot of
+    /// the container is taken first: `rollpoint restore CONTAINER PRE-RESTORE`
+    /// (or `restore-files` from it) undoes this. With --to DIR, the paths are
+    /// written under DIR instead and the container is left alone (root only).
+    #[command(name = "restore-files", after_long_help = RESTORE_FILES_EXAMPLES)]
+    RestoreFiles(RestoreFilesArgs),
     /// Create, list and revoke bearer tokens for the TCP listener.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -577,6 +586,28 @@ Examples:
   # what changed since the rollback point, live
   rollpoint diff db-1 rollback-point
   rollpoint --json diff db-1 snap-2026-05-04 snap-2026-05-05";
+
+const RESTORE_FILES_EXAMPLES: &str = "\
+Examples:
+  # what changed, then bring one file and one folder back
+  rollpoint diff db-1 rollback-point
+  rollpoint restore-files db-1 rollback-point etc/postgresql/postgresql.conf var/lib/app/uploads
+  # look at them first, elsewhere
+  rollpoint restore-files db-1 rollback-point etc --to /root/db-1-etc";
+
+#[derive(Args, Debug)]
+pub struct RestoreFilesArgs {
+    /// Container id.
+    pub container: String,
+    /// Snapshot name or alias.
+    pub snapshot: String,
+    /// Paths inside the container's volume (relative, or from its root).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// Write them under this absolute folder of the host instead.
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<std::path::PathBuf>,
+}
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {

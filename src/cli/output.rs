@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::views::{
-    ActionView, ContainerView, DeletedEntryView, DeletedView, EntryView, EventView, LifecycleView, ListView,
-    PathDiffView, RestoreView, RevokedTokenView, RunView, SnapshotView, TokenCreatedView, TokenView, UnregisterView,
+    ActionView, ContainerView, DeletedEntryView, DeletedView, EntryView, EventView, FilesRestoredView, LifecycleView,
+    ListView, PathDiffView, RestoreView, RevokedTokenView, RunView, SnapshotView, TokenCreatedView, TokenView,
+    UnregisterView,
 };
 
 /// Text of a view for people; JSON comes from its `Serialize`.
@@ -267,6 +268,21 @@ impl Human for ListView<SnapshotView> {
             ]);
         }
         table.render()
+    }
+}
+
+impl Human for FilesRestoredView {
+    fn human(&self) -> String {
+        key_values(&[
+            ("restored", self.paths.join(" ")),
+            ("written to", self.written_to.clone()),
+            (
+                "undo",
+                self.pre_restore_snapshot
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |pre| format!("the previous state is snapshot {pre}")),
+            ),
+        ])
     }
 }
 

@@ -255,6 +255,26 @@ impl From<proto::Event> for EventView {
     }
 }
 
+/// What `rollpoint restore-files` did.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct FilesRestoredView {
+    pub paths: Vec<String>,
+    /// The snapshot taken just before (restore it to undo); null with --to.
+    pub pre_restore_snapshot: Option<String>,
+    /// The container's volume, or the --to folder.
+    pub written_to: String,
+}
+
+impl From<proto::RestoreFilesResponse> for FilesRestoredView {
+    fn from(reply: proto::RestoreFilesResponse) -> FilesRestoredView {
+        FilesRestoredView {
+            paths: reply.paths,
+            pre_restore_snapshot: non_empty(reply.pre_restore_snapshot),
+            written_to: reply.written_to,
+        }
+    }
+}
+
 /// One path of `rollpoint diff`.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PathDiffView {

@@ -19,6 +19,7 @@ mod paging;
 mod recovery;
 pub mod remotes;
 mod restore;
+pub mod restore_files;
 pub mod run_grants;
 mod schedule_fire;
 mod sidecars;

@@ -147,10 +147,7 @@ impl Engine {
 
         let now = self.clock.now();
         let volume = volume_of(&container);
-        let taken =
-            self.store.snapshot_names_starting_with(&container.id, &names::default_name_base("pre-restore", now))?;
-        let pre_restore_name =
-            names::default_name_with_prefix("pre-restore", now, |n| self.name_taken(&taken, &volume, n));
+        let pre_restore_name = self.pre_restore_name(&container, now)?;
         let mut intent = RestoreIntent {
             container: container.id.clone(),
             target: target.name.clone(),
@@ -408,5 +405,20 @@ impl Engine {
         }
         self.store.end_intent(id)?;
         Ok(true)
+    }
+}
+
+impl Engine {
+    /// The name of the next pre-restore snapshot of `container`:
+    /// `pre-restore-YYYY-MM-DD[-N]`, free in the store and on disk.
+    pub(super) fn pre_restore_name(
+        &self,
+        container: &crate::store::ContainerRecord,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> EngineResult<String> {
+        let volume = volume_of(container);
+        let taken =
+            self.store.snapshot_names_starting_with(&container.id, &names::default_name_base("pre-restore", now))?;
+        Ok(names::default_name_with_prefix("pre-restore", now, |n| self.name_taken(&taken, &volume, n)))
     }
 }

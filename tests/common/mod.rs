@@ -547,3 +547,25 @@ pub fn cli(daemon: &rollpoint::testkit::daemon::TestDaemon, args: &[&str]) -> st
         .output()
         .expect("run rollpoint")
 }
+
+/// Sets the extended attribute `name` of `path`.
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: both strings are NUL-terminated and outlive the call; value
+    // points to value.len() readable bytes.
+    let done = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    assert_eq!(done, 0, "setxattr: {}", std::io::Error::last_os_error());
+}
+
+/// The value of the extended attribute `name` of `path` (up to 256 bytes),
+/// if it has one.
+pub fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    let mut value = [0u8; 256];
+    // SAFETY: the strings are NUL-terminated and outlive the call; the
+    // buffer is writable for its length.
+    let read = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+    usize::try_from(read).ok().map(|read| value[..read].to_vec())
+}

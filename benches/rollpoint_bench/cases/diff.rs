@@ -1,5 +1,5 @@
-//! 8. What changed between two snapshots of a 200,000-file container (20,000
-//! with --quick) in which 10 files were rewritten: `DiffSnapshots` (the send
+//! Section 8, what changed between two snapshots of a 200,000-file container
+//! (20,000 with --quick) in which 10 files were rewritten: `DiffSnapshots` (the send
 //! stream without data, replayed on names, one lstat per listed path)
 //! against `diff -rq` of the two snapshots, each from a cold page cache
 //! (caches dropped before every run). Goal: at least 10x faster.

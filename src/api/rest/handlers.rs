@@ -27,8 +27,8 @@ use crate::api::proto::schedule_service_server::ScheduleService;
 use crate::api::proto::snapshot_service_server::SnapshotService;
 use crate::api::tokens::Scope;
 use crate::cli::views::{
-    ContainerView, DeletedEntryView, EntryView, EventView, PathDiffView, RestoreView, RunView, SnapshotView,
-    UnregisterView,
+    ContainerView, DeletedEntryView, EntryView, EventView, FilesRestoredView, PathDiffView, RestoreView, RunView,
+    SnapshotView, UnregisterView,
 };
 
 type Reply<T> = Result<Json<T>, RestError>;
@@ -236,6 +236,31 @@ pub async fn get_snapshot(
     let message = proto::GetSnapshotRequest { container, snapshot };
     let reply = state.snapshots.get_snapshot(request(caller, message)).await?.into_inner();
     Ok(Json(reply.snapshot.unwrap_or_default().into()))
+}
+
+/// `{"snapshot": "rollback-point", "paths": ["etc/app.conf"], "to": "/root/x"}`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreFilesBody {
+    snapshot: String,
+    paths: Vec<String>,
+    /// An absolute folder of the host to write them under instead (root only).
+    #[serde(default)]
+    to: String,
+}
+
+/// `POST /api/v1/containers/{id}/restore-files`.
+#[utoipa::path(post, path = "/api/v1/containers/{id}/restore-files", params(("id" = String, Path)), request_body(content = RestoreFilesBody, content_type = "application/json"), responses((status = 200, body = FilesRestoredView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn restore_files(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    Path(container): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply<FilesRestoredView> {
+    let body: RestoreFilesBody = body::parse(&headers, body)?.ok_or_else(|| RestError::bad_body("body: required"))?;
+    let message = proto::RestoreFilesRequest { container, snapshot: body.snapshot, paths: body.paths, to: body.to };
+    Ok(Json(state.snapshots.restore_files(request(caller, message)).await?.into_inner().into()))
 }
 
 /// `?from=&to=` of a diff.

@@ -59,6 +59,7 @@ pub fn router(state: RestState) -> axum::Router {
             get(handlers::list_container_entries).post(handlers::create_container_entry),
         )
         .route("/api/v1/containers/{id}/diff", get(handlers::diff_snapshots))
+        .route("/api/v1/containers/{id}/restore-files", axum::routing::post(handlers::restore_files))
         .route("/api/v1/users/{user}/entries", get(handlers::list_entries).post(handlers::create_entry))
         .route(
             "/api/v1/users/{user}/entries/{entry}",

@@ -35,6 +35,7 @@ use super::handlers;
         handlers::create_container_entry,
         handlers::list_container_entries,
         handlers::diff_snapshots,
+        handlers::restore_files,
     )
 )]
 struct ApiDoc;

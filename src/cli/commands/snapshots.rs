@@ -2,9 +2,9 @@
 
 use super::{all_pages, Context};
 use crate::api::proto;
-use crate::cli::args::{CreateArgs, DiffArgs, SnapshotCommand, UpdateArgs};
+use crate::cli::args::{CreateArgs, DiffArgs, RestoreFilesArgs, SnapshotCommand, UpdateArgs};
 use crate::cli::error::CliError;
-use crate::cli::views::{DeletedView, ListView, PathDiffView, SnapshotView};
+use crate::cli::views::{DeletedView, FilesRestoredView, ListView, PathDiffView, SnapshotView};
 
 pub async fn run(context: &mut Context, command: SnapshotCommand) -> Result<(), CliError> {
     let snapshots = &mut context.clients.snapshots;
@@ -61,6 +61,25 @@ pub async fn diff(context: &mut Context, args: DiffArgs) -> Result<(), CliError>
         proto::DiffSnapshotsRequest { container: args.container, from: args.from, to: args.to.unwrap_or_default() };
     let reply = context.clients.snapshots.diff_snapshots(request).await.map_err(|status| context.fail(status))?;
     context.emit(&ListView(reply.into_inner().paths.into_iter().map(PathDiffView::from).collect()))?;
+    Ok(())
+}
+
+/// `rollpoint restore-files CONTAINER SNAPSHOT PATH... [--to DIR]`.
+pub async fn restore_files(context: &mut Context, args: RestoreFilesArgs) -> Result<(), CliError> {
+    let to = match args.to {
+        // Relative to where the command runs, as a user means it.
+        Some(to) if to.is_relative() => std::env::current_dir().map(|cwd| cwd.join(to)).unwrap_or_default(),
+        Some(to) => to,
+        None => std::path::PathBuf::new(),
+    };
+    let request = proto::RestoreFilesRequest {
+        container: args.container,
+        snapshot: args.snapshot,
+        paths: args.paths,
+        to: to.to_string_lossy().into_owned(),
+    };
+    let reply = context.clients.snapshots.restore_files(request).await.map_err(|status| context.fail(status))?;
+    context.emit(&FilesRestoredView::from(reply.into_inner()))?;
     Ok(())
 }
 
