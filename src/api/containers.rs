@@ -9,6 +9,7 @@ use super::proto::container_service_server::ContainerService;
 use super::proto::*;
 use super::tokens::Scope;
 use super::{admission_deadline, blocking, changing, convert};
+use crate::engine::clone::CloneRequest;
 use crate::engine::{Engine, RegisterRequest};
 
 pub struct Containers {
@@ -38,6 +39,29 @@ impl ContainerService for Containers {
         })
         .await?;
         Ok(Response::new(RegisterContainerResponse { container: Some(convert::container(&record, 0)) }))
+    }
+
+    async fn clone_container(
+        &self,
+        request: Request<CloneContainerRequest>,
+    ) -> Result<Response<CloneContainerResponse>, Status> {
+        authorize(&request, Scope::Read, Some(&request.get_ref().container))?;
+        let caller = authorize(&request, Scope::Admin, None)?;
+        let deadline = admission_deadline(request.metadata());
+        let request = request.into_inner();
+        let id = request.id.clone();
+        let record = changing(&self.engine, deadline, Some(&id), move |engine| {
+            engine.clone_snapshot(CloneRequest {
+                container: request.container,
+                snapshot: request.snapshot,
+                id: request.id,
+                cgroup: request.cgroup,
+                subvolume: request.subvolume,
+                actor: caller.actor(),
+            })
+        })
+        .await?;
+        Ok(Response::new(CloneContainerResponse { container: Some(convert::container(&record, 0)) }))
     }
 
     async fn get_container(

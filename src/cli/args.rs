@@ -407,6 +407,30 @@ pub enum ContainerCommand {
     /// A container that has snapshots needs --delete-snapshots or
     /// --keep-snapshots.
     Unregister(UnregisterArgs),
+    /// A new container from a snapshot of another: its volume is a writable
+    /// snapshot of that snapshot (sharing its data until written), under its
+    /// own id and cgroup, with no lifecycle and the label
+    /// rollpoint/cloned-from=CONTAINER/SNAPSHOT.
+    ///
+    /// Example: rollpoint container clone db-1 rollback-point db-1-test --cgroup machine.slice/db-1-test
+    Clone(CloneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CloneArgs {
+    /// The container to clone from.
+    pub container: String,
+    /// Its snapshot (name or alias).
+    pub snapshot: String,
+    /// The new container's id.
+    pub id: String,
+    /// The new container's cgroup v2 directory (as for `container register`).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: String,
+    /// Absolute path of the new volume [default: beside the source's volume,
+    /// named after ID].
+    #[arg(long, value_name = "PATH")]
+    pub subvolume: Option<String>,
 }
 
 #[derive(Args, Debug)]

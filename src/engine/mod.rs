@@ -7,6 +7,7 @@
 
 mod admission;
 mod clock;
+pub mod clone;
 mod containers;
 pub mod diff;
 pub mod entries;

@@ -29,6 +29,18 @@ pub async fn run(context: &mut Context, command: ContainerCommand) -> Result<(),
             .map_err(|status| context.fail(status))?;
             context.emit(&ListView(containers.into_iter().map(ContainerView::from).collect()))?;
         }
+        ContainerCommand::Clone(args) => {
+            let request = proto::CloneContainerRequest {
+                container: args.container,
+                snapshot: args.snapshot,
+                id: args.id,
+                cgroup: args.cgroup,
+                subvolume: args.subvolume.unwrap_or_default(),
+            };
+            let response = context.clients.containers.clone_container(request).await;
+            let container = response.map_err(|status| context.fail(status))?.into_inner().container;
+            context.emit(&ContainerView::from(container.unwrap_or_default()))?;
+        }
         ContainerCommand::Show { id } => {
             let response = context.clients.containers.get_container(proto::GetContainerRequest { id }).await;
             let container = response.map_err(|status| context.fail(status))?.into_inner().container;
