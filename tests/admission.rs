@@ -185,6 +185,16 @@ async fn a_call_whose_deadline_passes_while_it_waits_never_runs() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(metrics(&socket).contains("rollpoint_admission_in_flight_calls{kind=\"change\"} 1\n"));
+    // And in `rollpoint status` (which needs no slot itself).
+    let status = cli(&daemon, &["--json", "status"]);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let change = status["admission"].as_array().unwrap().iter().find(|l| l["kind"] == "change").unwrap().clone();
+    assert_eq!((change["queued"].as_u64(), change["in_flight"].as_u64()), (Some(1), Some(1)), "{status}");
+    assert_eq!(change["max_in_flight"], 1, "{status}");
+    assert_eq!(status["containers"], 2, "{status}");
+    let (code, rest) = curl(&socket, "GET", "/api/v1/status", None);
+    assert_eq!((code, &rest["admission"]), (200, &status["admission"]), "{rest}");
     waiting.await.expect("create task").expect("a create that waits for the slot");
     delete.await.expect("delete task").expect("the stalled delete still succeeds");
     let scrape = metrics(&socket);

@@ -7,6 +7,7 @@ use hyper_util::rt::TokioIo;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
 
 use super::proto::container_service_client::ContainerServiceClient;
+use super::proto::daemon_service_client::DaemonServiceClient;
 use super::proto::event_service_client::EventServiceClient;
 use super::proto::remote_service_client::RemoteServiceClient;
 use super::proto::schedule_service_client::ScheduleServiceClient;
@@ -117,6 +118,7 @@ pub struct Clients {
     pub events: EventServiceClient<AuthedChannel>,
     pub schedules: ScheduleServiceClient<AuthedChannel>,
     pub remotes: RemoteServiceClient<AuthedChannel>,
+    pub daemon: DaemonServiceClient<AuthedChannel>,
     pub channel: Channel,
 }
 
@@ -162,7 +164,8 @@ impl Clients {
             tokens: TokenServiceClient::with_interceptor(retrying.clone(), bearer.clone()),
             events: EventServiceClient::with_interceptor(retrying.clone(), bearer.clone()),
             schedules: ScheduleServiceClient::with_interceptor(retrying.clone(), bearer.clone()),
-            remotes: RemoteServiceClient::with_interceptor(retrying, bearer),
+            remotes: RemoteServiceClient::with_interceptor(retrying.clone(), bearer.clone()),
+            daemon: DaemonServiceClient::with_interceptor(retrying, bearer),
             channel,
         })
     }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client;
 mod containers;
 pub mod convert;
+mod daemon_service;
 mod deadline;
 mod events;
 pub mod metrics;

@@ -19,6 +19,7 @@ use super::auth::{Gate, UnixPolicy};
 use super::containers::Containers;
 use super::events::Events;
 use super::proto::container_service_server::ContainerServiceServer;
+use super::proto::daemon_service_server::DaemonServiceServer;
 use super::proto::event_service_server::EventServiceServer;
 use super::proto::remote_service_server::RemoteServiceServer;
 use super::proto::schedule_service_server::ScheduleServiceServer;
@@ -33,13 +34,14 @@ use super::tokens::TokenBook;
 use crate::engine::Engine;
 
 /// Names of the services reported by the health service.
-pub const SERVICES: [&str; 6] = [
+pub const SERVICES: [&str; 7] = [
     "rollpoint.v1.ContainerService",
     "rollpoint.v1.SnapshotService",
     "rollpoint.v1.TokenService",
     "rollpoint.v1.EventService",
     "rollpoint.v1.ScheduleService",
     "rollpoint.v1.RemoteService",
+    "rollpoint.v1.DaemonService",
 ];
 
 /// Largest request the daemon decodes.
@@ -72,6 +74,8 @@ pub struct Services {
     gate: Gate,
     health: HealthService,
     metrics: Arc<super::metrics::Metrics>,
+    /// When this daemon started, for its status.
+    started: chrono::DateTime<chrono::Utc>,
     /// Set at shutdown: ends the live event streams, which graceful
     /// shutdown would otherwise wait for.
     stop: tokio::sync::watch::Receiver<bool>,
@@ -102,7 +106,7 @@ impl Services {
         }
         super::metrics::spawn_recorder(engine.clone(), metrics.clone(), stop.clone());
         let gate = Gate { policy: Arc::new(policy), tokens, ready, runs: engine.run_grants().clone() };
-        (Services { engine, gate, health, metrics, stop }, reporter)
+        (Services { engine, gate, health, metrics, started: chrono::Utc::now(), stop }, reporter)
     }
 
     fn router(&self, tls: Option<ServerTlsConfig>) -> Result<tonic::transport::server::Router, ServerError> {
@@ -124,6 +128,7 @@ impl Services {
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let remotes = RemoteServiceServer::new(Remotes { engine: self.engine.clone() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let daemon = DaemonServiceServer::new(self.daemon());
         let rest = super::rest::router(self.rest_state());
         let grpc = Routes::new(self.health.clone())
             .add_service(reflection_v1)
@@ -133,7 +138,8 @@ impl Services {
             .add_service(InterceptedService::new(tokens, self.gate.clone()))
             .add_service(InterceptedService::new(events, self.gate.clone()))
             .add_service(InterceptedService::new(schedules, self.gate.clone()))
-            .add_service(InterceptedService::new(remotes, self.gate.clone()));
+            .add_service(InterceptedService::new(remotes, self.gate.clone()))
+            .add_service(InterceptedService::new(daemon, self.gate.clone()));
         // One listener for both: gRPC paths are /package.Service/Method,
         // REST paths /api/v1/... and /healthz; HTTP/1.1 is accepted for curl.
         let routes = Routes::from(grpc.into_axum_router().merge(rest).fallback(super::rest::fallback));
@@ -144,8 +150,17 @@ impl Services {
         Ok(builder.add_routes(routes))
     }
 
+    fn daemon(&self) -> super::daemon_service::Daemon {
+        super::daemon_service::Daemon {
+            engine: self.engine.clone(),
+            ready: self.gate.ready.clone(),
+            started: self.started,
+        }
+    }
+
     fn rest_state(&self) -> super::rest::RestState {
         super::rest::RestState {
+            daemon: Arc::new(self.daemon()),
             gate: self.gate.clone(),
             containers: Arc::new(Containers { engine: self.engine.clone() }),
             snapshots: Arc::new(self.snapshots()),

@@ -178,6 +178,9 @@ pub enum Command {
     /// Create, list and revoke bearer tokens for the TCP listener.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Show how the daemon is doing: version, uptime, what it holds, and how
+    /// busy it is (calls running and waiting for an operation slot, per kind).
+    Status,
     /// Show the audit timeline: what the daemon did, when, for whom, how long.
     ///
     /// One line per event, oldest at the top: TIME (UTC, HH:MM:SS.mmm, with

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::views::{
     ActionView, ContainerView, DeletedEntryView, DeletedView, EntryView, EventView, FilesRestoredView, LifecycleView,
-    ListView, PathDiffView, RestoreView, RevokedTokenView, RunView, SnapshotView, TokenCreatedView, TokenView,
-    UnregisterView,
+    ListView, PathDiffView, RestoreView, RevokedTokenView, RunView, SnapshotView, StatusView, TokenCreatedView,
+    TokenView, UnregisterView,
 };
 
 /// Text of a view for people; JSON comes from its `Serialize`.
@@ -268,6 +268,37 @@ impl Human for ListView<SnapshotView> {
             ]);
         }
         table.render()
+    }
+}
+
+impl Human for StatusView {
+    fn human(&self) -> String {
+        let mut pairs = vec![
+            ("version", self.version.clone()),
+            ("host", self.host.clone()),
+            ("started", time(self.start_time)),
+            ("serving", yes_no(self.ready)),
+            ("containers", self.containers.to_string()),
+            ("snapshots", self.snapshots.to_string()),
+            ("schedule entries", self.schedule_entries.to_string()),
+            ("run listener", or_dash(self.run_listener.as_deref())),
+            ("runs in progress", self.runs_in_progress.to_string()),
+        ];
+        let loads: Vec<(String, String)> = self
+            .admission
+            .iter()
+            .map(|load| {
+                (
+                    format!("{} calls", load.kind),
+                    format!(
+                        "{} running of {}, {} waiting of {}",
+                        load.in_flight, load.max_in_flight, load.queued, load.max_queued
+                    ),
+                )
+            })
+            .collect();
+        pairs.extend(loads.iter().map(|(key, value)| (key.as_str(), value.clone())));
+        key_values(&pairs)
     }
 }
 

@@ -255,6 +255,59 @@ impl From<proto::Event> for EventView {
     }
 }
 
+/// `rollpoint status`: the daemon now.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct StatusView {
+    pub version: String,
+    pub host: String,
+    pub start_time: Option<DateTime<Utc>>,
+    pub ready: bool,
+    pub containers: u32,
+    pub snapshots: u32,
+    pub schedule_entries: u32,
+    /// Per kind of call (read, change): waiting, running, and the bounds.
+    pub admission: Vec<AdmissionView>,
+    /// The run listener ($SNAP_URL); null when off.
+    pub run_listener: Option<String>,
+    pub runs_in_progress: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AdmissionView {
+    pub kind: String,
+    pub queued: u32,
+    pub in_flight: u32,
+    pub max_in_flight: u32,
+    pub max_queued: u32,
+}
+
+impl From<proto::DaemonStatus> for StatusView {
+    fn from(status: proto::DaemonStatus) -> StatusView {
+        StatusView {
+            version: status.version,
+            host: status.host,
+            start_time: status.start_time.and_then(time),
+            ready: status.ready,
+            containers: status.containers,
+            snapshots: status.snapshots,
+            schedule_entries: status.schedule_entries,
+            admission: status
+                .admission
+                .into_iter()
+                .map(|load| AdmissionView {
+                    kind: load.kind,
+                    queued: load.queued,
+                    in_flight: load.in_flight,
+                    max_in_flight: load.max_in_flight,
+                    max_queued: load.max_queued,
+                })
+                .collect(),
+            run_listener: non_empty(status.run_listener),
+            runs_in_progress: status.runs_in_progress,
+        }
+    }
+}
+
 /// What `rollpoint restore-files` did.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FilesRestoredView {

@@ -65,6 +65,11 @@ impl Admission {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// The bounds this queue was made with.
+    pub fn limits(&self) -> AdmissionLimits {
+        self.limits
+    }
+
     /// Calls holding a slot.
     pub fn in_flight(&self) -> usize {
         self.limits.max_in_flight.max(1).saturating_sub(self.slots.available_permits())

@@ -298,6 +298,17 @@ impl Engine {
         ]
     }
 
+    /// Most calls running and waiting, per kind (the same for both kinds).
+    pub fn admission_limits(&self) -> (usize, usize) {
+        let limits = self.change_admission.limits();
+        (limits.max_in_flight.max(1), limits.max_queued)
+    }
+
+    /// The base URL of the run listener, when it is served.
+    pub fn run_url_base(&self) -> Option<&str> {
+        self.run_url_base.get().map(String::as_str)
+    }
+
     /// The audit timeline.
     pub fn events(&self) -> &EventLog {
         &self.events

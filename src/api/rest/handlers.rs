@@ -28,7 +28,7 @@ use crate::api::proto::snapshot_service_server::SnapshotService;
 use crate::api::tokens::Scope;
 use crate::cli::views::{
     ContainerView, DeletedEntryView, EntryView, EventView, FilesRestoredView, PathDiffView, RestoreView, RunView,
-    SnapshotView, UnregisterView,
+    SnapshotView, StatusView, UnregisterView,
 };
 
 type Reply<T> = Result<Json<T>, RestError>;
@@ -236,6 +236,14 @@ pub async fn get_snapshot(
     let message = proto::GetSnapshotRequest { container, snapshot };
     let reply = state.snapshots.get_snapshot(request(caller, message)).await?.into_inner();
     Ok(Json(reply.snapshot.unwrap_or_default().into()))
+}
+
+/// `GET /api/v1/status`: as `rollpoint --json status`.
+#[utoipa::path(get, path = "/api/v1/status", responses((status = 200, body = StatusView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn status(State(state): State<RestState>, Extension(caller): Extension<Caller>) -> Reply<StatusView> {
+    use crate::api::proto::daemon_service_server::DaemonService;
+    let reply = state.daemon.get_status(request(caller, proto::GetStatusRequest {})).await?.into_inner();
+    Ok(Json(reply.into()))
 }
 
 /// `{"snapshot": "rollback-point", "paths": ["etc/app.conf"], "to": "/root/x"}`.

@@ -42,6 +42,7 @@ pub struct RestState {
     pub(super) schedules: std::sync::Arc<super::schedules::Schedules>,
     pub(super) engine: std::sync::Arc<crate::engine::Engine>,
     pub(super) metrics: std::sync::Arc<super::metrics::Metrics>,
+    pub(super) daemon: std::sync::Arc<super::daemon_service::Daemon>,
 }
 
 /// The REST routes, to be merged with tonic's gRPC routes.
@@ -69,6 +70,7 @@ pub fn router(state: RestState) -> axum::Router {
                 .post(handlers::run_entry),
         )
         .route("/api/v1/events", get(handlers::events))
+        .route("/api/v1/status", get(handlers::status))
         .route("/metrics", get(handlers::metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES));

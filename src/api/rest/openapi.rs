@@ -36,6 +36,7 @@ use super::handlers;
         handlers::list_container_entries,
         handlers::diff_snapshots,
         handlers::restore_files,
+        handlers::status,
     )
 )]
 struct ApiDoc;

@@ -44,6 +44,11 @@ pub async fn dispatch(context: &mut Context, command: Command) -> Result<(), Cli
         Command::RestoreFiles(args) => snapshots::restore_files(context, args).await,
         Command::Token(command) => tokens::run(context, command).await,
         Command::Events(args) => events::run(context, args).await,
+        Command::Status => {
+            let reply = context.clients.daemon.get_status(crate::api::proto::GetStatusRequest {}).await;
+            let status = reply.map_err(|status| context.fail(status))?.into_inner();
+            context.emit(&crate::cli::views::StatusView::from(status))
+        }
         Command::Schedule(command) => schedules::run(context, command).await,
         Command::Remote(command) => remotes::run(context, command).await,
         Command::Export(args) => remotes::export(context, args).await,
