@@ -11,7 +11,8 @@ use super::error::{EngineError, EngineResult};
 use super::names;
 use super::Engine;
 use crate::events::Event;
-use crate::store::{ContainerRecord, SnapshotState};
+use super::snapshots::ensure_ready;
+use crate::store::ContainerRecord;
 
 /// Label naming where a clone came from: `CONTAINER/SNAPSHOT`.
 pub const CLONED_FROM: &str = "rollpoint/cloned-from";
@@ -42,11 +43,7 @@ impl Engine {
         }
         let source = self.container_for("container", &request.container)?;
         let snapshot = self.snapshot(&request.container, &request.snapshot)?;
-        if snapshot.state != SnapshotState::Ready {
-            return Err(EngineError::FailedPrecondition {
-                reason: format!("{} is {:?}, not ready", snapshot.resource_name(), snapshot.state),
-            });
-        }
+        ensure_ready(&snapshot, "it cannot be cloned")?;
         let volume = if request.subvolume.is_empty() {
             source.volume.parent().map_or_else(|| PathBuf::from("/"), PathBuf::from).join(&request.id)
         } else {

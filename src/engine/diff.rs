@@ -17,7 +17,7 @@ use std::path::Path;
 use super::error::{EngineError, EngineResult};
 use super::Engine;
 use crate::backend::PathChange;
-use crate::store::SnapshotState;
+use super::snapshots::ensure_ready;
 
 /// How a path differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -265,11 +265,7 @@ impl Engine {
         let older = self.snapshot(container, from)?;
         let newer = if to.is_empty() { None } else { Some(self.snapshot(container, to)?) };
         for snapshot in std::iter::once(&older).chain(&newer) {
-            if snapshot.state != SnapshotState::Ready {
-                return Err(EngineError::FailedPrecondition {
-                    reason: format!("{} is {:?}, not ready", snapshot.resource_name(), snapshot.state),
-                });
-            }
+            ensure_ready(snapshot, "nothing to compare")?;
         }
         let live = if newer.is_none() { Some(self.live_view(container)?) } else { None };
         let newer_location = match (&newer, &live) {

@@ -221,11 +221,7 @@ impl Engine {
         progress: &mut dyn FnMut(&Progress),
         cancel: &AtomicBool,
     ) -> EngineResult<Exported> {
-        if snapshot.state != SnapshotState::Ready {
-            return Err(EngineError::FailedPrecondition {
-                reason: format!("{} is {:?}, not ready: nothing to export", snapshot.resource_name(), snapshot.state),
-            });
-        }
+        super::snapshots::ensure_ready(snapshot, "nothing to export")?;
         let root = self.backend.readable_root(&snapshot.location)?;
         let repository = self.open_repository(remote)?;
         let mut earlier: Vec<(Id, Manifest)> =

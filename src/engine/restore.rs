@@ -136,11 +136,7 @@ impl Engine {
         }
         let container = self.container_for("container", &container.id)?;
         let target = self.find_snapshot(&container, reference)?;
-        if target.state != SnapshotState::Ready {
-            return Err(EngineError::FailedPrecondition {
-                reason: format!("snapshot {} is {:?}, not ready; it cannot be restored", target.name, target.state),
-            });
-        }
+        super::snapshots::ensure_ready(&target, "it cannot be restored")?;
         if let Some(outcome) = self.already_restored(&container, &target)? {
             return Ok(outcome);
         }

@@ -14,10 +14,10 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::error::{EngineError, EngineResult};
-use super::snapshots::CreateRequest;
+use super::snapshots::{ensure_ready, CreateRequest};
 use super::Engine;
 use crate::events::Event;
-use crate::store::{SnapshotOrigin, SnapshotState};
+use crate::store::SnapshotOrigin;
 
 /// Most paths one call brings back.
 pub const MAX_PATHS: usize = 1000;
@@ -132,11 +132,7 @@ impl Engine {
     ) -> EngineResult<FilesRestored> {
         let record = self.container_for("container", container)?;
         let source = self.snapshot(container, snapshot)?;
-        if source.state != SnapshotState::Ready {
-            return Err(EngineError::FailedPrecondition {
-                reason: format!("{} is {:?}, not ready", source.resource_name(), source.state),
-            });
-        }
+        ensure_ready(&source, "nothing to bring back")?;
         if paths.is_empty() || paths.len() > MAX_PATHS {
             return Err(EngineError::invalid("paths", format!("1 to {MAX_PATHS} paths")));
         }

@@ -374,6 +374,17 @@ impl Engine {
     }
 }
 
+/// FAILED_PRECONDITION unless `snapshot` is ready to be read (`for_what`:
+/// what the caller wanted to do with it).
+pub(super) fn ensure_ready(snapshot: &SnapshotRecord, for_what: &str) -> EngineResult<()> {
+    if snapshot.state == SnapshotState::Ready {
+        return Ok(());
+    }
+    Err(EngineError::FailedPrecondition {
+        reason: format!("{} is {:?}, not ready: {for_what}", snapshot.resource_name(), snapshot.state),
+    })
+}
+
 pub(super) fn volume_of(container: &ContainerRecord) -> VolumeInfo {
     VolumeInfo { path: container.volume.clone(), snapshot_dir: container.snapshot_dir.clone() }
 }
