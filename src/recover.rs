@@ -130,9 +130,7 @@ pub fn recover(options: &RecoverOptions, backend: &dyn Backend) -> Result<Recove
         }
         for location in backend.list_snapshots(&volume).unwrap_or_default() {
             let name = location.rsplit('/').next().unwrap_or_default();
-            let temporary =
-                name.starts_with("restore-staging-") || name.starts_with(crate::engine::diff::LIVE_VIEW_PREFIX);
-            if !records.contains_key(name) && !temporary {
+            if !records.contains_key(name) && !crate::engine::names::is_temporary_volume(name) {
                 report.skipped.push(format!("{location}: a volume without a record beside it; left alone"));
             }
         }

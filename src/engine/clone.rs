@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use super::containers::RegisterRequest;
 use super::error::{EngineError, EngineResult};
 use super::names;
+use super::snapshots::ensure_ready;
 use super::Engine;
 use crate::events::Event;
-use super::snapshots::ensure_ready;
 use crate::store::ContainerRecord;
 
 /// Label naming where a clone came from: `CONTAINER/SNAPSHOT`.

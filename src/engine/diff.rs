@@ -15,9 +15,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::error::{EngineError, EngineResult};
+use super::snapshots::ensure_ready;
 use super::Engine;
 use crate::backend::PathChange;
-use super::snapshots::ensure_ready;
 
 /// How a path differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -226,11 +226,8 @@ fn lstat_size(root: &Path, path: &[u8]) -> Option<u64> {
     std::fs::symlink_metadata(root.join(std::ffi::OsStr::from_bytes(path))).ok().map(|m| m.len())
 }
 
-/// Name prefix of the temporary read-only snapshot a diff against the live
-/// container reads: deleted after the diff, and at start if a stop left one.
-pub const LIVE_VIEW_PREFIX: &str = "diff-live-";
-
-/// A read-only view of a container's volume as it is now; deleted on drop.
+/// A read-only view of a container's volume as it is now; deleted on drop,
+/// and at start if a stop left one (`names::LIVE_VIEW_PREFIX`).
 struct LiveView<'a> {
     engine: &'a Engine,
     location: String,
@@ -252,7 +249,7 @@ impl Engine {
         let record = self.container(container)?;
         let volume = super::snapshots::volume_of(&record);
         let unique = TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("{LIVE_VIEW_PREFIX}{}-{unique}", self.clock.now().timestamp_millis());
+        let name = format!("{}{}-{unique}", super::names::LIVE_VIEW_PREFIX, self.clock.now().timestamp_millis());
         let location = self.backend.location(&volume, &name);
         self.backend.take_snapshot(&volume.path.to_string_lossy(), &location, true)?;
         Ok(LiveView { engine: self, location })

@@ -133,6 +133,17 @@ pub fn default_name_with_prefix(prefix: &str, now: DateTime<Utc>, taken: impl Fn
         .expect("an unbounded range always yields a free name")
 }
 
+/// Name prefix of a restore's writable copy of its target, swapped in.
+pub const RESTORE_STAGING_PREFIX: &str = "restore-staging-";
+/// Name prefix of the read-only view of a live volume that a diff reads.
+pub const LIVE_VIEW_PREFIX: &str = "diff-live-";
+
+/// Whether a volume in a snapshot folder is one the daemon makes for the
+/// length of one operation (never a snapshot with a record).
+pub fn is_temporary_volume(name: &str) -> bool {
+    name.starts_with(RESTORE_STAGING_PREFIX) || name.starts_with(LIVE_VIEW_PREFIX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,7 +145,7 @@ impl Engine {
         let volume = super::snapshots::volume_of(container);
         for location in self.backend.list_snapshots(&volume)? {
             let name = location.rsplit('/').next().unwrap_or_default();
-            if name.starts_with(super::diff::LIVE_VIEW_PREFIX) {
+            if name.starts_with(super::names::LIVE_VIEW_PREFIX) {
                 // A diff's temporary view, left by a stop mid-diff.
                 self.backend.delete_snapshot(&location)?;
             } else if !records.iter().any(|r| r.location == location) {

@@ -149,7 +149,9 @@ impl Engine {
             target: target.name.clone(),
             pre_restore_name: pre_restore_name.clone(),
             volume: container.volume.clone(),
-            staging: self.backend.location(&volume, &format!("restore-staging-{}", now.timestamp_millis())),
+            staging: self
+                .backend
+                .location(&volume, &format!("{}{}", names::RESTORE_STAGING_PREFIX, now.timestamp_millis())),
             staging_uuid: String::new(),
             aside: self.backend.location(&volume, &pre_restore_name),
             cgroup: container.cgroup.clone(),
