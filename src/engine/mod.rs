@@ -114,11 +114,13 @@ pub enum CallKind<'a> {
 }
 
 impl CallKind<'_> {
-    /// `read` or `change`, as metrics label them.
+    /// The kinds' names, as metrics and the status label them.
+    pub const NAMES: [&'static str; 2] = ["read", "change"];
+
     pub fn name(&self) -> &'static str {
         match self {
-            CallKind::Read => "read",
-            CallKind::Change { .. } => "change",
+            CallKind::Read => Self::NAMES[0],
+            CallKind::Change { .. } => Self::NAMES[1],
         }
     }
 }
@@ -293,8 +295,8 @@ impl Engine {
     /// Per kind of call (`read`, `change`): calls waiting, calls running.
     pub fn admission_load(&self) -> [(&'static str, usize, usize); 2] {
         [
-            ("read", self.read_admission.queued(), self.read_admission.in_flight()),
-            ("change", self.change_admission.queued(), self.change_admission.in_flight()),
+            (CallKind::NAMES[0], self.read_admission.queued(), self.read_admission.in_flight()),
+            (CallKind::NAMES[1], self.change_admission.queued(), self.change_admission.in_flight()),
         ]
     }
 
