@@ -34,7 +34,7 @@ impl DaemonService for Daemon {
             let containers = store.containers()?;
             let mut snapshots = 0;
             for container in &containers {
-                snapshots += store.snapshots_of(&container.id)?.len();
+                snapshots += store.snapshot_count(&container.id)?;
             }
             Ok::<_, crate::store::StoreError>((containers.len(), snapshots, store.entries("")?.len()))
         })

@@ -81,8 +81,9 @@ struct Replay {
     deleted: Vec<Vec<u8>>,
 }
 
-fn child_of(path: &[u8], folder: &[u8]) -> Option<usize> {
-    (path.len() > folder.len() && path.starts_with(folder) && path[folder.len()] == b'/').then_some(folder.len())
+/// Whether `path` is under `folder`.
+fn is_under(path: &[u8], folder: &[u8]) -> bool {
+    path.len() > folder.len() && path.starts_with(folder) && path[folder.len()] == b'/'
 }
 
 impl Replay {
@@ -116,7 +117,7 @@ impl Replay {
             .paths
             .range(path.to_vec()..)
             .take_while(|(key, _)| key.starts_with(path))
-            .filter(|(key, _)| key.as_slice() == path || child_of(key, path).is_some())
+            .filter(|(key, _)| key.as_slice() == path || is_under(key, path))
             .map(|(key, _)| key.clone())
             .collect();
         under.into_iter().filter_map(|key| self.paths.remove(&key).map(|tracked| (key, tracked))).collect()
@@ -231,6 +232,8 @@ fn lstat_size(root: &Path, path: &[u8]) -> Option<u64> {
 struct LiveView<'a> {
     engine: &'a Engine,
     location: String,
+    /// The live volume itself, where the sizes of what is there now are read.
+    volume: std::path::PathBuf,
 }
 
 impl Drop for LiveView<'_> {
@@ -252,7 +255,7 @@ impl Engine {
         let name = format!("{}{}-{unique}", super::names::LIVE_VIEW_PREFIX, self.clock.now().timestamp_millis());
         let location = self.backend.location(&volume, &name);
         self.backend.take_snapshot(&volume.path.to_string_lossy(), &location, true)?;
-        Ok(LiveView { engine: self, location })
+        Ok(LiveView { engine: self, location, volume: record.volume })
     }
 
     /// What changed from snapshot `from` to snapshot `to` of `container`
@@ -264,11 +267,12 @@ impl Engine {
         for snapshot in std::iter::once(&older).chain(&newer) {
             ensure_ready(snapshot, "nothing to compare")?;
         }
-        let live = if newer.is_none() { Some(self.live_view(container)?) } else { None };
-        let newer_location = match (&newer, &live) {
-            (Some(newer), _) => newer.location.clone(),
-            (None, Some(live)) => live.location.clone(),
-            (None, None) => unreachable!("a live view is taken when no snapshot is named"),
+        let (newer_location, live) = match &newer {
+            Some(newer) => (newer.location.clone(), None),
+            None => {
+                let live = self.live_view(container)?;
+                (live.location.clone(), Some(live))
+            }
         };
         let _pins = (self.pin_snapshot(&older.location)?, self.pin_snapshot(&newer_location)?);
         let changes = self.backend.changes_between(Some(&older.location), &newer_location)?.ok_or_else(|| {
@@ -279,9 +283,8 @@ impl Engine {
                 ),
             }
         })?;
-        // Sizes of what is there now are read from the live volume itself.
-        let new_root = match live {
-            Some(_) => self.container(container)?.volume,
+        let new_root = match &live {
+            Some(live) => live.volume.clone(),
             None => self.backend.readable_root(&newer_location)?,
         };
         let old_root = self.backend.readable_root(&older.location)?;
