@@ -204,15 +204,12 @@ impl<'a> Credential<'a> {
             return Ok(Credential::Bearer(secret.trim()));
         }
         let encoded = header.strip_prefix("Basic ").ok_or_else(malformed)?;
-        let decoded = base64::engine::general_purpose::STANDARD
+        base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .ok()
             .and_then(|bytes| String::from_utf8(bytes).ok())
-            .ok_or_else(|| Status::unauthenticated("the Basic credentials are not base64 of user:password"))?;
-        let (_, password) = decoded
-            .split_once(':')
-            .ok_or_else(|| Status::unauthenticated("the Basic credentials are not base64 of user:password"))?;
-        Ok(Credential::Basic(password.to_owned()))
+            .and_then(|decoded| decoded.split_once(':').map(|(_, password)| Credential::Basic(password.to_owned())))
+            .ok_or_else(|| Status::unauthenticated("the Basic credentials are not base64 of user:password"))
     }
 }
 
