@@ -209,7 +209,7 @@ async fn call(rpc: Rpc, clients: &mut Clients, container: &str, targets: &Target
         Rpc::WatchEvents => {
             let mut stream = clients
                 .events
-                .watch_events(proto::WatchEventsRequest { after_sequence: 0, container: c })
+                .watch_events(proto::WatchEventsRequest { container: c, ..Default::default() })
                 .await?
                 .into_inner();
             // Let through, it opens and sends the container's first event.

@@ -40,12 +40,8 @@ async fn watchers_see_every_event_of_a_concurrent_burst_in_order() {
     }
     let daemon = TestDaemon::start(daemon_binary()).await.expect("start rollpointd");
     let mut clients = daemon.clients().await.expect("connect");
-    let mut stream = clients
-        .events
-        .watch_events(proto::WatchEventsRequest { after_sequence: 0, container: String::new() })
-        .await
-        .expect("WatchEvents")
-        .into_inner();
+    let mut stream =
+        clients.events.watch_events(proto::WatchEventsRequest::default()).await.expect("WatchEvents").into_inner();
 
     let mut calls = tokio::task::JoinSet::new();
     for n in 0..BURST {
@@ -92,7 +88,7 @@ async fn watchers_see_every_event_of_a_concurrent_burst_in_order() {
         let after = listed[cut];
         let mut again = clients
             .events
-            .watch_events(proto::WatchEventsRequest { after_sequence: after, container: String::new() })
+            .watch_events(proto::WatchEventsRequest { after_sequence: after, ..Default::default() })
             .await
             .expect("WatchEvents")
             .into_inner();

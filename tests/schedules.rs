@@ -172,7 +172,7 @@ async fn wait_for_event(clients: &mut Clients, entry: &str, kind: &str, timeout:
 async fn watch(clients: &mut Clients, after_sequence: u64, container: &str) -> tonic::Streaming<proto::Event> {
     clients
         .events
-        .watch_events(proto::WatchEventsRequest { after_sequence, container: container.into() })
+        .watch_events(proto::WatchEventsRequest { after_sequence, container: container.into(), ..Default::default() })
         .await
         .expect("WatchEvents")
         .into_inner()

@@ -102,6 +102,19 @@ async fn the_pages_entry_fires_and_its_snap_url_takes_the_snapshot() {
     let (code, events) = curl(socket, "GET", &format!("/api/v1/events?entry={name}&limit=100"), None);
     assert_eq!(code, 200, "{events}");
     assert_eq!(kinds_of(&events), ["schedule.created", "schedule.fired", "snapshot.created", "schedule.command"]);
+    // The same, watched (the live stream catches up from the start, then
+    // keeps to the entry).
+    let mut clients = setup.daemon.clients().await.expect("connect");
+    let request = rollpoint::api::proto::WatchEventsRequest { entry: name.clone(), ..Default::default() };
+    let mut watched = clients.events.watch_events(request).await.expect("watch").into_inner();
+    let mut kinds = Vec::new();
+    while kinds.len() < 4 {
+        let event = tokio::time::timeout(Duration::from_secs(30), watched.message()).await;
+        let event = event.expect("an event within 30 s").expect("stream").expect("not ended");
+        assert_eq!(event.entry, name, "{event:?}");
+        kinds.push(event.kind);
+    }
+    assert_eq!(kinds, ["schedule.created", "schedule.fired", "snapshot.created", "schedule.command"]);
     let created = &events["events"][2];
     assert_eq!(created["actor"], "user:root", "{created}");
     assert_eq!(created["container"], "db-1", "{created}");

@@ -64,17 +64,30 @@ impl EventService for Events {
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let container = request.get_ref().container.clone();
         authorize(&request, Scope::Read, (!container.is_empty()).then_some(container.as_str()))?;
-        let WatchEventsRequest { after_sequence, container } = request.into_inner();
+        let WatchEventsRequest { after_sequence, container, entry } = request.into_inner();
         let engine = self.engine.clone();
         let (sender, receiver) = tokio::sync::mpsc::channel(64);
         let mut stop = self.stop.clone();
         tokio::spawn(async move {
             tokio::select! {
-                () = forward(engine, after_sequence, container, sender) => {}
+                () = forward(engine, after_sequence, Filter { container, entry }, sender) => {}
                 _ = stop.wait_for(|stopping| *stopping) => {}
             }
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+    }
+}
+
+/// Which events a watcher asked for; an empty field matches any.
+struct Filter {
+    container: String,
+    entry: String,
+}
+
+impl Filter {
+    fn wants(&self, event: &EventRecord) -> bool {
+        (self.container.is_empty() || event.container == self.container)
+            && (self.entry.is_empty() || event.entry == self.entry)
     }
 }
 
@@ -85,12 +98,12 @@ impl EventService for Events {
 async fn forward(
     engine: Arc<Engine>,
     after_sequence: u64,
-    container: String,
+    filter: Filter,
     sender: tokio::sync::mpsc::Sender<Result<Event, Status>>,
 ) {
     let mut live = engine.events().subscribe();
     let mut last = after_sequence;
-    let wanted = |event: &EventRecord| container.is_empty() || event.container == container;
+    let wanted = |event: &EventRecord| filter.wants(event);
     loop {
         let chunk = {
             let engine = engine.clone();

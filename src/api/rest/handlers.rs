@@ -423,14 +423,10 @@ pub async fn events(
         .and_then(|value| value.to_str().ok())
         .is_some_and(|accept| accept.contains("text/event-stream"));
     if wants_stream {
-        let message = proto::WatchEventsRequest { after_sequence: query.after, container: query.container };
+        let message =
+            proto::WatchEventsRequest { after_sequence: query.after, container: query.container, entry: query.entry };
         let stream = state.events.watch_events(request(caller, message)).await?.into_inner();
-        let entry = query.entry;
-        let of_the_entry = move |event: &Result<proto::Event, tonic::Status>| {
-            let keep = entry.is_empty() || event.as_ref().map_or(true, |event| event.entry == entry);
-            futures_util::future::ready(keep)
-        };
-        let events = stream.filter(of_the_entry).map(|event| {
+        let events = stream.map(|event| {
             Ok::<_, Infallible>(match event {
                 Ok(event) => {
                     let id = event.sequence.to_string();

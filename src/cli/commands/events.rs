@@ -133,8 +133,11 @@ async fn follow(context: &Context, args: &EventsArgs, mut after: u64, mut printe
         eprintln!("following new events; Ctrl-C to stop");
     }
     loop {
-        let request =
-            proto::WatchEventsRequest { after_sequence: after, container: args.container.clone().unwrap_or_default() };
+        let request = proto::WatchEventsRequest {
+            after_sequence: after,
+            container: args.container.clone().unwrap_or_default(),
+            ..Default::default()
+        };
         let opened = tokio::select! {
             _ = &mut interrupted => return Ok(()),
             opened = client.watch_events(request) => opened,

@@ -82,7 +82,11 @@ async fn watch_steps(context: &mut Context, container: &str) -> Option<Progress>
     let mut stream = context
         .clients
         .events
-        .watch_events(proto::WatchEventsRequest { after_sequence: newest, container: container.to_owned() })
+        .watch_events(proto::WatchEventsRequest {
+            after_sequence: newest,
+            container: container.to_owned(),
+            ..Default::default()
+        })
         .await
         .ok()?
         .into_inner();
