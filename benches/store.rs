@@ -132,6 +132,7 @@ fn listing(c: &mut Criterion) {
             labels: BTreeMap::new(),
             create_time: Utc::now(),
             last_restore: None,
+            hooks: Default::default(),
         })
         .expect("put container");
     // The last snapshot by name carries an alias, for the look-up by alias.

@@ -18,6 +18,7 @@ pub mod events;
 pub mod freezer;
 pub mod fstree;
 pub mod hex;
+pub mod hooks;
 pub mod lifecycle;
 pub mod recover;
 pub mod remote;

@@ -171,6 +171,7 @@ async fn restore_stops_and_starts_a_systemd_unit_over_dbus() {
                 })),
             }),
             labels: Default::default(),
+            hooks: None,
         })
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use super::proto::*;
 use super::tokens::Scope;
 use super::{admission_deadline, blocking, changing, convert};
 use crate::engine::clone::CloneRequest;
-use crate::engine::{Engine, RegisterRequest};
+use crate::engine::{ContainerUpdate, Engine, RegisterRequest};
 
 pub struct Containers {
     pub engine: Arc<Engine>,
@@ -26,6 +26,7 @@ impl ContainerService for Containers {
         let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
         let lifecycle = convert::lifecycle_from_proto(request.lifecycle).map_err(super::status::from_engine)?;
+        let hooks = convert::hooks_from_proto(request.hooks).map_err(super::status::from_engine)?;
         let id = request.id.clone();
         let record = changing(&self.engine, deadline, Some(&id), move |engine| {
             engine.register_container(RegisterRequest {
@@ -34,6 +35,7 @@ impl ContainerService for Containers {
                 subvolume: request.subvolume,
                 lifecycle,
                 labels: request.labels.into_iter().collect(),
+                hooks,
                 actor: caller.actor(),
             })
         })
@@ -62,6 +64,29 @@ impl ContainerService for Containers {
         })
         .await?;
         Ok(Response::new(CloneContainerResponse { container: Some(convert::container(&record, 0)) }))
+    }
+
+    async fn update_container(
+        &self,
+        request: Request<UpdateContainerRequest>,
+    ) -> Result<Response<UpdateContainerResponse>, Status> {
+        let actor = authorize(&request, Scope::Admin, Some(&request.get_ref().id))?.actor();
+        let deadline = admission_deadline(request.metadata());
+        let request = request.into_inner();
+        let update = ContainerUpdate {
+            hooks: request
+                .hooks
+                .map(|hooks| convert::hooks_from_proto(Some(hooks)))
+                .transpose()
+                .map_err(super::status::from_engine)?,
+        };
+        let id = request.id.clone();
+        let container = changing(&self.engine, deadline, Some(&id), move |engine| {
+            let record = engine.update_container(&request.id, update, &actor)?;
+            Ok(convert::container(&record, engine.snapshot_count(&record.id)?))
+        })
+        .await?;
+        Ok(Response::new(UpdateContainerResponse { container: Some(container) }))
     }
 
     async fn get_container(

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use super::proto;
 use crate::engine::{EngineError, RestoreOutcome};
 use crate::store::{
-    ContainerRecord, EntryAction, EntryRecord, EventRecord, LifecycleSpec, SnapshotOrigin, SnapshotRecord,
-    SnapshotState,
+    ContainerRecord, EntryAction, EntryRecord, EventRecord, HookSpec, Hooks, LifecycleSpec, OnFailure, SnapshotOrigin,
+    SnapshotRecord, SnapshotState,
 };
 
 /// Default timeout of lifecycle commands and units.
@@ -78,7 +78,60 @@ pub fn container(record: &ContainerRecord, snapshot_count: usize) -> proto::Cont
         labels: record.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         create_time: Some(timestamp(record.create_time)),
         snapshot_count: u32::try_from(snapshot_count).unwrap_or(u32::MAX),
+        hooks: (!record.hooks.is_empty()).then(|| hooks_to_proto(&record.hooks)),
     }
+}
+
+fn hooks_to_proto(hooks: &Hooks) -> proto::Hooks {
+    let hook = |spec: &Option<HookSpec>| {
+        spec.as_ref().map(|spec| proto::Hook {
+            command: spec.command.clone(),
+            user: spec.user.clone(),
+            timeout_seconds: u32::try_from(spec.timeout.as_secs()).unwrap_or(u32::MAX),
+            on_failure: match spec.on_failure {
+                OnFailure::Abort => proto::HookFailure::Abort,
+                OnFailure::Continue => proto::HookFailure::Continue,
+            } as i32,
+        })
+    };
+    proto::Hooks {
+        pre_freeze: hook(&hooks.pre_freeze),
+        post_thaw: hook(&hooks.post_thaw),
+        pre_restore: hook(&hooks.pre_restore),
+        post_restore: hook(&hooks.post_restore),
+        hold: hook(&hooks.hold),
+    }
+}
+
+/// The hooks of a request; none given means none. A timeout of 0 is the
+/// default; the engine checks the rest.
+pub fn hooks_from_proto(hooks: Option<proto::Hooks>) -> Result<Hooks, EngineError> {
+    let Some(hooks) = hooks else { return Ok(Hooks::default()) };
+    let hook = |hook: Option<proto::Hook>| -> Result<Option<HookSpec>, EngineError> {
+        let Some(hook) = hook else { return Ok(None) };
+        let on_failure = match proto::HookFailure::try_from(hook.on_failure) {
+            Ok(proto::HookFailure::Abort) => OnFailure::Abort,
+            Ok(proto::HookFailure::Continue) => OnFailure::Continue,
+            Err(_) => {
+                return Err(EngineError::invalid(
+                    "hooks.on_failure",
+                    format!("{} is not a HookFailure", hook.on_failure),
+                ))
+            }
+        };
+        let timeout = match hook.timeout_seconds {
+            0 => DEFAULT_LIFECYCLE_TIMEOUT,
+            seconds => Duration::from_secs(u64::from(seconds)),
+        };
+        Ok(Some(HookSpec { command: hook.command, user: hook.user, timeout, on_failure }))
+    };
+    Ok(Hooks {
+        pre_freeze: hook(hooks.pre_freeze)?,
+        post_thaw: hook(hooks.post_thaw)?,
+        pre_restore: hook(hooks.pre_restore)?,
+        post_restore: hook(hooks.post_restore)?,
+        hold: hook(hooks.hold)?,
+    })
 }
 
 fn lifecycle_to_proto(spec: &LifecycleSpec) -> proto::Lifecycle {

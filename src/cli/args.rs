@@ -417,6 +417,11 @@ pub enum ContainerCommand {
     ///
     /// Example: rollpoint container clone db-1 rollback-point db-1-test --cgroup machine.slice/db-1-test
     Clone(CloneArgs),
+    /// Change a container's hooks: the hooks given replace all of them,
+    /// --no-hooks removes them.
+    ///
+    /// Example: rollpoint container update db-1 --pre-freeze "psql -U postgres -c CHECKPOINT" --hook-user postgres
+    Update(UpdateContainerArgs),
 }
 
 #[derive(Args, Debug)]
@@ -455,8 +460,8 @@ pub struct RegisterArgs {
     /// Label KEY=VALUE; repeat for more.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
-    /// Command that stops the container, as one string split on whitespace
-    /// (run without a shell, so no quoting: use a script for arguments with spaces).
+    /// Command that stops the container, as one string split like a shell
+    /// splits words (quotes group words; run without a shell: nothing is expanded).
     #[arg(long, value_name = "COMMAND", requires = "start_command", value_parser = parse_argv)]
     pub stop_command: Option<Argv>,
     /// Command that starts the container; same form as --stop-command.
@@ -471,6 +476,60 @@ pub struct RegisterArgs {
     /// Time allowed to each stop and start of the unit [default: 30].
     #[arg(long, value_name = "SECS", requires = "systemd_unit")]
     pub systemd_timeout: Option<u32>,
+    #[command(flatten)]
+    pub hooks: HookArgs,
+}
+
+/// Hooks: commands run inside the container (its namespaces and root,
+/// entered from its oldest process), each given as one string split like a
+/// shell does (quotes group words; no variables, globs or pipes: use
+/// `sh -c '...'`). The program is looked up in the container's PATH.
+#[derive(Args, Debug, Default)]
+pub struct HookArgs {
+    /// Run before the freeze, e.g. "psql -U postgres -c CHECKPOINT".
+    #[arg(long, value_name = "COMMAND", value_parser = parse_argv, help_heading = "Hooks")]
+    pub pre_freeze: Option<Argv>,
+    /// Run after the thaw (a failure is a warning; the snapshot stands).
+    #[arg(long, value_name = "COMMAND", value_parser = parse_argv, help_heading = "Hooks")]
+    pub post_thaw: Option<Argv>,
+    /// Run before the container is stopped for a restore.
+    #[arg(long, value_name = "COMMAND", value_parser = parse_argv, help_heading = "Hooks")]
+    pub pre_restore: Option<Argv>,
+    /// Run after the restored container started (a failure is a warning).
+    #[arg(long, value_name = "COMMAND", value_parser = parse_argv, help_heading = "Hooks")]
+    pub post_restore: Option<Argv>,
+    /// Runs across the snapshot: started before the freeze, the snapshot is
+    /// taken once it prints a line, and its standard input is closed after
+    /// the thaw, e.g. for MariaDB:
+    /// sh -c '{ echo "FLUSH TABLES WITH READ LOCK; SELECT 1;"; cat; } | mariadb -N --unbuffered'
+    #[arg(long, value_name = "COMMAND", value_parser = parse_argv, help_heading = "Hooks")]
+    pub hold: Option<Argv>,
+    /// User the hooks run as inside the container (name, uid or uid:gid)
+    /// [default: root].
+    #[arg(long, value_name = "USER", help_heading = "Hooks")]
+    pub hook_user: Option<String>,
+    /// Time allowed to each hook, not counted in the freeze budget
+    /// [default: 30].
+    #[arg(long, value_name = "SECS", help_heading = "Hooks")]
+    pub hook_timeout: Option<u32>,
+    /// What a failed pre_freeze, hold or pre_restore hook does: abort the
+    /// snapshot or restore, or continue with a warning on the timeline.
+    #[arg(long, value_name = "POLICY", value_parser = ["abort", "continue"], help_heading = "Hooks")]
+    pub hook_on_failure: Option<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("change").required(true).multiple(true)
+    .args(["no_hooks", "pre_freeze", "post_thaw", "pre_restore", "post_restore", "hold"])))]
+pub struct UpdateContainerArgs {
+    /// Container id.
+    pub id: String,
+    /// Remove every hook.
+    #[arg(long, conflicts_with_all = ["pre_freeze", "post_thaw", "pre_restore", "post_restore", "hold"])]
+    pub no_hooks: bool,
+    /// Given hooks replace all the container's hooks.
+    #[command(flatten)]
+    pub hooks: HookArgs,
 }
 
 fn parse_endpoint(value: &str) -> Result<String, String> {
@@ -489,12 +548,53 @@ fn parse_token(value: &str) -> Result<String, String> {
     }
 }
 
-/// An argv list given as one whitespace-separated string.
+/// An argv list given as one string, split like a shell splits words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Argv(pub Vec<String>);
 
+/// Splits on unquoted whitespace; single quotes keep everything, double
+/// quotes keep everything but `\"` and `\\`, a backslash outside quotes
+/// keeps the next character. Nothing is expanded.
 fn parse_argv(value: &str) -> Result<Argv, String> {
-    let argv: Vec<String> = value.split_whitespace().map(str::to_owned).collect();
+    let mut argv = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => argv.extend(word.take()),
+            '\'' => {
+                let word = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        None => return Err("unmatched single quote".into()),
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                    }
+                }
+            }
+            '"' => {
+                let word = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        None => return Err("unmatched double quote".into()),
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err("unmatched double quote".into()),
+                        },
+                        Some(c) => word.push(c),
+                    }
+                }
+            }
+            '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    argv.extend(word);
     if argv.is_empty() {
         return Err("empty command".into());
     }
@@ -1039,6 +1139,27 @@ mod tests {
     #[test]
     fn command_tree_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn commands_split_like_a_shell_without_expanding() {
+        let split = |text: &str| parse_argv(text).map(|argv| argv.0);
+        assert_eq!(split("psql  -U postgres -c CHECKPOINT").unwrap(), ["psql", "-U", "postgres", "-c", "CHECKPOINT"]);
+        assert_eq!(split(r#"sh -c 'echo "$HOME" > /x'"#).unwrap(), ["sh", "-c", r#"echo "$HOME" > /x"#]);
+        assert_eq!(split(r#"a "b c" d\ e "q\"q" ''"#).unwrap(), ["a", "b c", "d e", "q\"q", ""]);
+        assert_eq!(split(r#"x"y"'z'"#).unwrap(), ["xyz"]);
+        assert!(split("sh -c 'open").unwrap_err().contains("single quote"));
+        assert!(split(r#"sh -c "open"#).unwrap_err().contains("double quote"));
+        assert!(split("   ").is_err());
+    }
+
+    #[test]
+    fn container_update_needs_something_to_change() {
+        assert!(parse(&["container", "update", "db-1"]).is_err());
+        assert!(parse(&["container", "update", "db-1", "--no-hooks", "--pre-freeze", "true"]).is_err());
+        let cli = parse(&["container", "update", "db-1", "--hold", "sh -c 'cat'", "--hook-user", "postgres"]).unwrap();
+        let Command::Container(ContainerCommand::Update(args)) = cli.command else { panic!("not an update") };
+        assert_eq!(args.hooks.hold.unwrap().0, ["sh", "-c", "cat"]);
     }
 
     #[test]

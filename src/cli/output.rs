@@ -2,6 +2,7 @@
 //! (one JSON document). Every list goes through `Table`, every single
 //! resource through `key_values`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
@@ -9,9 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::views::{
-    ActionView, ContainerView, DeletedEntryView, DeletedView, EntryView, EventView, FilesRestoredView, LifecycleView,
-    ListView, PathDiffView, RestoreView, RevokedTokenView, RunView, SnapshotView, StatusView, TokenCreatedView,
-    TokenView, UnregisterView,
+    ActionView, ContainerView, DeletedEntryView, DeletedView, EntryView, EventView, FilesRestoredView, HookView,
+    LifecycleView, ListView, PathDiffView, RestoreView, RevokedTokenView, RunView, SnapshotView, StatusView,
+    TokenCreatedView, TokenView, UnregisterView,
 };
 
 /// Text of a view for people; JSON comes from its `Serialize`.
@@ -351,8 +352,21 @@ impl Human for ContainerView {
             ("labels", or_dash(Some(&labels))),
             ("created", time(self.create_time)),
             ("snapshots", self.snapshot_count.to_string()),
+            ("hooks", or_dash(Some(&hooks(&self.hooks)))),
         ])
     }
+}
+
+/// `pre_freeze: psql -c CHECKPOINT (as postgres, 30 s, abort); ...`
+fn hooks(hooks: &BTreeMap<String, HookView>) -> String {
+    hooks
+        .iter()
+        .map(|(point, hook)| {
+            let user = if hook.user.is_empty() { "root" } else { &hook.user };
+            format!("{point}: {} (as {user}, {} s, {})", hook.command.join(" "), hook.timeout_seconds, hook.on_failure)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Human for ListView<ContainerView> {

@@ -74,11 +74,56 @@ pub struct ContainerView {
     pub labels: BTreeMap<String, String>,
     pub create_time: Option<DateTime<Utc>>,
     pub snapshot_count: u32,
+    /// By moment (`pre_freeze`, `hold`, ...); absent when there are none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub hooks: BTreeMap<String, HookView>,
+}
+
+/// A hook: argv run inside the container, as `user`, within the timeout.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct HookView {
+    pub command: Vec<String>,
+    pub user: String,
+    pub timeout_seconds: u32,
+    /// `abort` or `continue`.
+    pub on_failure: String,
+}
+
+impl HookView {
+    fn all(hooks: Option<proto::Hooks>) -> BTreeMap<String, HookView> {
+        let Some(hooks) = hooks else { return BTreeMap::new() };
+        [
+            ("pre_freeze", hooks.pre_freeze),
+            ("hold", hooks.hold),
+            ("post_thaw", hooks.post_thaw),
+            ("pre_restore", hooks.pre_restore),
+            ("post_restore", hooks.post_restore),
+        ]
+        .into_iter()
+        .filter_map(|(point, hook)| {
+            let hook = hook?;
+            let on_failure = match proto::HookFailure::try_from(hook.on_failure) {
+                Ok(proto::HookFailure::Continue) => "continue",
+                _ => "abort",
+            };
+            Some((
+                point.to_owned(),
+                HookView {
+                    command: hook.command,
+                    user: hook.user,
+                    timeout_seconds: hook.timeout_seconds,
+                    on_failure: on_failure.into(),
+                },
+            ))
+        })
+        .collect()
+    }
 }
 
 impl From<proto::Container> for ContainerView {
     fn from(container: proto::Container) -> ContainerView {
         ContainerView {
+            hooks: HookView::all(container.hooks),
             lifecycle: LifecycleView::from(container.lifecycle),
             labels: container.labels.into_iter().collect(),
             create_time: container.create_time.and_then(time),

@@ -67,6 +67,7 @@ impl Engine {
             subvolume: location.clone(),
             lifecycle: Default::default(),
             labels: [(CLONED_FROM.to_owned(), from.clone())].into(),
+            hooks: Default::default(),
             actor: request.actor.clone(),
         });
         let record = match registered {

@@ -8,7 +8,7 @@ use super::paging::{paginate, Page};
 use super::sidecars::Mirror;
 use super::Engine;
 use crate::events::Event;
-use crate::store::{ContainerRecord, LifecycleSpec};
+use crate::store::{ContainerRecord, Hooks, LifecycleSpec};
 
 #[derive(Debug, Clone, Default)]
 pub struct RegisterRequest {
@@ -17,8 +17,15 @@ pub struct RegisterRequest {
     pub subvolume: String,
     pub lifecycle: LifecycleSpec,
     pub labels: BTreeMap<String, String>,
+    pub hooks: Hooks,
     /// Who asked, for the timeline.
     pub actor: String,
+}
+
+/// What an update of a container changes: the fields that are set.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerUpdate {
+    pub hooks: Option<Hooks>,
 }
 
 /// Longest argv of a lifecycle command, in arguments and in bytes.
@@ -39,6 +46,7 @@ impl Engine {
         }
         names::labels(request.labels.iter())?;
         check_lifecycle(&request.lifecycle)?;
+        super::hooks::check_hooks(&request.hooks)?;
         let cgroup = self.freezer.resolve(&request.cgroup)?;
         let volume = self.backend.inspect(&request.subvolume, &request.id)?;
         if let Some(other) = self.store.containers()?.into_iter().find(|c| c.volume == volume.path) {
@@ -58,6 +66,7 @@ impl Engine {
             labels: request.labels,
             create_time: self.clock.now(),
             last_restore: None,
+            hooks: request.hooks,
         };
         if !self.store.insert_container(&record)? {
             return Err(EngineError::AlreadyExists { what: format!("container {}", record.id) });
@@ -72,6 +81,31 @@ impl Engine {
         );
         self.store.make_durable()?;
         tracing::info!(container = %record.id, cgroup = %record.cgroup.display(), volume = %record.volume.display(), "container registered");
+        Ok(record)
+    }
+
+    /// Changes the settings of a registered container that may change.
+    pub fn update_container(&self, id: &str, update: ContainerUpdate, actor: &str) -> EngineResult<ContainerRecord> {
+        self.container(id)?;
+        if let Some(hooks) = &update.hooks {
+            super::hooks::check_hooks(hooks)?;
+        }
+        let _guard = self.locks.lock(id, self.config.lock_wait)?;
+        let mut record = self.container(id)?;
+        let mut changed = Vec::new();
+        if let Some(hooks) = update.hooks {
+            record.hooks = hooks;
+            changed.push("hooks");
+        }
+        self.store.put_container(&record)?;
+        self.mirror(&record, Mirror::Container(&record))?;
+        self.emit(
+            Event::new("container.updated", "ok")
+                .container(id)
+                .actor(actor)
+                .detail(format!("changed: {}", changed.join(", "))),
+        );
+        self.store.make_durable()?;
         Ok(record)
     }
 
@@ -147,24 +181,8 @@ fn check_lifecycle(lifecycle: &LifecycleSpec) -> EngineResult<()> {
     match lifecycle {
         LifecycleSpec::None => Ok(()),
         LifecycleSpec::Command { stop, start, .. } => {
-            for (field, argv) in [("lifecycle.command.stop", stop), ("lifecycle.command.start", start)] {
-                let first =
-                    argv.first().ok_or_else(|| EngineError::invalid(field, "needs a program and its arguments"))?;
-                if !first.starts_with('/') {
-                    return Err(EngineError::invalid(
-                        field,
-                        format!("program {first:?} must be an absolute path (no PATH lookup)"),
-                    ));
-                }
-                let bytes: usize = argv.iter().map(String::len).sum();
-                if argv.len() > MAX_COMMAND_ARGS || bytes > MAX_COMMAND_BYTES || argv.iter().any(|a| a.contains('\0')) {
-                    return Err(EngineError::invalid(
-                        field,
-                        format!("at most {MAX_COMMAND_ARGS} arguments, {MAX_COMMAND_BYTES} bytes, no NUL"),
-                    ));
-                }
-            }
-            Ok(())
+            check_argv("lifecycle.command.stop", stop, true)?;
+            check_argv("lifecycle.command.start", start, true)
         }
         LifecycleSpec::Systemd { unit, .. } => {
             let valid = !unit.is_empty()
@@ -181,4 +199,24 @@ fn check_lifecycle(lifecycle: &LifecycleSpec) -> EngineResult<()> {
             }
         }
     }
+}
+
+/// Checks a command's argv: a program (an absolute path when `absolute`:
+/// no PATH lookup on the host), bounded, no NUL.
+pub(super) fn check_argv(field: &'static str, argv: &[String], absolute: bool) -> EngineResult<()> {
+    let first = argv.first().ok_or_else(|| EngineError::invalid(field, "needs a program and its arguments"))?;
+    if first.is_empty() || absolute && !first.starts_with('/') {
+        return Err(EngineError::invalid(
+            field,
+            format!("program {first:?} must be an absolute path (no PATH lookup)"),
+        ));
+    }
+    let bytes: usize = argv.iter().map(String::len).sum();
+    if argv.len() > MAX_COMMAND_ARGS || bytes > MAX_COMMAND_BYTES || argv.iter().any(|a| a.contains('\0')) {
+        return Err(EngineError::invalid(
+            field,
+            format!("at most {MAX_COMMAND_ARGS} arguments, {MAX_COMMAND_BYTES} bytes, no NUL"),
+        ));
+    }
+    Ok(())
 }

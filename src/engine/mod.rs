@@ -14,6 +14,7 @@ pub mod entries;
 mod error;
 pub mod fault;
 mod freeze_window;
+mod hooks;
 mod locks;
 pub mod names;
 mod paging;
@@ -37,7 +38,7 @@ use std::time::Duration;
 
 pub use admission::Admitted;
 pub use clock::{Clock, SystemClock};
-pub use containers::RegisterRequest;
+pub use containers::{ContainerUpdate, RegisterRequest};
 pub use error::{EngineError, EngineResult};
 pub use paging::Page;
 pub use recovery::RecoveryReport;

@@ -31,6 +31,7 @@ use super::snapshots::{expiry_from, volume_of};
 use super::Engine;
 use crate::events::Event;
 use crate::freezer::FreezerError;
+use crate::hooks::HookPoint;
 use crate::store::{
     ContainerRecord, Intent, IntentId, LastRestore, RestoreIntent, RestoreStep, SnapshotOrigin, SnapshotRecord,
     SnapshotState,
@@ -161,6 +162,7 @@ impl Engine {
         // Everything that can be checked without touching the container,
         // before it is stopped: a restore that cannot swap leaves it running.
         self.backend.check_restore(&volume, &target.location, &intent.staging)?;
+        self.run_hook(&container, HookPoint::PreRestore, &target.name, actor)?;
         self.emit(
             Event::new("restore.started", "ok")
                 .container(&container.id)
@@ -222,6 +224,7 @@ impl Engine {
             });
         }
         let total = steps.started.elapsed();
+        self.run_hook(&container, HookPoint::PostRestore, &target.name, actor)?;
         let outcome = RestoreOutcome {
             restored: target,
             pre_restore_snapshot: pre_restore_name,

@@ -15,6 +15,7 @@ use super::Engine;
 use crate::backend::VolumeInfo;
 use crate::events::Event;
 use crate::freezer::FreezeState;
+use crate::hooks::HookPoint;
 use crate::store::{ContainerRecord, Intent, SnapshotOrigin, SnapshotRecord, SnapshotState};
 
 #[derive(Debug, Clone)]
@@ -80,6 +81,10 @@ impl Engine {
             ));
         }
 
+        self.run_hook(&container, HookPoint::PreFreeze, &name, &request.actor)?;
+        let held = self.start_hold(&container, &name, &request.actor)?;
+        // The instant the data is from: after the hooks, at the freeze.
+        let now = self.clock.now();
         let location = self.backend.location(&volume, &name);
         let frozen_by_others = self.freezer.state(&container.cgroup)? != FreezeState::Thawed;
         let intent = Intent::Create {
@@ -104,6 +109,17 @@ impl Engine {
                 budget: self.config.freeze_budget,
             }
             .run()
+        });
+        // A hold that ended before it was released did not span the snapshot:
+        // with policy abort the snapshot is not kept.
+        let taken = taken.and_then(|taken| {
+            self.release_hold(&container, held, &name, &request.actor)
+                .inspect_err(|_| {
+                    if let Err(error) = self.backend.delete_snapshot(&location) {
+                        tracing::warn!(%location, %error, "removing a snapshot whose hold hook failed");
+                    }
+                })
+                .map(|()| taken)
         });
         let taken = match taken {
             Ok(taken) => taken,
@@ -162,6 +178,7 @@ impl Engine {
         fault::point("create.recorded");
         self.expiry_changed.notify_one();
         self.sizes_stale.notify_one();
+        self.run_hook(&container, HookPoint::PostThaw, &record.name, &request.actor)?;
         tracing::info!(
             container = %record.container, snapshot = %record.name, alias = ?record.alias,
             frozen_for_us = record.frozen_for.as_micros() as u64, "snapshot created"

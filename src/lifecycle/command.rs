@@ -3,7 +3,7 @@
 //! process the command leaves behind cannot hold a pipe open, a timeout after
 //! which the command is killed.
 
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,6 +16,24 @@ const OUTPUT_LIMIT: u64 = 4096;
 /// How often a running command is checked for its exit.
 const WAIT_STEP: Duration = Duration::from_millis(5);
 
+/// A program to run: argv (no shell, no PATH lookup), a clean environment
+/// with `PATH` and `env`, and optionally the cgroup it joins before it execs.
+pub struct Program<'a> {
+    pub what: &'static str,
+    pub argv: &'a [String],
+    pub env: &'a [(String, String)],
+    pub cgroup: Option<&'a Path>,
+}
+
+/// A started program: the child, in a process group of its own, and the
+/// memfd its standard error (and output, unless piped) goes to.
+pub struct Running {
+    pub child: std::process::Child,
+    output: std::fs::File,
+    what: &'static str,
+    program: String,
+}
+
 /// Runs `argv` to completion within `timeout`; with `cgroup`, the process
 /// joins that cgroup before it execs.
 pub fn run_command(
@@ -24,22 +42,38 @@ pub fn run_command(
     timeout: Duration,
     cgroup: Option<&Path>,
 ) -> Result<(), LifecycleError> {
-    let program = argv.first().cloned().unwrap_or_default();
-    let spawn_error = |source| LifecycleError::Spawn { what, program: program.clone(), source };
+    spawn(&Program { what, argv, env: &[], cgroup }, Stdio::null(), None)?.wait(timeout)
+}
+
+/// Starts `program` with `stdin`, and its standard output piped back when
+/// `stdout` says so (else it goes with standard error to the memfd).
+pub fn spawn(program: &Program<'_>, stdin: Stdio, stdout: Option<Stdio>) -> Result<Running, LifecycleError> {
+    let what = program.what;
+    let name = program.argv.first().cloned().unwrap_or_default();
+    let spawn_error = |source| LifecycleError::Spawn { what, program: name.clone(), source };
     let output = memfd(what).map_err(spawn_error)?;
-    let mut command = Command::new(&program);
+    let mut command = Command::new(&name);
     command
-        .args(&argv[1..])
+        .args(program.argv.get(1..).unwrap_or_default())
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(program.env.iter().map(|(k, v)| (k, v)))
         .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(output.try_clone().map_err(spawn_error)?)
+        .stdin(stdin)
+        .stdout(match stdout {
+            Some(stdout) => stdout,
+            None => output.try_clone().map_err(spawn_error)?.into(),
+        })
         .stderr(output.try_clone().map_err(spawn_error)?)
         .process_group(0);
-    if let Some(cgroup) = cgroup {
-        let procs = std::fs::OpenOptions::new().write(true).open(cgroup.join("cgroup.procs")).map_err(spawn_error)?;
-        let procs_fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+    let procs = match program.cgroup {
+        Some(cgroup) => {
+            Some(std::fs::OpenOptions::new().write(true).open(cgroup.join("cgroup.procs")).map_err(spawn_error)?)
+        }
+        None => None,
+    };
+    if let Some(procs) = &procs {
+        let procs_fd = std::os::fd::AsRawFd::as_raw_fd(procs);
         // SAFETY: the closure runs in the child between fork and exec; it only
         // calls write(2) on a file descriptor opened before the fork (kept
         // open by `procs`, which outlives the spawn), with a static buffer:
@@ -54,46 +88,65 @@ pub fn run_command(
                 }
             });
         }
-        let mut child = command.spawn().map_err(spawn_error)?;
-        drop(procs);
-        return finish(what, &program, &mut child, timeout, output);
     }
-    let mut child = command.spawn().map_err(spawn_error)?;
-    finish(what, &program, &mut child, timeout, output)
+    let child = command.spawn().map_err(spawn_error)?;
+    drop(procs);
+    Ok(Running { child, output, what, program: name })
 }
 
-fn finish(
-    what: &'static str,
-    program: &str,
-    child: &mut std::process::Child,
-    timeout: Duration,
-    mut output: std::fs::File,
-) -> Result<(), LifecycleError> {
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(WAIT_STEP),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(LifecycleError::Timeout { what, program: program.to_owned(), timeout });
+impl Running {
+    /// Waits for the program to exit within `timeout`; past it, kills its
+    /// whole process group. A failure carries the end of its output.
+    pub fn wait(mut self, timeout: Duration) -> Result<(), LifecycleError> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(WAIT_STEP),
+                Ok(None) => {
+                    self.kill();
+                    return Err(LifecycleError::Timeout { what: self.what, program: self.program, timeout });
+                }
+                Err(source) => return Err(LifecycleError::Spawn { what: self.what, program: self.program, source }),
             }
-            Err(source) => return Err(LifecycleError::Spawn { what, program: program.to_owned(), source }),
+        };
+        if status.success() {
+            return Ok(());
         }
-    };
-    if status.success() {
-        return Ok(());
+        Err(self.failed(status))
     }
-    let mut text = String::new();
-    let _ = output.rewind();
-    let _ = output.by_ref().take(OUTPUT_LIMIT).read_to_string(&mut text);
-    Err(LifecycleError::Failed {
-        what,
-        program: program.to_owned(),
-        status: status.to_string(),
-        output: text.trim().to_owned(),
-    })
+
+    /// The error for an exit with `status`, with the end of the output.
+    pub fn failed(&mut self, status: std::process::ExitStatus) -> LifecycleError {
+        LifecycleError::Failed {
+            what: self.what,
+            program: self.program.clone(),
+            status: status.to_string(),
+            output: self.output_tail(),
+        }
+    }
+
+    /// The last few KiB of what the program wrote, trimmed.
+    pub fn output_tail(&mut self) -> String {
+        let length = self.output.seek(SeekFrom::End(0)).unwrap_or(0);
+        let _ = self.output.seek(SeekFrom::Start(length.saturating_sub(OUTPUT_LIMIT)));
+        let mut bytes = Vec::new();
+        let _ = self.output.by_ref().take(OUTPUT_LIMIT).read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).trim().to_owned()
+    }
+
+    /// Kills the program's process group (what it started too) and reaps it.
+    pub fn kill(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn name(&self) -> &str {
+        &self.program
+    }
 }
 
 fn memfd(name: &str) -> std::io::Result<std::fs::File> {

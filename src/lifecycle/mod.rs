@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::store::{ContainerRecord, LifecycleSpec};
 
-pub use command::run_command;
+pub use command::{run_command, spawn, Program, Running};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {

@@ -203,6 +203,7 @@ mod tests {
             labels: Default::default(),
             create_time: Utc::now(),
             last_restore: None,
+            hooks: Default::default(),
         };
         assert!(first.insert_container(&container).expect("insert"));
         first.put_snapshots(&[&snapshot("db-1", "snap-1")]).expect("put");

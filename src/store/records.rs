@@ -36,6 +36,56 @@ pub struct ContainerRecord {
     /// generation right after, so that a repeat with no writes since is a no-op.
     #[serde(default)]
     pub last_restore: Option<LastRestore>,
+    /// Commands run inside the container around its snapshots and restores.
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
+}
+
+/// The hooks of a container, each optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Hooks {
+    /// Before the freeze (flush, checkpoint); its time is not frozen time.
+    pub pre_freeze: Option<HookSpec>,
+    /// After the thaw.
+    pub post_thaw: Option<HookSpec>,
+    /// Before the container is stopped for a restore.
+    pub pre_restore: Option<HookSpec>,
+    /// After the restored container was started.
+    pub post_restore: Option<HookSpec>,
+    /// Started before the freeze, ready when it prints a line, told to finish
+    /// by the end of its standard input after the thaw: a lock that lasts
+    /// while a session stays open spans the snapshot.
+    pub hold: Option<HookSpec>,
+}
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        *self == Hooks::default()
+    }
+}
+
+/// One hook: an argv (no shell) run inside the container's namespaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookSpec {
+    pub command: Vec<String>,
+    /// A user name or uid inside the container; empty: root.
+    #[serde(default)]
+    pub user: String,
+    pub timeout: Duration,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+/// What a failed hook does to the operation around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The operation is refused (no snapshot, no restore), naming the hook.
+    #[default]
+    Abort,
+    /// The operation goes on; the failure is a warning on the timeline.
+    Continue,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

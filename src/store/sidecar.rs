@@ -25,7 +25,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ContainerRecord, LifecycleSpec, SnapshotOrigin, SnapshotRecord, SnapshotState, StoreError};
+use super::{ContainerRecord, Hooks, LifecycleSpec, SnapshotOrigin, SnapshotRecord, SnapshotState, StoreError};
 
 /// Format version of both sidecars.
 pub const SIDECAR_VERSION: u32 = 1;
@@ -56,6 +56,8 @@ pub struct ContainerSidecar {
     pub lifecycle: LifecycleSpec,
     pub labels: BTreeMap<String, String>,
     pub create_time: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
 }
 
 impl ContainerSidecar {
@@ -70,6 +72,7 @@ impl ContainerSidecar {
             lifecycle: record.lifecycle.clone(),
             labels: record.labels.clone(),
             create_time: record.create_time,
+            hooks: record.hooks.clone(),
         }
     }
 
@@ -85,6 +88,7 @@ impl ContainerSidecar {
             labels: self.labels.clone(),
             create_time: self.create_time,
             last_restore: None,
+            hooks: self.hooks.clone(),
         }
     }
 

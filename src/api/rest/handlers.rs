@@ -126,6 +126,7 @@ pub async fn register_container(
         subvolume: body.subvolume,
         lifecycle: None,
         labels: body.labels.into_iter().collect(),
+        hooks: None,
     };
     let reply = state.containers.register_container(request(caller, message)).await?.into_inner();
     Ok(Json(reply.container.unwrap_or_default().into()))

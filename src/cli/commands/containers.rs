@@ -2,7 +2,7 @@
 
 use super::{all_pages, Context};
 use crate::api::proto;
-use crate::cli::args::{ContainerCommand, RegisterArgs, UnregisterArgs};
+use crate::cli::args::{Argv, ContainerCommand, HookArgs, RegisterArgs, UnregisterArgs};
 use crate::cli::error::CliError;
 use crate::cli::views::{ContainerView, ListView, UnregisterView};
 
@@ -38,6 +38,14 @@ pub async fn run(context: &mut Context, command: ContainerCommand) -> Result<(),
                 subvolume: args.subvolume.unwrap_or_default(),
             };
             let response = context.clients.containers.clone_container(request).await;
+            let container = response.map_err(|status| context.fail(status))?.into_inner().container;
+            context.emit(&ContainerView::from(container.unwrap_or_default()))?;
+        }
+        ContainerCommand::Update(args) => {
+            // clap makes sure that one of them is given.
+            let hooks = if args.no_hooks { Some(proto::Hooks::default()) } else { hooks_of(args.hooks) };
+            let request = proto::UpdateContainerRequest { id: args.id, hooks };
+            let response = context.clients.containers.update_container(request).await;
             let container = response.map_err(|status| context.fail(status))?.into_inner().container;
             context.emit(&ContainerView::from(container.unwrap_or_default()))?;
         }
@@ -82,7 +90,33 @@ pub fn register_request(args: RegisterArgs) -> proto::RegisterContainerRequest {
         subvolume: args.subvolume,
         lifecycle: Some(proto::Lifecycle { kind: Some(kind) }),
         labels: args.labels.into_iter().collect(),
+        hooks: hooks_of(args.hooks),
     }
+}
+
+/// The hooks the flags give, if any: each with the common user, timeout
+/// and failure policy.
+fn hooks_of(args: HookArgs) -> Option<proto::Hooks> {
+    let on_failure = match args.hook_on_failure.as_deref() {
+        Some("continue") => proto::HookFailure::Continue,
+        _ => proto::HookFailure::Abort,
+    };
+    let hook = |command: Option<Argv>| {
+        command.map(|command| proto::Hook {
+            command: command.0,
+            user: args.hook_user.clone().unwrap_or_default(),
+            timeout_seconds: args.hook_timeout.unwrap_or(0),
+            on_failure: on_failure as i32,
+        })
+    };
+    let hooks = proto::Hooks {
+        pre_freeze: hook(args.pre_freeze),
+        post_thaw: hook(args.post_thaw),
+        pre_restore: hook(args.pre_restore),
+        post_restore: hook(args.post_restore),
+        hold: hook(args.hold),
+    };
+    (hooks != proto::Hooks::default()).then_some(hooks)
 }
 
 #[cfg(test)]
