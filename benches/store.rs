@@ -41,6 +41,7 @@ fn record(container: &str, name: &str, seconds: i64) -> SnapshotRecord {
         generation: 42,
         comment: String::new(),
         sizes: None,
+        hold: None,
     }
 }
 
@@ -133,6 +134,7 @@ fn listing(c: &mut Criterion) {
             create_time: Utc::now(),
             last_restore: None,
             hooks: Default::default(),
+            retention: Default::default(),
         })
         .expect("put container");
     // The last snapshot by name carries an alias, for the look-up by alias.

@@ -82,6 +82,19 @@ pub struct Config {
     /// (port 0: one the kernel picks at each start); `off`: no run listener,
     /// and runs get no `SNAP_URL`.
     pub schedule_listen: String,
+    /// Retention of the snapshots of containers without a policy of their
+    /// own: `[retention]` with `last`, `hourly`, `daily`, `weekly`,
+    /// `monthly`, `yearly`, `min` (counts; see README "Retention"). Empty:
+    /// only each snapshot's expiry removes it.
+    pub retention: crate::store::RetentionPolicy,
+    /// Retention of pre-restore snapshots, likewise (`[pre_restore_retention]`);
+    /// they also expire after `pre_restore_expiry_days`.
+    pub pre_restore_retention: crate::store::RetentionPolicy,
+    /// Free space a filesystem (or thin pool) keeps, in percent of its
+    /// size: below it, retention prunes the oldest snapshots beyond each
+    /// policy's minimum, and a new snapshot that cannot be made room for is
+    /// refused with RESOURCE_EXHAUSTED. 0 turns the guard off.
+    pub space_floor_percent: f64,
 }
 
 /// `schedule_listen = "off"`.
@@ -112,6 +125,9 @@ impl Default for Config {
             max_queued_operations: engine.max_queued_operations,
             admission_wait_ms: millis(engine.admission_wait),
             schedule_listen: "127.0.0.1:0".into(),
+            retention: engine.retention,
+            pre_restore_retention: engine.pre_restore_retention,
+            space_floor_percent: engine.space_floor_percent,
         }
     }
 }
@@ -150,6 +166,9 @@ impl Config {
             check_name(name).map_err(|reason| format!("remotes.{name}: {reason}"))?;
             remote.location().map_err(|reason| format!("remotes.{name}: {reason}"))?;
         }
+        if !(0.0..=90.0).contains(&config.space_floor_percent) {
+            return Err("space_floor_percent: must be between 0 and 90".into());
+        }
         if config.freeze_budget_ms == 0 {
             return Err("freeze_budget_ms: must be at least 1".into());
         }
@@ -186,6 +205,9 @@ impl Config {
             max_queued_operations: self.max_queued_operations,
             admission_wait: Duration::from_millis(self.admission_wait_ms),
             filesystems: self.filesystems.clone(),
+            retention: self.retention,
+            pre_restore_retention: self.pre_restore_retention,
+            space_floor_percent: self.space_floor_percent,
         }
     }
 }
@@ -214,6 +236,20 @@ mod tests {
         assert!(Config::parse("schedule_listen = \"nope\"").unwrap_err().contains("schedule_listen"));
         assert_eq!(Config::parse("schedule_listen = \"off\"").unwrap().run_listener(), Ok(None));
         assert_eq!(Config::default().run_listener(), Ok(Some(SocketAddr::from(([127, 0, 0, 1], 0)))));
+    }
+
+    #[test]
+    fn retention_and_the_space_floor() {
+        let config = Config::parse(
+            "space_floor_percent = 15.0\n[retention]\ndaily = 7\nmin = 2\n[pre_restore_retention]\nlast = 1\n",
+        )
+        .unwrap();
+        let engine = config.engine();
+        assert_eq!((engine.retention.daily, engine.retention.min, engine.pre_restore_retention.last), (7, 2, 1));
+        assert_eq!(engine.space_floor_percent, 15.0);
+        assert_eq!(Config::default().space_floor_percent, 10.0);
+        assert!(Config::parse("[retention]\ndayly = 7\n").unwrap_err().contains("dayly"));
+        assert!(Config::parse("space_floor_percent = 95.0").unwrap_err().contains("space_floor_percent"));
     }
 
     #[test]

@@ -53,9 +53,13 @@ enum Rpc {
     RevokeToken,
     ListEvents,
     WatchEvents,
+    UpdateContainer,
+    PruneSnapshots,
 }
 
-const RPCS: [Rpc; 15] = [
+const RPCS: [Rpc; 17] = [
+    Rpc::UpdateContainer,
+    Rpc::PruneSnapshots,
     Rpc::RegisterContainer,
     Rpc::GetContainer,
     Rpc::ListContainers,
@@ -78,9 +82,9 @@ impl Rpc {
     /// `events.rs`, `token_service.rs`).
     fn scope(self) -> &'static str {
         match self {
-            Rpc::RegisterContainer | Rpc::UnregisterContainer => "admin",
+            Rpc::RegisterContainer | Rpc::UnregisterContainer | Rpc::UpdateContainer => "admin",
             Rpc::CreateToken | Rpc::ListTokens | Rpc::RevokeToken => "admin",
-            Rpc::CreateSnapshot | Rpc::UpdateSnapshot | Rpc::DeleteSnapshot => "snapshot",
+            Rpc::CreateSnapshot | Rpc::UpdateSnapshot | Rpc::DeleteSnapshot | Rpc::PruneSnapshots => "snapshot",
             Rpc::RestoreSnapshot => "restore",
             Rpc::GetContainer | Rpc::ListContainers | Rpc::GetSnapshot | Rpc::ListSnapshots => "read",
             Rpc::ListEvents | Rpc::WatchEvents => "read",
@@ -133,6 +137,8 @@ impl Rpc {
             Rpc::ListEvents => vec!["events"],
             // The CLI lists first, then watches: refused at its first call.
             Rpc::WatchEvents => vec!["events", "--follow"],
+            Rpc::UpdateContainer => vec!["container", "update", "alpha", "--pre-freeze", "true"],
+            Rpc::PruneSnapshots => vec!["prune", "alpha"],
         };
         args.into_iter().map(String::from).collect()
     }
@@ -181,6 +187,7 @@ async fn call(rpc: Rpc, clients: &mut Clients, container: &str, targets: &Target
                 alias: "hijacked".into(),
                 expiry_days: 0,
                 update_mask: vec!["alias".into()],
+                hold_reason: String::new(),
             })
             .await
             .map(drop),
@@ -206,6 +213,17 @@ async fn call(rpc: Rpc, clients: &mut Clients, container: &str, targets: &Target
         Rpc::ListEvents => {
             clients.events.list_events(proto::ListEventsRequest { container: c, ..Default::default() }).await.map(drop)
         }
+        Rpc::UpdateContainer => {
+            let hook = proto::Hook { command: vec!["true".into()], ..Default::default() };
+            let hooks = proto::Hooks { pre_freeze: Some(hook), ..Default::default() };
+            let request = proto::UpdateContainerRequest { id: c, hooks: Some(hooks), ..Default::default() };
+            clients.containers.update_container(request).await.map(drop)
+        }
+        Rpc::PruneSnapshots => clients
+            .snapshots
+            .prune_snapshots(proto::PruneSnapshotsRequest { container: c, dry_run: false })
+            .await
+            .map(drop),
         Rpc::WatchEvents => {
             let mut stream = clients
                 .events

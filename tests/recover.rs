@@ -288,7 +288,9 @@ async fn a_damaged_store_is_never_served_and_recover_brings_everything_back() {
             snapshot: second_of_b,
             alias: "nightly".into(),
             expiry_days: 3,
-            update_mask: vec!["alias".into(), "expiry_days".into()],
+            // A hold, too, is rebuilt from the disks.
+            update_mask: vec!["alias".into(), "expiry_days".into(), "hold".into()],
+            hold_reason: "kept for the audit".into(),
         })
         .await
         .expect("update");
@@ -461,6 +463,7 @@ async fn a_crash_at_every_step_leaves_the_store_and_the_disks_agreeing() {
                         alias: "rollback-point".into(),
                         expiry_days: 9,
                         update_mask: vec!["alias".into(), "expiry_days".into()],
+                        hold_reason: String::new(),
                     })
                     .await
                     .map(|_| ()),

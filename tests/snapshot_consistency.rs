@@ -257,6 +257,7 @@ async fn update_alias_and_expiry(clients: &mut rollpoint::api::client::Clients, 
             alias: alias.into(),
             expiry_days,
             update_mask: mask.iter().map(|m| m.to_string()).collect(),
+            ..Default::default()
         };
         let mut snapshots = clients.snapshots.clone();
         async move { snapshots.update_snapshot(request).await.map(|r| r.into_inner().snapshot.expect("snapshot")) }

@@ -80,7 +80,10 @@ async fn a_full_filesystem_fails_cleanly() {
     let fs = LoopBtrfs::create_with(128 << 20, &["-M"], "").expect("small loop btrfs");
     let volume = fs.create_subvolume("app").expect("subvolume");
     let writers = Writers::start("enospc", &volume, 1);
-    let daemon = TestDaemon::start(daemon_binary()).await.expect("start rollpointd");
+    // The space guard off: what the filesystem itself says when full is
+    // what this test is about (tests/retention.rs has the guard).
+    let options = DaemonOptions::default().config("space_floor_percent = 0.0\n");
+    let daemon = TestDaemon::start_with(daemon_binary(), options).await.expect("start rollpointd");
     let mut clients = daemon.clients().await.expect("connect");
     register(&mut clients, "app", writers.cgroup.relative_name(), &volume).await.expect("register");
     // One snapshot while there is room: the snapshot folder exists.

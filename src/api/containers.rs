@@ -40,7 +40,9 @@ impl ContainerService for Containers {
             })
         })
         .await?;
-        Ok(Response::new(RegisterContainerResponse { container: Some(convert::container(&record, 0)) }))
+        Ok(Response::new(RegisterContainerResponse {
+            container: Some(convert::container(&record, 0, self.engine.policies(&record))),
+        }))
     }
 
     async fn clone_container(
@@ -63,7 +65,9 @@ impl ContainerService for Containers {
             })
         })
         .await?;
-        Ok(Response::new(CloneContainerResponse { container: Some(convert::container(&record, 0)) }))
+        Ok(Response::new(CloneContainerResponse {
+            container: Some(convert::container(&record, 0, self.engine.policies(&record))),
+        }))
     }
 
     async fn update_container(
@@ -73,17 +77,17 @@ impl ContainerService for Containers {
         let actor = authorize(&request, Scope::Admin, Some(&request.get_ref().id))?.actor();
         let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
+        let hooks = request.hooks.map(|hooks| convert::hooks_from_proto(Some(hooks)));
         let update = ContainerUpdate {
-            hooks: request
-                .hooks
-                .map(|hooks| convert::hooks_from_proto(Some(hooks)))
-                .transpose()
-                .map_err(super::status::from_engine)?,
+            hooks: hooks.transpose().map_err(super::status::from_engine)?,
+            retention: request.retention.map(convert::policy_from_proto),
+            pre_restore_retention: request.pre_restore_retention.map(convert::policy_from_proto),
+            default_retention: request.default_retention,
         };
         let id = request.id.clone();
         let container = changing(&self.engine, deadline, Some(&id), move |engine| {
             let record = engine.update_container(&request.id, update, &actor)?;
-            Ok(convert::container(&record, engine.snapshot_count(&record.id)?))
+            Ok(convert::container(&record, engine.snapshot_count(&record.id)?, engine.policies(&record)))
         })
         .await?;
         Ok(Response::new(UpdateContainerResponse { container: Some(container) }))
@@ -97,7 +101,7 @@ impl ContainerService for Containers {
         let id = request.into_inner().id;
         let container = blocking(&self.engine, move |engine| {
             let record = engine.container(&id)?;
-            Ok(convert::container(&record, engine.snapshot_count(&id)?))
+            Ok(convert::container(&record, engine.snapshot_count(&id)?, engine.policies(&record)))
         })
         .await?;
         Ok(Response::new(GetContainerResponse { container: Some(container) }))
@@ -114,7 +118,9 @@ impl ContainerService for Containers {
             let containers = page
                 .items
                 .iter()
-                .map(|record| Ok(convert::container(record, engine.snapshot_count(&record.id)?)))
+                .map(|record| {
+                    Ok(convert::container(record, engine.snapshot_count(&record.id)?, engine.policies(record)))
+                })
                 .collect::<Result<_, crate::engine::EngineError>>()?;
             Ok(ListContainersResponse { containers, next_page_token: page.next_page_token })
         })

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use super::proto;
 use crate::engine::{EngineError, RestoreOutcome};
 use crate::store::{
-    ContainerRecord, EntryAction, EntryRecord, EventRecord, HookSpec, Hooks, LifecycleSpec, OnFailure, SnapshotOrigin,
-    SnapshotRecord, SnapshotState,
+    ContainerRecord, EntryAction, EntryRecord, EventRecord, HookSpec, Hooks, LifecycleSpec, OnFailure, RetentionPolicy,
+    SnapshotOrigin, SnapshotRecord, SnapshotState,
 };
 
 /// Default timeout of lifecycle commands and units.
@@ -64,10 +64,20 @@ pub fn snapshot_with_exclusive_bytes(record: &SnapshotRecord, exclusive_bytes: O
         exclusive_bytes: exclusive_bytes.or(record.sizes.as_ref().and_then(|s| s.exclusive_bytes)).unwrap_or(0),
         delta_bytes: record.sizes.as_ref().map(|s| s.delta_bytes),
         delta_parent: record.sizes.as_ref().and_then(|s| s.delta_parent.clone()).unwrap_or_default(),
+        hold: record.hold.as_ref().map(|hold| proto::SnapshotHold {
+            reason: hold.reason.clone(),
+            actor: hold.actor.clone(),
+            time: Some(timestamp(hold.time)),
+        }),
     }
 }
 
-pub fn container(record: &ContainerRecord, snapshot_count: usize) -> proto::Container {
+/// A container, with the retention policies in force for it.
+pub fn container(
+    record: &ContainerRecord,
+    snapshot_count: usize,
+    policies: (RetentionPolicy, RetentionPolicy),
+) -> proto::Container {
     proto::Container {
         id: record.id.clone(),
         cgroup: record.cgroup.display().to_string(),
@@ -79,6 +89,37 @@ pub fn container(record: &ContainerRecord, snapshot_count: usize) -> proto::Cont
         create_time: Some(timestamp(record.create_time)),
         snapshot_count: u32::try_from(snapshot_count).unwrap_or(u32::MAX),
         hooks: (!record.hooks.is_empty()).then(|| hooks_to_proto(&record.hooks)),
+        retention: Some(policy_to_proto(policies.0)),
+        pre_restore_retention: Some(policy_to_proto(policies.1)),
+        own_retention: !record.retention.is_default(),
+    }
+}
+
+pub fn policy_to_proto(policy: RetentionPolicy) -> proto::RetentionPolicy {
+    let RetentionPolicy { last, hourly, daily, weekly, monthly, yearly, min } = policy;
+    proto::RetentionPolicy { last, hourly, daily, weekly, monthly, yearly, min }
+}
+
+pub fn policy_from_proto(policy: proto::RetentionPolicy) -> RetentionPolicy {
+    let proto::RetentionPolicy { last, hourly, daily, weekly, monthly, yearly, min } = policy;
+    RetentionPolicy { last, hourly, daily, weekly, monthly, yearly, min }
+}
+
+/// One snapshot's fate in a retention pass.
+pub fn pruned(pruned: &crate::engine::prune::Pruned) -> proto::PruneDecision {
+    use crate::engine::retention::Verdict;
+    let (keep, reasons) = match &pruned.decision.verdict {
+        Verdict::Keep(reasons) => (true, reasons.iter().map(ToString::to_string).collect()),
+        Verdict::Drop(why) => (false, vec![why.to_string()]),
+    };
+    proto::PruneDecision {
+        container: pruned.container.clone(),
+        snapshot: pruned.decision.name.clone(),
+        create_time: Some(timestamp(pruned.decision.create_time)),
+        keep,
+        reasons,
+        deleted: pruned.deleted.is_some(),
+        error: pruned.error.clone().unwrap_or_default(),
     }
 }
 

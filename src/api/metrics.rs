@@ -125,9 +125,13 @@ impl Metrics {
         let last_snapshot = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let snapshots = Family::<Labels, Gauge>::default();
         let expiry_backlog = Gauge::<i64>::default();
+        let free_ratio = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let now = chrono::Utc::now();
         for container in engine.store().containers()? {
             let labels = vec![("container", container.id.clone())];
+            if let Some(free) = engine.free_space(&container) {
+                free_ratio.get_or_create(&labels).set(free.percent() / 100.0);
+            }
             let records = engine.store().snapshots_of(&container.id)?;
             snapshots.get_or_create(&labels).set(i64::try_from(records.len()).unwrap_or(i64::MAX));
             let mut last = None;
@@ -151,6 +155,18 @@ impl Metrics {
             last_snapshot,
         );
         now_registry.register("container_snapshots", "Snapshots a container has", snapshots);
+        now_registry.register(
+            "container_free_space_ratio",
+            "Free space of the filesystem holding a container's volume (0-1)",
+            free_ratio,
+        );
+        let floor = Gauge::<f64, AtomicU64>::default();
+        floor.set(engine.space_floor_percent() / 100.0);
+        now_registry.register(
+            "space_floor_ratio",
+            "Free space the daemon keeps on each filesystem (space_floor_percent, 0-1); 0: no guard",
+            floor,
+        );
         let queued = Family::<Labels, Gauge>::default();
         let in_flight = Family::<Labels, Gauge>::default();
         for (kind, waiting, running) in engine.admission_load() {

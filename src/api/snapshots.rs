@@ -77,10 +77,10 @@ impl SnapshotService for Snapshots {
         &self,
         request: Request<UpdateSnapshotRequest>,
     ) -> Result<Response<UpdateSnapshotResponse>, Status> {
-        authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?;
+        let actor = authorize(&request, Scope::Snapshot, Some(&request.get_ref().container))?.actor();
         let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
-        let update = update_from_mask(&request).map_err(super::status::from_engine)?;
+        let update = UpdateRequest { actor, ..update_from_mask(&request).map_err(super::status::from_engine)? };
         let container = request.container.clone();
         let record = changing(&self.engine, deadline, Some(&container), move |engine| {
             engine.update_snapshot(&request.container, &request.snapshot, update)
@@ -102,6 +102,31 @@ impl SnapshotService for Snapshots {
         })
         .await?;
         Ok(Response::new(DeleteSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
+    }
+
+    async fn prune_snapshots(
+        &self,
+        request: Request<PruneSnapshotsRequest>,
+    ) -> Result<Response<PruneSnapshotsResponse>, Status> {
+        let container = Some(request.get_ref().container.clone()).filter(|c| !c.is_empty());
+        // Looking is reading; deleting one container's snapshots needs the
+        // snapshot scope on it, and every container's, admin.
+        let scope = match (request.get_ref().dry_run, &container) {
+            (true, _) => Scope::Read,
+            (false, Some(_)) => Scope::Snapshot,
+            (false, None) => Scope::Admin,
+        };
+        let actor = authorize(&request, scope, container.as_deref())?.actor();
+        let deadline = admission_deadline(request.metadata());
+        let dry_run = request.get_ref().dry_run;
+        let prune = move |engine: &crate::engine::Engine| engine.prune(container.as_deref(), dry_run, &actor);
+        let pruned = if dry_run {
+            blocking(&self.engine, prune).await?
+        } else {
+            let target = request.get_ref().container.clone();
+            changing(&self.engine, deadline, Some(&target).filter(|t| !t.is_empty()).map(String::as_str), prune).await?
+        };
+        Ok(Response::new(PruneSnapshotsResponse { decisions: pruned.iter().map(convert::pruned).collect() }))
     }
 
     async fn diff_snapshots(
@@ -179,11 +204,13 @@ fn update_from_mask(request: &UpdateSnapshotRequest) -> Result<UpdateRequest, En
         let update = UpdateRequest {
             alias: Some(request.alias.clone()).filter(|a| !a.is_empty()),
             expiry_days: Some(request.expiry_days).filter(|d| *d > 0),
+            hold: Some(request.hold_reason.clone()).filter(|r| !r.is_empty()),
+            actor: String::new(),
         };
-        if update.alias.is_none() && update.expiry_days.is_none() {
+        if update.alias.is_none() && update.expiry_days.is_none() && update.hold.is_none() {
             return Err(EngineError::invalid(
                 "update_mask",
-                "nothing to change: set alias or expiry_days, or name them in update_mask",
+                "nothing to change: set alias, expiry_days or hold_reason, or name them in update_mask",
             ));
         }
         return Ok(update);
@@ -193,10 +220,11 @@ fn update_from_mask(request: &UpdateSnapshotRequest) -> Result<UpdateRequest, En
         match field.as_str() {
             "alias" => update.alias = Some(request.alias.clone()),
             "expiry_days" => update.expiry_days = Some(request.expiry_days),
+            "hold" | "hold_reason" => update.hold = Some(request.hold_reason.clone()),
             other => {
                 return Err(EngineError::invalid(
                     "update_mask",
-                    format!("{other:?} cannot be updated; only alias and expiry_days"),
+                    format!("{other:?} cannot be updated; only alias, expiry_days and hold"),
                 ))
             }
         }

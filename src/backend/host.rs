@@ -54,6 +54,10 @@ impl Backend for HostBackends {
         self.for_info(volume).flush(volume)
     }
 
+    fn reclaim(&self, volume: &VolumeInfo) -> Result<(), BackendError> {
+        self.for_info(volume).reclaim(volume)
+    }
+
     fn location(&self, volume: &VolumeInfo, name: &str) -> String {
         self.for_info(volume).location(volume, name)
     }

@@ -53,6 +53,12 @@ pub trait Backend: Send + Sync + 'static {
     /// follows only covers the last instant's writes.
     fn flush(&self, volume: &VolumeInfo) -> Result<(), BackendError>;
 
+    /// Commits, and has the space of deleted snapshots given back to the
+    /// filesystem as soon as it can (btrfs frees it in the background).
+    fn reclaim(&self, volume: &VolumeInfo) -> Result<(), BackendError> {
+        self.flush(volume)
+    }
+
     /// The location a snapshot called `name` of this volume has (nothing is
     /// created): for btrfs `<snapshot_dir>/<name>`.
     fn location(&self, volume: &VolumeInfo, name: &str) -> String;

@@ -12,6 +12,7 @@ use clap::{ArgGroup, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, S
 
 use crate::api::tokens::Scope;
 use crate::config::DEFAULT_SOCKET;
+use crate::store::RetentionPolicy;
 
 const GLOBAL: &str = "Global options";
 
@@ -166,6 +167,17 @@ pub enum Command {
     /// trees: seconds for a container of any size when little changed.
     #[command(after_long_help = DIFF_EXAMPLES)]
     Diff(DiffArgs),
+    /// Apply retention now, or with --dry-run say what would go and which
+    /// rule keeps the rest.
+    ///
+    /// Each container's snapshots follow its policy (or the daemon's
+    /// default), its pre-restore snapshots their own; held snapshots are
+    /// kept, and never fewer than a policy's min. The daemon prunes by
+    /// itself after each snapshot and at each expiry: this is for seeing
+    /// what it does, or doing it at once after a policy change.
+    ///
+    /// Example: rollpoint prune db-1 --dry-run
+    Prune(PruneSnapshotsArgs),
     /// Bring chosen files or folders of a snapshot back into the container.
     ///
     /// Ownership, modes, times and xattrs are kept; each path replaces what
@@ -417,8 +429,9 @@ pub enum ContainerCommand {
     ///
     /// Example: rollpoint container clone db-1 rollback-point db-1-test --cgroup machine.slice/db-1-test
     Clone(CloneArgs),
-    /// Change a container's hooks: the hooks given replace all of them,
-    /// --no-hooks removes them.
+    /// Change a container's hooks or retention: the hooks given replace all
+    /// of them (--no-hooks removes them); --retention and
+    /// --pre-restore-retention set its own policies.
     ///
     /// Example: rollpoint container update db-1 --pre-freeze "psql -U postgres -c CHECKPOINT" --hook-user postgres
     Update(UpdateContainerArgs),
@@ -480,6 +493,15 @@ pub struct RegisterArgs {
     pub hooks: HookArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct PruneSnapshotsArgs {
+    /// Container id [default: every container].
+    pub container: Option<String>,
+    /// Only say what would be deleted and why the rest stays.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// Hooks: commands run inside the container (its namespaces and root,
 /// entered from its oldest process), each given as one string split like a
 /// shell does (quotes group words; no variables, globs or pipes: use
@@ -520,7 +542,8 @@ pub struct HookArgs {
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("change").required(true).multiple(true)
-    .args(["no_hooks", "pre_freeze", "post_thaw", "pre_restore", "post_restore", "hold"])))]
+    .args(["no_hooks", "pre_freeze", "post_thaw", "pre_restore", "post_restore", "hold", "retention",
+        "pre_restore_retention", "default_retention"])))]
 pub struct UpdateContainerArgs {
     /// Container id.
     pub id: String,
@@ -530,6 +553,22 @@ pub struct UpdateContainerArgs {
     /// Given hooks replace all the container's hooks.
     #[command(flatten)]
     pub hooks: HookArgs,
+    /// The container's own retention of its snapshots, as
+    /// last=N,hourly=N,daily=N,weekly=N,monthly=N,yearly=N,min=N (any of
+    /// them; `none`: no rule, only expiry). See README "Retention".
+    #[arg(long, value_name = "RULES", value_parser = parse_policy, help_heading = "Retention")]
+    pub retention: Option<RetentionPolicy>,
+    /// The same for its pre-restore snapshots.
+    #[arg(long, value_name = "RULES", value_parser = parse_policy, help_heading = "Retention")]
+    pub pre_restore_retention: Option<RetentionPolicy>,
+    /// Back to the daemon's default policies (its [retention] and
+    /// [pre_restore_retention] configuration).
+    #[arg(long, conflicts_with_all = ["retention", "pre_restore_retention"], help_heading = "Retention")]
+    pub default_retention: bool,
+}
+
+fn parse_policy(text: &str) -> Result<RetentionPolicy, String> {
+    RetentionPolicy::parse(text)
 }
 
 fn parse_endpoint(value: &str) -> Result<String, String> {
@@ -645,6 +684,25 @@ pub enum SnapshotCommand {
     Update(UpdateArgs),
     /// Delete a snapshot from disk and from the records.
     Delete {
+        /// Container id.
+        container: String,
+        /// Snapshot name or alias.
+        snapshot: String,
+    },
+    /// Hold a snapshot: never expired, pruned or deleted until released.
+    ///
+    /// Example: rollpoint snapshot hold db-1 rollback-point --reason "audit 2026-05"
+    Hold {
+        /// Container id.
+        container: String,
+        /// Snapshot name or alias.
+        snapshot: String,
+        /// Why it is held (shown with the snapshot and on the timeline).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Release a held snapshot: retention and expiry apply to it again.
+    Release {
         /// Container id.
         container: String,
         /// Snapshot name or alias.

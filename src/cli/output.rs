@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::views::{
     ActionView, ContainerView, DeletedEntryView, DeletedView, EntryView, EventView, FilesRestoredView, HookView,
-    LifecycleView, ListView, PathDiffView, RestoreView, RevokedTokenView, RunView, SnapshotView, StatusView,
+    LifecycleView, ListView, PathDiffView, PruneView, RestoreView, RevokedTokenView, RunView, SnapshotView, StatusView,
     TokenCreatedView, TokenView, UnregisterView,
 };
 
@@ -179,6 +179,9 @@ fn or_dash(text: Option<&str>) -> String {
 }
 
 fn expires(snapshot: &SnapshotView) -> String {
+    if snapshot.hold.is_some() {
+        return "held".to_owned();
+    }
     snapshot.expire_time.map_or_else(|| "never".to_owned(), |at| time(Some(at)))
 }
 
@@ -242,6 +245,9 @@ impl Human for SnapshotView {
         ];
         if !self.comment.is_empty() {
             pairs.push(("comment", self.comment.clone()));
+        }
+        if let Some(hold) = &self.hold {
+            pairs.push(("held", format!("{} (by {}, {})", hold.reason, hold.actor, time(hold.time))));
         }
         if let Some(exclusive) = self.exclusive_bytes {
             pairs.push(("exclusive", bytes(exclusive)));
@@ -353,6 +359,8 @@ impl Human for ContainerView {
             ("created", time(self.create_time)),
             ("snapshots", self.snapshot_count.to_string()),
             ("hooks", or_dash(Some(&hooks(&self.hooks)))),
+            ("retention", format!("{} ({})", self.retention, if self.own_retention { "its own" } else { "default" })),
+            ("pre-restore retention", self.pre_restore_retention.clone()),
         ])
     }
 }
@@ -695,9 +703,43 @@ impl Human for DeletedEntryView {
     }
 }
 
+impl Human for PruneView {
+    fn human(&self) -> String {
+        let mut table = Table::new(&["CONTAINER", "SNAPSHOT", "CREATED", "VERDICT", "WHY"]);
+        for decision in &self.decisions {
+            let verdict = match (decision.verdict, decision.deleted, &decision.error) {
+                (_, _, Some(_)) => "delete failed",
+                (_, true, _) => "deleted",
+                ("delete", false, _) if self.dry_run => "would delete",
+                (verdict, _, _) => verdict,
+            };
+            let mut why = decision.reasons.join(", ");
+            if let Some(error) = &decision.error {
+                why = format!("{why}: {error}");
+            }
+            table.row(vec![
+                decision.container.clone(),
+                decision.snapshot.clone(),
+                time(decision.create_time),
+                verdict.to_owned(),
+                why,
+            ]);
+        }
+        let going = self.decisions.iter().filter(|d| d.verdict == "delete").count();
+        let summary = if self.dry_run {
+            format!("{going} of {} would be deleted (dry run: nothing changed)\n", self.decisions.len())
+        } else {
+            let deleted = self.decisions.iter().filter(|d| d.deleted).count();
+            format!("{deleted} deleted, {} kept\n", self.decisions.len() - going)
+        };
+        table.render() + &summary
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::views::HoldView;
 
     #[test]
     fn table_aligns_columns_without_trailing_blanks() {
@@ -1051,6 +1093,7 @@ ci    read,restore  db-1, db-2       -
             exclusive_bytes: None,
             delta_bytes: None,
             delta_parent: None,
+            hold: None,
         };
         assert_eq!(
             ListView(vec![snapshot.clone()]).human(),
@@ -1060,6 +1103,11 @@ ci    read,restore  db-1, db-2       -
         assert!(!snapshot.human().contains("exclusive"), "not known, not shown");
         let known = SnapshotView { exclusive_bytes: Some(6 << 20), ..snapshot.clone() };
         assert!(known.human().ends_with("uuid:       -\nexclusive:  6.0 MiB\n"), "{}", known.human());
+        let held = SnapshotView {
+            hold: Some(HoldView { reason: "audit".into(), actor: "uid:0".into(), time: snapshot.create_time }),
+            ..snapshot.clone()
+        };
+        assert!(ListView(vec![held.clone()]).human().contains("  held  "), "{}", ListView(vec![held]).human());
         let measured = SnapshotView { delta_bytes: Some(412 << 20), delta_parent: Some("snap-0".into()), ..snapshot };
         assert!(measured.human().ends_with("delta:      412.0 MiB since snap-0\n"), "{}", measured.human());
         assert!(ListView(vec![measured]).human().contains("api     412.0 MiB\n"));

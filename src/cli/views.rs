@@ -37,6 +37,15 @@ pub struct SnapshotView {
     /// snapshot; null for the first); null while not measured.
     pub delta_bytes: Option<u64>,
     pub delta_parent: Option<String>,
+    /// Set while the snapshot is held: never expired, pruned or deleted.
+    pub hold: Option<HoldView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct HoldView {
+    pub reason: String,
+    pub actor: String,
+    pub time: Option<DateTime<Utc>>,
 }
 
 impl From<proto::Snapshot> for SnapshotView {
@@ -59,6 +68,11 @@ impl From<proto::Snapshot> for SnapshotView {
             exclusive_bytes: Some(snapshot.exclusive_bytes).filter(|bytes| *bytes > 0),
             delta_bytes: snapshot.delta_bytes,
             delta_parent: Some(snapshot.delta_parent).filter(|parent| !parent.is_empty()),
+            hold: snapshot.hold.map(|hold| HoldView {
+                reason: hold.reason,
+                actor: hold.actor,
+                time: hold.time.and_then(time),
+            }),
         }
     }
 }
@@ -77,6 +91,11 @@ pub struct ContainerView {
     /// By moment (`pre_freeze`, `hold`, ...); absent when there are none.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub hooks: BTreeMap<String, HookView>,
+    /// The retention in force, as rules (`last=3,daily=7,min=2`; `none`).
+    pub retention: String,
+    pub pre_restore_retention: String,
+    /// Whether those are the container's own (else the daemon's default).
+    pub own_retention: bool,
 }
 
 /// A hook: argv run inside the container, as `user`, within the timeout.
@@ -124,6 +143,9 @@ impl From<proto::Container> for ContainerView {
     fn from(container: proto::Container) -> ContainerView {
         ContainerView {
             hooks: HookView::all(container.hooks),
+            retention: policy_text(container.retention),
+            pre_restore_retention: policy_text(container.pre_restore_retention),
+            own_retention: container.own_retention,
             lifecycle: LifecycleView::from(container.lifecycle),
             labels: container.labels.into_iter().collect(),
             create_time: container.create_time.and_then(time),
@@ -563,6 +585,7 @@ mod tests {
             exclusive_bytes: 0,
             delta_bytes: None,
             delta_parent: String::new(),
+            hold: None,
         }
     }
 
@@ -664,4 +687,43 @@ mod tests {
         let list = ListView(vec![SnapshotView::from(sample_snapshot())]);
         assert!(serde_json::to_value(list).unwrap().is_array());
     }
+}
+
+/// What a retention pass did or (dry run) would do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PruneView {
+    pub dry_run: bool,
+    pub decisions: Vec<PruneDecisionView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PruneDecisionView {
+    pub container: String,
+    pub snapshot: String,
+    pub create_time: Option<DateTime<Utc>>,
+    /// `keep` or `delete`.
+    pub verdict: &'static str,
+    pub reasons: Vec<String>,
+    pub deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<proto::PruneDecision> for PruneDecisionView {
+    fn from(decision: proto::PruneDecision) -> PruneDecisionView {
+        PruneDecisionView {
+            create_time: decision.create_time.and_then(time),
+            verdict: if decision.keep { "keep" } else { "delete" },
+            container: decision.container,
+            snapshot: decision.snapshot,
+            reasons: decision.reasons,
+            deleted: decision.deleted,
+            error: non_empty(decision.error),
+        }
+    }
+}
+
+/// A policy as its rules, the form `container update --retention` takes.
+fn policy_text(policy: Option<proto::RetentionPolicy>) -> String {
+    crate::api::convert::policy_from_proto(policy.unwrap_or_default()).to_string()
 }

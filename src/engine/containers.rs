@@ -8,7 +8,7 @@ use super::paging::{paginate, Page};
 use super::sidecars::Mirror;
 use super::Engine;
 use crate::events::Event;
-use crate::store::{ContainerRecord, Hooks, LifecycleSpec};
+use crate::store::{ContainerRecord, Hooks, LifecycleSpec, Retention, RetentionPolicy};
 
 #[derive(Debug, Clone, Default)]
 pub struct RegisterRequest {
@@ -26,6 +26,12 @@ pub struct RegisterRequest {
 #[derive(Debug, Clone, Default)]
 pub struct ContainerUpdate {
     pub hooks: Option<Hooks>,
+    /// The container's own retention of its snapshots.
+    pub retention: Option<RetentionPolicy>,
+    /// The container's own retention of its pre-restore snapshots.
+    pub pre_restore_retention: Option<RetentionPolicy>,
+    /// Back to the daemon's default policies.
+    pub default_retention: bool,
 }
 
 /// Longest argv of a lifecycle command, in arguments and in bytes.
@@ -67,6 +73,7 @@ impl Engine {
             create_time: self.clock.now(),
             last_restore: None,
             hooks: request.hooks,
+            retention: Default::default(),
         };
         if !self.store.insert_container(&record)? {
             return Err(EngineError::AlreadyExists { what: format!("container {}", record.id) });
@@ -95,7 +102,19 @@ impl Engine {
         let mut changed = Vec::new();
         if let Some(hooks) = update.hooks {
             record.hooks = hooks;
-            changed.push("hooks");
+            changed.push("hooks".to_owned());
+        }
+        if update.default_retention {
+            record.retention = Retention::default();
+            changed.push("retention: the default".to_owned());
+        }
+        if let Some(policy) = update.retention {
+            record.retention.snapshots = Some(policy);
+            changed.push(format!("retention {policy}"));
+        }
+        if let Some(policy) = update.pre_restore_retention {
+            record.retention.pre_restore = Some(policy);
+            changed.push(format!("pre-restore retention {policy}"));
         }
         self.store.put_container(&record)?;
         self.mirror(&record, Mirror::Container(&record))?;
@@ -106,6 +125,8 @@ impl Engine {
                 .detail(format!("changed: {}", changed.join(", "))),
         );
         self.store.make_durable()?;
+        // A new policy may let snapshots go: the retention timer looks again.
+        self.expiry_changed.notify_one();
         Ok(record)
     }
 

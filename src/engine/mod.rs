@@ -18,15 +18,18 @@ mod hooks;
 mod locks;
 pub mod names;
 mod paging;
+pub mod prune;
 mod recovery;
 pub mod remotes;
 mod restore;
 pub mod restore_files;
+pub mod retention;
 pub mod run_grants;
 mod schedule_fire;
 mod sidecars;
 mod sizes;
 mod snapshots;
+pub mod space;
 
 #[cfg(test)]
 mod fakes;
@@ -80,6 +83,12 @@ pub struct EngineConfig {
     pub admission_wait: Duration,
     /// Filesystems whose records beside the data are checked at start.
     pub filesystems: Vec<std::path::PathBuf>,
+    /// Retention of containers' snapshots without a policy of their own.
+    pub retention: retention::Policy,
+    /// Retention of pre-restore snapshots, likewise.
+    pub pre_restore_retention: retention::Policy,
+    /// Free space kept on each filesystem, in percent (0: no guard).
+    pub space_floor_percent: f64,
 }
 
 impl Default for EngineConfig {
@@ -95,6 +104,9 @@ impl Default for EngineConfig {
             max_queued_operations: 10_000,
             admission_wait: Duration::from_secs(60),
             filesystems: Vec::new(),
+            retention: retention::Policy::default(),
+            pre_restore_retention: retention::Policy::default(),
+            space_floor_percent: 10.0,
         }
     }
 }
@@ -154,6 +166,10 @@ pub struct Engine {
     /// `http://127.0.0.1:PORT` of the loopback listener that takes run
     /// credentials, once the daemon serves it; unset: runs get no SNAP_URL.
     run_url_base: std::sync::OnceLock<String>,
+    /// Snapshot locations whose retention delete failed, and when.
+    prune_failures: parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Containers whose filesystem was last seen near the space floor.
+    space_warned: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Keeps a snapshot from being deleted while it is read; unpins on drop.
@@ -215,6 +231,8 @@ impl Engine {
             pinned: parking_lot::Mutex::new(std::collections::HashMap::new()),
             run_grants: Arc::default(),
             run_url_base: std::sync::OnceLock::new(),
+            prune_failures: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            space_warned: parking_lot::Mutex::new(std::collections::HashSet::new()),
             admission_observer: std::sync::OnceLock::new(),
         }
     }

@@ -96,8 +96,13 @@ pub fn labels<'a>(labels: impl ExactSizeIterator<Item = (&'a String, &'a String)
 }
 
 pub fn comment(comment: &str) -> EngineResult<()> {
-    if comment.len() > MAX_COMMENT {
-        return Err(EngineError::invalid("comment", format!("is {} bytes long; at most {MAX_COMMENT}", comment.len())));
+    free_text("comment", comment)
+}
+
+/// A free text field (a comment, a hold's reason): bounded.
+pub fn free_text(field: &'static str, text: &str) -> EngineResult<()> {
+    if text.len() > MAX_COMMENT {
+        return Err(EngineError::invalid(field, format!("is {} bytes long; at most {MAX_COMMENT}", text.len())));
     }
     Ok(())
 }

@@ -430,6 +430,7 @@ impl Engine {
             generation: details.generation,
             comment: format!("imported from remote {remote} (exported by {} at {})", manifest.host, manifest.exported),
             sizes: None,
+            hold: None,
         };
         self.store.put_snapshots(&[&record])?;
         self.mirror_snapshots(&record.container, &[&record])?;

@@ -338,6 +338,7 @@ impl Engine {
                 generation: aside.generation,
                 comment: format!("state before the restore to {}", intent.target),
                 sizes: None,
+                hold: None,
             };
             self.store.put_snapshots(&[&record])?;
             self.mirror(container, Mirror::Snapshots(&[&record]))?;

@@ -1,7 +1,7 @@
 //! Creating, reading, relabelling, deleting and expiring snapshots.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
@@ -16,7 +16,7 @@ use crate::backend::VolumeInfo;
 use crate::events::Event;
 use crate::freezer::FreezeState;
 use crate::hooks::HookPoint;
-use crate::store::{ContainerRecord, Intent, SnapshotOrigin, SnapshotRecord, SnapshotState};
+use crate::store::{ContainerRecord, Intent, SnapshotHold, SnapshotOrigin, SnapshotRecord, SnapshotState};
 
 #[derive(Debug, Clone)]
 pub struct CreateRequest {
@@ -40,6 +40,10 @@ pub struct UpdateRequest {
     pub alias: Option<String>,
     /// `Some(0)` makes it never expire; counted from now otherwise.
     pub expiry_days: Option<u32>,
+    /// `Some(reason)` holds the snapshot; `Some("")` releases it.
+    pub hold: Option<String>,
+    /// Who asked, recorded with a hold.
+    pub actor: String,
 }
 
 impl Engine {
@@ -81,6 +85,7 @@ impl Engine {
             ));
         }
 
+        self.make_room(&container, &request.actor)?;
         self.run_hook(&container, HookPoint::PreFreeze, &name, &request.actor)?;
         let held = self.start_hold(&container, &name, &request.actor)?;
         // The instant the data is from: after the hooks, at the freeze.
@@ -158,6 +163,7 @@ impl Engine {
             generation: taken.details.generation,
             comment: request.comment,
             sizes: None,
+            hold: None,
         };
         self.save_with_alias(&record)?;
         self.store.end_intent(intent_id)?;
@@ -293,6 +299,9 @@ impl Engine {
         if let Some(days) = update.expiry_days {
             names::expiry_days(days)?;
         }
+        if let Some(reason) = &update.hold {
+            names::free_text("hold_reason", reason)?;
+        }
         let _guard = self.locks.lock(&container.id, self.config.lock_wait)?;
         let mut snapshot = self.find_snapshot(&container, reference)?;
         if let Some(alias) = update.alias {
@@ -303,6 +312,20 @@ impl Engine {
         }
         if let Some(days) = update.expiry_days {
             snapshot.expire_time = expiry_from(self.clock.now(), days);
+        }
+        if let Some(reason) = update.hold {
+            snapshot.hold = (!reason.is_empty()).then(|| SnapshotHold {
+                reason: reason.clone(),
+                actor: update.actor.clone(),
+                time: self.clock.now(),
+            });
+            self.emit(
+                Event::new(if reason.is_empty() { "snapshot.released" } else { "snapshot.held" }, "ok")
+                    .container(&container.id)
+                    .snapshot(&snapshot.name)
+                    .actor(&update.actor)
+                    .detail(reason),
+            );
         }
         self.save_with_alias(&snapshot)?;
         self.store.make_durable()?;
@@ -326,6 +349,7 @@ impl Engine {
         mut snapshot: SnapshotRecord,
         event: Event,
     ) -> EngineResult<SnapshotRecord> {
+        super::prune::refuse_held(&snapshot)?;
         self.check_not_pinned(&snapshot)?;
         let intent = Intent::Delete {
             container: container.id.clone(),
@@ -346,48 +370,6 @@ impl Engine {
         self.sizes_stale.notify_one();
         tracing::info!(container = %container.id, snapshot = %snapshot.name, "snapshot deleted");
         Ok(snapshot)
-    }
-
-    /// The earliest expiry among the recorded snapshots.
-    pub fn next_expiry(&self) -> EngineResult<Option<DateTime<Utc>>> {
-        Ok(self
-            .store
-            .all_snapshots()?
-            .iter()
-            .filter(|s| s.state == SnapshotState::Ready)
-            .filter_map(|s| s.expire_time)
-            .min())
-    }
-
-    /// Deletes every snapshot whose expiry has passed. A container busy with
-    /// another operation is left for the next round.
-    pub fn expire_due(&self) -> EngineResult<Vec<SnapshotRecord>> {
-        let now = self.clock.now();
-        let due: Vec<SnapshotRecord> = self
-            .store
-            .all_snapshots()?
-            .into_iter()
-            .filter(|s| s.state == SnapshotState::Ready && s.expire_time.is_some_and(|t| t <= now))
-            .collect();
-        let mut expired = Vec::new();
-        for snapshot in due {
-            let Some(container) = self.store.container(&snapshot.container)? else { continue };
-            let Ok(_guard) = self.locks.lock(&container.id, Duration::from_millis(100)) else { continue };
-            // Re-read under the lock: it may have been deleted or updated.
-            match self.store.snapshot(&container.id, &snapshot.name)? {
-                // A snapshot being exported expires when the export ends.
-                Some(current)
-                    if current.expire_time.is_some_and(|t| t <= now) && self.check_not_pinned(&current).is_ok() =>
-                {
-                    let deleted =
-                        self.delete_locked(&container, current, Event::new("snapshot.expired", "ok").actor("daemon"))?;
-                    tracing::info!(container = %deleted.container, snapshot = %deleted.name, "snapshot expired");
-                    expired.push(deleted);
-                }
-                _ => {}
-            }
-        }
-        Ok(expired)
     }
 }
 

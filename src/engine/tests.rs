@@ -195,7 +195,11 @@ fn update_moves_the_alias_and_resets_expiry() {
     create(&f.engine, "b", "", 0).unwrap();
     let b = f
         .engine
-        .update_snapshot("db-1", "b", UpdateRequest { alias: Some("rollback-point".into()), expiry_days: Some(3) })
+        .update_snapshot(
+            "db-1",
+            "b",
+            UpdateRequest { alias: Some("rollback-point".into()), expiry_days: Some(3), ..Default::default() },
+        )
         .unwrap();
     assert_eq!(b.expire_time, Some(f.clock.now() + chrono::Duration::days(3)));
     assert_eq!(f.engine.snapshot("db-1", "rollback-point").unwrap().name, "b");
@@ -240,14 +244,14 @@ fn an_alias_cannot_be_another_snapshots_name() {
     let f = fixture();
     create(&f.engine, "a", "", 0).unwrap();
     create(&f.engine, "b", "", 0).unwrap();
-    let update = UpdateRequest { alias: Some("a".into()), expiry_days: None };
+    let update = UpdateRequest { alias: Some("a".into()), ..Default::default() };
     assert!(matches!(
         f.engine.update_snapshot("db-1", "b", update),
         Err(EngineError::InvalidArgument { field: "alias", .. })
     ));
     assert!(matches!(create(&f.engine, "c", "b", 0), Err(EngineError::InvalidArgument { field: "alias", .. })));
     // Nor a snapshot be named like an alias.
-    f.engine.update_snapshot("db-1", "b", UpdateRequest { alias: Some("keep".into()), expiry_days: None }).unwrap();
+    f.engine.update_snapshot("db-1", "b", UpdateRequest { alias: Some("keep".into()), ..Default::default() }).unwrap();
     assert!(matches!(create(&f.engine, "keep", "", 0), Err(EngineError::AlreadyExists { .. })));
     assert_eq!(f.engine.snapshot("db-1", "keep").unwrap().name, "b");
 }
@@ -739,4 +743,64 @@ async fn reads_are_answered_while_changes_queue() {
     let (change, read) = tokio::join!(change, read);
     assert_eq!(read.id, "db-1");
     assert!(matches!(change, Err(EngineError::DeadlineExceeded { .. })), "the change still waited");
+}
+
+#[test]
+fn retention_keeps_by_policy_and_holds_and_goes_on_past_a_failed_delete() {
+    let f = fixture();
+    let policy = retention::Policy { last: 2, ..Default::default() };
+    let update = ContainerUpdate { retention: Some(policy), ..Default::default() };
+    f.engine.update_container("db-1", update, "test").unwrap();
+    let mut taken = Vec::new();
+    for i in 0..6 {
+        taken.push(create(&f.engine, &format!("s{i}"), "", 0).unwrap());
+        f.clock.advance(chrono::Duration::hours(1));
+    }
+    let hold = UpdateRequest { hold: Some("audit".into()), actor: "uid:0".into(), ..Default::default() };
+    let held = f.engine.update_snapshot("db-1", "s1", hold).unwrap();
+    assert_eq!(held.hold.as_ref().map(|h| h.reason.as_str()), Some("audit"));
+    f.backend.busy.lock().insert(taken[2].location.clone());
+
+    let dry = f.engine.prune(Some("db-1"), true, "test").unwrap();
+    let going: Vec<_> = dry.iter().filter(|p| !p.decision.keeps()).map(|p| p.decision.name.as_str()).collect();
+    assert_eq!(going, ["s3", "s2", "s0"]);
+    assert!(dry.iter().all(|p| p.deleted.is_none()), "a dry run deletes nothing");
+    assert!(f.backend.exists(&taken[0].location));
+    assert_eq!(f.engine.next_expiry().unwrap(), Some(f.clock.now()), "a pass is due");
+
+    let deleted = f.engine.expire_due().unwrap();
+    assert_eq!(deleted.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["s3", "s0"]);
+    let left: Vec<_> = f.engine.store().snapshots_of("db-1").unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(left, ["s1", "s2", "s4", "s5"]);
+    let events = f.engine.store().events_after(0, 1000).unwrap();
+    assert!(events.iter().any(|e| e.kind == "snapshot.prune_failed" && e.snapshot == "s2"), "{events:?}");
+    assert!(events.iter().any(|e| e.kind == "snapshot.pruned" && e.snapshot == "s0" && e.detail.contains("last=2")));
+    // The failed one is tried again after a pause, not in a tight loop.
+    let next = f.engine.next_expiry().unwrap().unwrap();
+    assert!(next > f.clock.now() + chrono::Duration::seconds(50), "{next}");
+
+    // A held snapshot is not deleted by hand either, until released.
+    let refused = f.engine.delete_snapshot("db-1", "s1", "test").unwrap_err();
+    assert!(matches!(refused, EngineError::FailedPrecondition { .. }) && refused.to_string().contains("audit"));
+    let release = UpdateRequest { hold: Some(String::new()), ..Default::default() };
+    assert!(f.engine.update_snapshot("db-1", "s1", release).unwrap().hold.is_none());
+    f.engine.delete_snapshot("db-1", "s1", "test").unwrap();
+}
+
+#[test]
+fn expiry_never_goes_below_the_minimum() {
+    let f = fixture_with(EngineConfig {
+        retention: retention::Policy { min: 1, ..Default::default() },
+        ..EngineConfig::default()
+    });
+    let only = create(&f.engine, "only", "", 1).unwrap();
+    f.clock.advance(chrono::Duration::days(2));
+    assert!(f.engine.expire_due().unwrap().is_empty());
+    assert!(f.backend.exists(&only.location));
+    // Kept by the minimum, it is not due again and again.
+    assert_eq!(f.engine.next_expiry().unwrap(), None);
+    let newer = create(&f.engine, "newer", "", 0).unwrap();
+    let expired: Vec<_> = f.engine.expire_due().unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(expired, ["only"]);
+    assert!(f.backend.exists(&newer.location));
 }

@@ -186,6 +186,7 @@ mod tests {
             generation: 3,
             comment: String::new(),
             sizes: None,
+            hold: None,
         }
     }
 
@@ -204,6 +205,7 @@ mod tests {
             create_time: Utc::now(),
             last_restore: None,
             hooks: Default::default(),
+            retention: Default::default(),
         };
         assert!(first.insert_container(&container).expect("insert"));
         first.put_snapshots(&[&snapshot("db-1", "snap-1")]).expect("put");

@@ -39,6 +39,39 @@ pub struct ContainerRecord {
     /// Commands run inside the container around its snapshots and restores.
     #[serde(default, skip_serializing_if = "Hooks::is_empty")]
     pub hooks: Hooks,
+    /// The container's own retention policies; `None`: the daemon's default.
+    #[serde(default, skip_serializing_if = "Retention::is_default")]
+    pub retention: Retention,
+}
+
+/// How many snapshots a retention policy keeps, per rule; all zero: no
+/// policy. The rules are in `engine::retention`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionPolicy {
+    pub last: u32,
+    pub hourly: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+    pub yearly: u32,
+    /// Never fewer than this many (holds aside, they are kept anyway).
+    pub min: u32,
+}
+
+/// Retention policies of a container: its snapshots, and its pre-restore
+/// snapshots, each `None` for the daemon's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Retention {
+    pub snapshots: Option<RetentionPolicy>,
+    pub pre_restore: Option<RetentionPolicy>,
+}
+
+impl Retention {
+    pub fn is_default(&self) -> bool {
+        *self == Retention::default()
+    }
 }
 
 /// The hooks of a container, each optional.
@@ -139,6 +172,17 @@ pub struct SnapshotRecord {
     /// (`None` until then).
     #[serde(default)]
     pub sizes: Option<SnapshotSizes>,
+    /// Set: never expired nor pruned until released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<SnapshotHold>,
+}
+
+/// Why and by whom a snapshot is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotHold {
+    pub reason: String,
+    pub actor: String,
+    pub time: DateTime<Utc>,
 }
 
 /// What a snapshot costs, as measured from what the filesystem says changed.

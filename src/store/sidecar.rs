@@ -25,7 +25,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ContainerRecord, Hooks, LifecycleSpec, SnapshotOrigin, SnapshotRecord, SnapshotState, StoreError};
+use super::{
+    ContainerRecord, Hooks, LifecycleSpec, Retention, SnapshotHold, SnapshotOrigin, SnapshotRecord, SnapshotState,
+    StoreError,
+};
 
 /// Format version of both sidecars.
 pub const SIDECAR_VERSION: u32 = 1;
@@ -58,6 +61,8 @@ pub struct ContainerSidecar {
     pub create_time: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Hooks::is_empty")]
     pub hooks: Hooks,
+    #[serde(default, skip_serializing_if = "Retention::is_default")]
+    pub retention: Retention,
 }
 
 impl ContainerSidecar {
@@ -73,6 +78,7 @@ impl ContainerSidecar {
             labels: record.labels.clone(),
             create_time: record.create_time,
             hooks: record.hooks.clone(),
+            retention: record.retention,
         }
     }
 
@@ -89,6 +95,7 @@ impl ContainerSidecar {
             create_time: self.create_time,
             last_restore: None,
             hooks: self.hooks.clone(),
+            retention: self.retention,
         }
     }
 
@@ -116,6 +123,8 @@ pub struct SnapshotSidecar {
     /// The subvolume's uuid when it was made: a different one at the same
     /// place is another snapshot.
     pub uuid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<SnapshotHold>,
 }
 
 impl SnapshotSidecar {
@@ -134,6 +143,7 @@ impl SnapshotSidecar {
             comment: record.comment.clone(),
             read_only: record.read_only,
             uuid: record.uuid.clone(),
+            hold: record.hold.clone(),
         }
     }
 
@@ -157,6 +167,7 @@ impl SnapshotSidecar {
             comment: self.comment.clone(),
             // Measured again in the background.
             sizes: None,
+            hold: self.hold.clone(),
         }
     }
 
@@ -310,6 +321,7 @@ mod tests {
             generation: 7,
             comment: "before the migration".into(),
             sizes: None,
+            hold: Some(SnapshotHold { reason: "legal hold".into(), actor: "uid:0".into(), time: Utc::now() }),
         }
     }
 

@@ -21,6 +21,7 @@ fn snapshot(name: &str, alias: Option<&str>) -> SnapshotRecord {
         generation: 7,
         comment: String::new(),
         sizes: None,
+        hold: None,
     }
 }
 

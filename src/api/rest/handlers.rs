@@ -324,6 +324,8 @@ pub struct PatchSnapshotBody {
     request_id: Option<String>,
     alias: Option<String>,
     expiry: Option<Expiry>,
+    /// Holds the snapshot with this reason; `""` releases it.
+    hold: Option<String>,
 }
 
 /// What a PATCH answers: the restore's result, or the updated snapshot.
@@ -334,7 +336,7 @@ pub enum Patched {
     Updated(SnapshotView),
 }
 
-#[utoipa::path(patch, path = "/api/v1/containers/{id}/snapshots/{snapshot}", params(("id" = String, Path), ("snapshot" = String, Path, description = "name or alias")), request_body(content = Option<PatchSnapshotBody>, description = "none: restore; alias/expiry: update"), responses((status = 200, body = Patched), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/containers/{id}/snapshots/{snapshot}", params(("id" = String, Path), ("snapshot" = String, Path, description = "name or alias")), request_body(content = Option<PatchSnapshotBody>, description = "none: restore; alias/expiry/hold: update"), responses((status = 200, body = Patched), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn patch_snapshot(
     State(state): State<RestState>,
     Extension(caller): Extension<Caller>,
@@ -343,12 +345,12 @@ pub async fn patch_snapshot(
     body: Result<Bytes, BytesRejection>,
 ) -> Reply<Patched> {
     let body: PatchSnapshotBody = body::parse(&headers, body)?.unwrap_or_default();
-    let updates = body.alias.is_some() || body.expiry.is_some();
+    let updates = body.alias.is_some() || body.expiry.is_some() || body.hold.is_some();
     if updates && (body.restore || body.request_id.is_some()) {
         return Err(RestError::new(
             StatusCode::BAD_REQUEST,
             tonic::Code::InvalidArgument,
-            "restore: a PATCH either restores (no body, or restore/request_id) or updates alias/expiry, not both",
+            "restore: a PATCH either restores (no body, or restore/request_id) or updates alias/expiry/hold, not both",
             Some("restore"),
         ));
     }
@@ -373,12 +375,16 @@ pub async fn patch_snapshot(
         }
         None => 0,
     };
+    if body.hold.is_some() {
+        update_mask.push("hold".to_owned());
+    }
     let message = proto::UpdateSnapshotRequest {
         container,
         snapshot,
         alias: body.alias.unwrap_or_default(),
         expiry_days,
         update_mask,
+        hold_reason: body.hold.unwrap_or_default(),
     };
     let reply = state.snapshots.update_snapshot(request(caller, message)).await?.into_inner();
     Ok(Json(Patched::Updated(reply.snapshot.unwrap_or_default().into())))

@@ -221,6 +221,11 @@ nix::ioctl_read!(subvol_getflags, BTRFS_IOCTL_MAGIC, 25, u64);
 // Issued on the subvolume's root directory; only BTRFS_SUBVOL_RDONLY is accepted.
 nix::ioctl_write_ptr!(subvol_setflags, BTRFS_IOCTL_MAGIC, 26, u64);
 
+// include/uapi/linux/btrfs.h: #define BTRFS_IOC_SYNC _IO(BTRFS_IOCTL_MAGIC, 8)
+// Issued on any file of the filesystem: commits, and pokes the cleaner
+// thread that frees the space of deleted subvolumes.
+nix::ioctl_none!(sync, BTRFS_IOCTL_MAGIC, 8);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +241,7 @@ mod tests {
         assert_eq!(nix::request_code_read!(BTRFS_IOCTL_MAGIC, 60, size_of::<GetSubvolInfoArgs>()) as u64, 0x81f8_943c);
         assert_eq!(nix::request_code_read!(BTRFS_IOCTL_MAGIC, 25, size_of::<u64>()) as u64, 0x8008_9419);
         assert_eq!(nix::request_code_write!(BTRFS_IOCTL_MAGIC, 26, size_of::<u64>()) as u64, 0x4008_941a);
+        assert_eq!(nix::request_code_none!(BTRFS_IOCTL_MAGIC, 8), 0x9408);
     }
 
     #[test]

@@ -155,6 +155,15 @@ impl Backend for BtrfsBackend {
         nix::unistd::syncfs(&fd).map_err(|errno| BackendError::io("syncfs", &volume.path, errno.into()))
     }
 
+    fn reclaim(&self, volume: &VolumeInfo) -> Result<(), BackendError> {
+        let fd = subvol::open_dir(&volume.path).map_err(|err| fs_error("open", &volume.path, err))?;
+        // SAFETY: BTRFS_IOC_SYNC takes no argument; `fd` is an open directory
+        // of the filesystem for the length of the call.
+        unsafe { ioctl::sync(std::os::fd::AsRawFd::as_raw_fd(&fd)) }
+            .map(drop)
+            .map_err(|errno| BackendError::io("BTRFS_IOC_SYNC", &volume.path, errno.into()))
+    }
+
     fn location(&self, volume: &VolumeInfo, name: &str) -> String {
         volume.snapshot_dir.join(name).to_string_lossy().into_owned()
     }

@@ -1,6 +1,7 @@
 //! `rollpoint container ...`
 
 use super::{all_pages, Context};
+use crate::api::convert::policy_to_proto;
 use crate::api::proto;
 use crate::cli::args::{Argv, ContainerCommand, HookArgs, RegisterArgs, UnregisterArgs};
 use crate::cli::error::CliError;
@@ -44,7 +45,13 @@ pub async fn run(context: &mut Context, command: ContainerCommand) -> Result<(),
         ContainerCommand::Update(args) => {
             // clap makes sure that one of them is given.
             let hooks = if args.no_hooks { Some(proto::Hooks::default()) } else { hooks_of(args.hooks) };
-            let request = proto::UpdateContainerRequest { id: args.id, hooks };
+            let request = proto::UpdateContainerRequest {
+                id: args.id,
+                hooks,
+                retention: args.retention.map(policy_to_proto),
+                pre_restore_retention: args.pre_restore_retention.map(policy_to_proto),
+                default_retention: args.default_retention,
+            };
             let response = context.clients.containers.update_container(request).await;
             let container = response.map_err(|status| context.fail(status))?.into_inner().container;
             context.emit(&ContainerView::from(container.unwrap_or_default()))?;

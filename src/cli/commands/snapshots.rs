@@ -2,9 +2,11 @@
 
 use super::{all_pages, Context};
 use crate::api::proto;
-use crate::cli::args::{CreateArgs, DiffArgs, RestoreFilesArgs, SnapshotCommand, UpdateArgs};
+use crate::cli::args::{CreateArgs, DiffArgs, PruneSnapshotsArgs, RestoreFilesArgs, SnapshotCommand, UpdateArgs};
 use crate::cli::error::CliError;
-use crate::cli::views::{DeletedView, FilesRestoredView, ListView, PathDiffView, SnapshotView};
+use crate::cli::views::{
+    DeletedView, FilesRestoredView, ListView, PathDiffView, PruneDecisionView, PruneView, SnapshotView,
+};
 
 pub async fn run(context: &mut Context, command: SnapshotCommand) -> Result<(), CliError> {
     let snapshots = &mut context.clients.snapshots;
@@ -26,6 +28,13 @@ pub async fn run(context: &mut Context, command: SnapshotCommand) -> Result<(), 
         SnapshotCommand::Update(args) => {
             snapshots.update_snapshot(update_request(args)).await.map(|response| response.into_inner().snapshot)
         }
+        SnapshotCommand::Hold { container, snapshot, reason } => {
+            snapshots.update_snapshot(hold_request(container, snapshot, reason)).await.map(|r| r.into_inner().snapshot)
+        }
+        SnapshotCommand::Release { container, snapshot } => snapshots
+            .update_snapshot(hold_request(container, snapshot, String::new()))
+            .await
+            .map(|response| response.into_inner().snapshot),
         SnapshotCommand::Delete { container, snapshot } => {
             let request = proto::DeleteSnapshotRequest { container, snapshot };
             let deleted = snapshots.delete_snapshot(request).await.map_err(|status| context.fail(status))?;
@@ -61,6 +70,15 @@ pub async fn diff(context: &mut Context, args: DiffArgs) -> Result<(), CliError>
         proto::DiffSnapshotsRequest { container: args.container, from: args.from, to: args.to.unwrap_or_default() };
     let reply = context.clients.snapshots.diff_snapshots(request).await.map_err(|status| context.fail(status))?;
     context.emit(&ListView(reply.into_inner().paths.into_iter().map(PathDiffView::from).collect()))?;
+    Ok(())
+}
+
+/// `rollpoint prune [CONTAINER] [--dry-run]`.
+pub async fn prune(context: &mut Context, args: PruneSnapshotsArgs) -> Result<(), CliError> {
+    let request = proto::PruneSnapshotsRequest { container: args.container.unwrap_or_default(), dry_run: args.dry_run };
+    let reply = context.clients.snapshots.prune_snapshots(request).await.map_err(|status| context.fail(status))?;
+    let decisions = reply.into_inner().decisions.into_iter().map(PruneDecisionView::from).collect();
+    context.emit(&PruneView { dry_run: args.dry_run, decisions })?;
     Ok(())
 }
 
@@ -100,6 +118,18 @@ pub fn update_request(args: UpdateArgs) -> proto::UpdateSnapshotRequest {
         alias: args.alias.unwrap_or_default(),
         expiry_days: args.expire_days.unwrap_or(0),
         update_mask,
+        hold_reason: String::new(),
+    }
+}
+
+/// Holds (a reason) or releases (none) a snapshot.
+fn hold_request(container: String, snapshot: String, reason: String) -> proto::UpdateSnapshotRequest {
+    proto::UpdateSnapshotRequest {
+        container,
+        snapshot,
+        hold_reason: reason,
+        update_mask: vec!["hold".into()],
+        ..Default::default()
     }
 }
 

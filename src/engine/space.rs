@@ -1,0 +1,178 @@
+//! The space guard: a filesystem keeps `space_floor_percent` free. Before a
+//! snapshot, if its container's filesystem is under the floor, retention
+//! prunes that container's snapshots beyond what its policies require
+//! (oldest first, never a held one, never below a policy's minimum), and if
+//! that is not enough the snapshot is refused with RESOURCE_EXHAUSTED: a
+//! full disk is never reached by a snapshot the daemon takes.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::error::{EngineError, EngineResult};
+use super::retention::{self, Verdict};
+use super::snapshots::volume_of;
+use super::Engine;
+use crate::events::Event;
+use crate::store::ContainerRecord;
+
+/// How long a delete is given to show as free space (btrfs frees a deleted
+/// snapshot's extents in the background, after a commit).
+const SPACE_SETTLE: Duration = Duration::from_secs(5);
+/// Within this factor of the floor, the floor is near (a warning event).
+const NEAR_FLOOR: f64 = 1.5;
+
+/// Free space of a filesystem, as statvfs(2) tells it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FreeSpace {
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+impl FreeSpace {
+    pub fn of(path: &Path) -> std::io::Result<FreeSpace> {
+        let stat = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+        let unit = stat.fragment_size().max(1);
+        Ok(FreeSpace { free_bytes: stat.blocks_available() * unit, total_bytes: stat.blocks() * unit })
+    }
+
+    pub fn percent(&self) -> f64 {
+        if self.total_bytes == 0 {
+            return 100.0;
+        }
+        self.free_bytes as f64 * 100.0 / self.total_bytes as f64
+    }
+}
+
+impl Engine {
+    /// Makes sure the container's filesystem is above the free-space floor
+    /// before a snapshot, pruning what its policies allow; the container's
+    /// lock is held.
+    pub(super) fn make_room(&self, container: &ContainerRecord, actor: &str) -> EngineResult<()> {
+        let floor = self.config.space_floor_percent;
+        if floor <= 0.0 {
+            return Ok(());
+        }
+        let path = container.volume.clone();
+        let space = |what: &str| {
+            FreeSpace::of(&path).map_err(|error| EngineError::Internal {
+                reason: format!("reading the free space of {} {what}: {error}", path.display()),
+            })
+        };
+        let mut free = space("before a snapshot")?;
+        self.warn_when_near(container, free, floor, actor)?;
+        if free.percent() >= floor {
+            return Ok(());
+        }
+        // What was deleted since the last commit (files, snapshots) may not
+        // show as free yet: commit, then look again.
+        self.backend.reclaim(&volume_of(container))?;
+        free = space("after a commit")?;
+        if free.percent() >= floor {
+            return Ok(());
+        }
+        for name in self.space_candidates(container)? {
+            let Some(snapshot) = self.store.snapshot(&container.id, &name)? else { continue };
+            let detail = format!(
+                "{:.1}% free on {}, under the floor of {floor}%: the oldest snapshot retention may spare",
+                free.percent(),
+                path.display()
+            );
+            if let Err(error) =
+                self.delete_locked(container, snapshot, Event::new("snapshot.pruned", "ok").actor(actor).detail(detail))
+            {
+                tracing::warn!(container = %container.id, snapshot = %name, %error, "space guard could not delete");
+                continue;
+            }
+            // Each commit lets btrfs's cleaner free more of what was deleted.
+            let before = free;
+            let waited = Instant::now();
+            while free.free_bytes <= before.free_bytes && waited.elapsed() < SPACE_SETTLE {
+                self.backend.reclaim(&volume_of(container))?;
+                std::thread::sleep(Duration::from_millis(200));
+                free = space("after a prune")?;
+            }
+            if free.percent() >= floor {
+                return Ok(());
+            }
+        }
+        let reason = format!(
+            "{} has {} free of {} ({:.1}%), under the floor of {floor}% (space_floor_percent), and retention may prune \
+             nothing more of container {} (held snapshots and each policy's minimum stay): free space, release or \
+             delete snapshots, or lower the floor",
+            path.display(),
+            crate::units::bytes(free.free_bytes),
+            crate::units::bytes(free.total_bytes),
+            free.percent(),
+            container.id
+        );
+        self.emit(Event::new("space.exhausted", "failed").container(&container.id).actor(actor).detail(reason.clone()));
+        self.store.make_durable()?;
+        Err(EngineError::ResourceExhausted { reason })
+    }
+
+    /// A `space.low` warning on the timeline when the filesystem comes
+    /// within half the floor again above it (once, until it is clear).
+    fn warn_when_near(
+        &self,
+        container: &ContainerRecord,
+        free: FreeSpace,
+        floor: f64,
+        actor: &str,
+    ) -> EngineResult<()> {
+        let near = free.percent() < floor * NEAR_FLOOR;
+        let mut warned = self.space_warned.lock();
+        if !near {
+            warned.remove(&container.id);
+            return Ok(());
+        }
+        if !warned.insert(container.id.clone()) {
+            return Ok(());
+        }
+        drop(warned);
+        self.emit(Event::new("space.low", "warning").container(&container.id).actor(actor).detail(format!(
+            "{:.1}% free on {} ({} of {}); the floor is {floor}%",
+            free.percent(),
+            container.volume.display(),
+            crate::units::bytes(free.free_bytes),
+            crate::units::bytes(free.total_bytes)
+        )));
+        self.store.make_durable()?;
+        Ok(())
+    }
+
+    /// The free space of a container's filesystem, for the metrics.
+    pub fn free_space(&self, container: &ContainerRecord) -> Option<FreeSpace> {
+        FreeSpace::of(&container.volume).ok()
+    }
+
+    /// The configured floor, in percent (0: no guard).
+    pub fn space_floor_percent(&self) -> f64 {
+        self.config.space_floor_percent
+    }
+
+    /// The container's snapshots that may go for space, oldest first: for
+    /// each class, what its policy keeps beyond its minimum, not held.
+    fn space_candidates(&self, container: &ContainerRecord) -> EngineResult<Vec<String>> {
+        let snapshots = self.store.snapshots_of(&container.id)?;
+        let now = self.clock.now();
+        let (policy, pre_restore_policy) = self.policies(container);
+        let mut candidates = Vec::new();
+        for (policy, pre_restore) in [(policy, false), (pre_restore_policy, true)] {
+            let decisions = retention::plan(&policy, &super::prune::candidates(&snapshots, pre_restore), now);
+            // What the plan drops goes first (the timer had not got to it).
+            candidates.extend(
+                decisions
+                    .iter()
+                    .rev()
+                    .filter(|d| matches!(d.verdict, Verdict::Drop(_)))
+                    .map(|d| (d.create_time, d.name.clone())),
+            );
+            let spare = retention::space_candidates(&policy, &decisions);
+            candidates
+                .extend(decisions.iter().filter(|d| spare.contains(&d.name)).map(|d| (d.create_time, d.name.clone())));
+        }
+        candidates.sort();
+        candidates.dedup();
+        Ok(candidates.into_iter().map(|(_, name)| name).collect())
+    }
+}
