@@ -13,7 +13,6 @@ use std::time::Duration;
 use common::*;
 use rollpoint::testkit::remote::RemoteHost;
 use rollpoint::testkit::root_or_skip;
-use serde_json::Value;
 
 /// Starts the container in the background (when run in its cgroup) and
 /// returns once its mount namespace has the volume at /mnt/app.
@@ -65,11 +64,6 @@ fn register_args<'a>(container: &'a Container, hooks: &[&'a str]) -> Vec<&'a str
     args
 }
 
-fn ok(output: std::process::Output) -> Value {
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
-}
-
 fn nanos(path: &Path) -> i64 {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).trim().parse().unwrap()
 }
@@ -97,7 +91,7 @@ async fn hooks_run_inside_the_container_around_the_freeze() {
         "--start-command",
         start_command.as_str(),
     ];
-    let registered = ok(cli(&c.host.daemon, &register_args(&c, &hooks)));
+    let registered = succeeded(cli(&c.host.daemon, &register_args(&c, &hooks)));
     assert_eq!(registered["hooks"]["hold"]["on_failure"], "abort", "{registered}");
     assert_eq!(registered["hooks"]["pre_freeze"]["command"][0], "sh", "{registered}");
 
@@ -141,7 +135,7 @@ async fn failing_hooks_refuse_the_snapshot_without_freezing() {
     let mut c = start("hooks-fail").await;
     // A hook that hangs: killed at its timeout, no snapshot, never frozen.
     let hanging = ["--pre-freeze", "sh -c 'echo $$ > /mnt/app/hook-pid; exec sleep 60'", "--hook-timeout", "1"];
-    ok(cli(&c.host.daemon, &register_args(&c, &hanging)));
+    succeeded(cli(&c.host.daemon, &register_args(&c, &hanging)));
     let watching = Arc::new(AtomicBool::new(true));
     let frozen_seen = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -168,20 +162,23 @@ async fn failing_hooks_refuse_the_snapshot_without_freezing() {
 
     // A hook that fails: its words are in the error.
     let failing = ["--pre-freeze", "sh -c 'echo cannot flush the cache >&2; exit 3'"];
-    ok(cli(&c.host.daemon, &[&["container", "update", "app"][..], &failing].concat()));
+    succeeded(cli(&c.host.daemon, &[&["container", "update", "app"][..], &failing].concat()));
     let refused = create_snapshot(&mut c.host.clients, "app", "failed", "").await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
     assert!(refused.message().contains("cannot flush the cache"), "{refused:?}");
 
     // The same with policy continue: the snapshot is taken, with a warning.
-    ok(cli(&c.host.daemon, &[&["container", "update", "app", "--hook-on-failure", "continue"][..], &failing].concat()));
+    succeeded(cli(
+        &c.host.daemon,
+        &[&["container", "update", "app", "--hook-on-failure", "continue"][..], &failing].concat(),
+    ));
     create_snapshot(&mut c.host.clients, "app", "anyway", "").await.expect("snapshot despite the hook");
     let events = list_events(&mut c.host.clients, "app", "").await;
     assert!(events.iter().any(|e| e.kind == "hook.failed" && e.outcome == "warning"), "{events:?}");
 
     // A hold hook that ends before it is released held nothing across the
     // snapshot: refused, and nothing is left on disk.
-    ok(cli(&c.host.daemon, &["container", "update", "app", "--hold", "sh -c 'echo ready'"]));
+    succeeded(cli(&c.host.daemon, &["container", "update", "app", "--hold", "sh -c 'echo ready'"]));
     let before = subvolumes_in(&snapshot_folder(c.host.fs.mount_point(), "app"));
     let refused = create_snapshot(&mut c.host.clients, "app", "unheld", "").await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
@@ -192,7 +189,7 @@ async fn failing_hooks_refuse_the_snapshot_without_freezing() {
     let bad = cli(&c.host.daemon, &["container", "update", "app", "--pre-freeze", "true", "--hook-timeout", "99999"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("hooks.pre_freeze.timeout_seconds"));
-    let cleared = ok(cli(&c.host.daemon, &["--json", "container", "update", "app", "--no-hooks"]));
+    let cleared = succeeded(cli(&c.host.daemon, &["--json", "container", "update", "app", "--no-hooks"]));
     assert!(cleared.get("hooks").is_none(), "{cleared}");
     create_snapshot(&mut c.host.clients, "app", "plain", "").await.expect("snapshot without hooks");
 }

@@ -14,12 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use rollpoint::testkit::remote::RemoteHost;
 use rollpoint::testkit::root_or_skip;
-use serde_json::Value;
-
-fn ok(output: std::process::Output) -> Value {
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
-}
 
 /// Waits (up to 20 s) until the container's snapshots are `expected`: the
 /// daemon prunes in the background, after each snapshot.
@@ -46,19 +40,19 @@ async fn a_policy_prunes_after_each_snapshot_and_a_hold_keeps() {
     let mut host = RemoteHost::start(daemon_binary(), "retention", "").await;
     let volume = host.volume.clone();
     register(&mut host.clients, "app", host.cgroup.relative_name(), &volume).await.expect("register");
-    let shown = ok(cli(&host.daemon, &["--json", "container", "update", "app", "--retention", "last=2"]));
+    let shown = succeeded(cli(&host.daemon, &["--json", "container", "update", "app", "--retention", "last=2"]));
     assert_eq!(shown["retention"], "last=2", "{shown}");
     assert_eq!(shown["own_retention"], true, "{shown}");
 
     create_snapshot(&mut host.clients, "app", "s0", "").await.expect("s0");
-    let held = ok(cli(&host.daemon, &["--json", "snapshot", "hold", "app", "s0", "--reason", "audit 2026-05"]));
+    let held = succeeded(cli(&host.daemon, &["--json", "snapshot", "hold", "app", "s0", "--reason", "audit 2026-05"]));
     assert_eq!(held["hold"]["reason"], "audit 2026-05", "{held}");
     for name in ["s1", "s2", "s3"] {
         create_snapshot(&mut host.clients, "app", name, "").await.expect("snapshot");
     }
     settle(&mut host, &["s0", "s2", "s3"]).await;
 
-    let dry = ok(cli(&host.daemon, &["--json", "prune", "app", "--dry-run"]));
+    let dry = succeeded(cli(&host.daemon, &["--json", "prune", "app", "--dry-run"]));
     let verdicts: Vec<(String, String, String)> = dry["decisions"]
         .as_array()
         .unwrap()
@@ -86,14 +80,14 @@ async fn a_policy_prunes_after_each_snapshot_and_a_hold_keeps() {
     let refused = cli(&host.daemon, &["snapshot", "delete", "app", "s0"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("held"), "{}", String::from_utf8_lossy(&refused.stderr));
-    ok(cli(&host.daemon, &["--json", "snapshot", "release", "app", "s0"]));
+    succeeded(cli(&host.daemon, &["--json", "snapshot", "release", "app", "s0"]));
     settle(&mut host, &["s2", "s3"]).await;
 
     // A minimum: `daily=1` alone would keep one; `min=2` keeps two.
-    ok(cli(&host.daemon, &["--json", "container", "update", "app", "--retention", "daily=1,min=2"]));
+    succeeded(cli(&host.daemon, &["--json", "container", "update", "app", "--retention", "daily=1,min=2"]));
     create_snapshot(&mut host.clients, "app", "s4", "").await.expect("s4");
     settle(&mut host, &["s3", "s4"]).await;
-    let dry = ok(cli(&host.daemon, &["--json", "prune", "app", "--dry-run"]));
+    let dry = succeeded(cli(&host.daemon, &["--json", "prune", "app", "--dry-run"]));
     assert_eq!(dry["decisions"][1]["reasons"][0], "minimum 2", "{dry}");
 
     // A bad policy is refused by the CLI, naming the rule.
@@ -111,7 +105,7 @@ async fn under_the_space_floor_snapshots_are_pruned_then_refused() {
     let mut host = RemoteHost::start(daemon_binary(), "space-floor", "space_floor_percent = 30.0\n").await;
     let volume = host.volume.clone();
     register(&mut host.clients, "app", host.cgroup.relative_name(), &volume).await.expect("register");
-    ok(cli(&host.daemon, &["--json", "container", "update", "app", "--retention", "last=5,min=1"]));
+    succeeded(cli(&host.daemon, &["--json", "container", "update", "app", "--retention", "last=5,min=1"]));
 
     // Each snapshot holds its own tenth of the filesystem: the data is
     // rewritten in between, so no two share it.

@@ -58,6 +58,10 @@ impl Backend for HostBackends {
         self.for_info(volume).reclaim(volume)
     }
 
+    fn free_space(&self, volume: &VolumeInfo) -> Result<super::FreeSpace, BackendError> {
+        self.for_info(volume).free_space(volume)
+    }
+
     fn location(&self, volume: &VolumeInfo, name: &str) -> String {
         self.for_info(volume).location(volume, name)
     }

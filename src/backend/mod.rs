@@ -21,6 +21,31 @@ pub struct VolumeInfo {
     pub snapshot_dir: PathBuf,
 }
 
+/// Free space where a volume's snapshots go (a total of 0: not known,
+/// taken as all free).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FreeSpace {
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+impl FreeSpace {
+    /// What statvfs(2) says of the filesystem holding `path` (the blocks an
+    /// unprivileged writer may still use).
+    pub fn of_filesystem(path: &std::path::Path) -> std::io::Result<FreeSpace> {
+        let stat = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+        let unit = stat.fragment_size().max(1);
+        Ok(FreeSpace { free_bytes: stat.blocks_available() * unit, total_bytes: stat.blocks() * unit })
+    }
+
+    pub fn percent(&self) -> f64 {
+        if self.total_bytes == 0 {
+            return 100.0;
+        }
+        self.free_bytes as f64 * 100.0 / self.total_bytes as f64
+    }
+}
+
 /// What the backend can tell about a snapshot it made.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SnapshotDetails {
@@ -57,6 +82,12 @@ pub trait Backend: Send + Sync + 'static {
     /// filesystem as soon as it can (btrfs frees it in the background).
     fn reclaim(&self, volume: &VolumeInfo) -> Result<(), BackendError> {
         self.flush(volume)
+    }
+
+    /// Free space where the volume's snapshots take theirs: by default the
+    /// filesystem the volume is on.
+    fn free_space(&self, volume: &VolumeInfo) -> Result<FreeSpace, BackendError> {
+        FreeSpace::of_filesystem(&volume.path).map_err(|error| BackendError::io("statvfs", &volume.path, error))
     }
 
     /// The location a snapshot called `name` of this volume has (nothing is

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
 use super::Clock;
-use crate::backend::{Backend, BackendError, SnapshotDetails, VolumeInfo};
+use crate::backend::{Backend, BackendError, FreeSpace, SnapshotDetails, VolumeInfo};
 use crate::freezer::{FreezeState, Freezer, FreezerError};
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::store::ContainerRecord;
@@ -40,6 +40,10 @@ pub struct FakeBackend {
     pub pool_full: Mutex<bool>,
     /// Locations whose delete fails (a volume still in use).
     pub busy: Mutex<BTreeSet<String>>,
+    /// What `free_space` answers (plenty, unless a test says otherwise).
+    pub free_space: Mutex<FreeSpace>,
+    /// Bytes each delete gives back to `free_space`.
+    pub freed_per_delete: Mutex<u64>,
     next_uuid: Mutex<u64>,
 }
 
@@ -96,6 +100,10 @@ impl Backend for FakeBackend {
     fn flush(&self, _volume: &VolumeInfo) -> Result<(), BackendError> {
         self.calls.lock().push("flush".into());
         Ok(())
+    }
+
+    fn free_space(&self, _volume: &VolumeInfo) -> Result<FreeSpace, BackendError> {
+        Ok(*self.free_space.lock())
     }
 
     fn location(&self, volume: &VolumeInfo, name: &str) -> String {
@@ -177,7 +185,11 @@ impl Backend for FakeBackend {
         if self.busy.lock().contains(location) {
             return Err(BackendError::Lvm { command: "delete".into(), detail: format!("{location} is in use") });
         }
-        Ok(self.volumes.lock().remove(location).is_some())
+        let removed = self.volumes.lock().remove(location).is_some();
+        if removed {
+            self.free_space.lock().free_bytes += *self.freed_per_delete.lock();
+        }
+        Ok(removed)
     }
 
     fn snapshot_exists(&self, location: &str) -> Result<bool, BackendError> {

@@ -5,13 +5,13 @@
 //! that is not enough the snapshot is refused with RESOURCE_EXHAUSTED: a
 //! full disk is never reached by a snapshot the daemon takes.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::error::{EngineError, EngineResult};
 use super::retention::{self, Verdict};
 use super::snapshots::volume_of;
 use super::Engine;
+use crate::backend::FreeSpace;
 use crate::events::Event;
 use crate::store::ContainerRecord;
 
@@ -20,28 +20,6 @@ use crate::store::ContainerRecord;
 const SPACE_SETTLE: Duration = Duration::from_secs(5);
 /// Within this factor of the floor, the floor is near (a warning event).
 const NEAR_FLOOR: f64 = 1.5;
-
-/// Free space of a filesystem, as statvfs(2) tells it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FreeSpace {
-    pub free_bytes: u64,
-    pub total_bytes: u64,
-}
-
-impl FreeSpace {
-    pub fn of(path: &Path) -> std::io::Result<FreeSpace> {
-        let stat = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
-        let unit = stat.fragment_size().max(1);
-        Ok(FreeSpace { free_bytes: stat.blocks_available() * unit, total_bytes: stat.blocks() * unit })
-    }
-
-    pub fn percent(&self) -> f64 {
-        if self.total_bytes == 0 {
-            return 100.0;
-        }
-        self.free_bytes as f64 * 100.0 / self.total_bytes as f64
-    }
-}
 
 impl Engine {
     /// Makes sure the container's filesystem is above the free-space floor
@@ -53,20 +31,17 @@ impl Engine {
             return Ok(());
         }
         let path = container.volume.clone();
-        let space = |what: &str| {
-            FreeSpace::of(&path).map_err(|error| EngineError::Internal {
-                reason: format!("reading the free space of {} {what}: {error}", path.display()),
-            })
-        };
-        let mut free = space("before a snapshot")?;
+        let volume = volume_of(container);
+        let space = || self.backend.free_space(&volume).map_err(EngineError::from);
+        let mut free = space()?;
         self.warn_when_near(container, free, floor, actor)?;
         if free.percent() >= floor {
             return Ok(());
         }
         // What was deleted since the last commit (files, snapshots) may not
         // show as free yet: commit, then look again.
-        self.backend.reclaim(&volume_of(container))?;
-        free = space("after a commit")?;
+        self.backend.reclaim(&volume)?;
+        free = space()?;
         if free.percent() >= floor {
             return Ok(());
         }
@@ -87,9 +62,9 @@ impl Engine {
             let before = free;
             let waited = Instant::now();
             while free.free_bytes <= before.free_bytes && waited.elapsed() < SPACE_SETTLE {
-                self.backend.reclaim(&volume_of(container))?;
+                self.backend.reclaim(&volume)?;
                 std::thread::sleep(Duration::from_millis(200));
-                free = space("after a prune")?;
+                free = space()?;
             }
             if free.percent() >= floor {
                 return Ok(());
@@ -142,7 +117,7 @@ impl Engine {
 
     /// The free space of a container's filesystem, for the metrics.
     pub fn free_space(&self, container: &ContainerRecord) -> Option<FreeSpace> {
-        FreeSpace::of(&container.volume).ok()
+        self.backend.free_space(&volume_of(container)).ok()
     }
 
     /// The configured floor, in percent (0: no guard).

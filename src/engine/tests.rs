@@ -804,3 +804,39 @@ fn expiry_never_goes_below_the_minimum() {
     assert_eq!(expired, ["only"]);
     assert!(f.backend.exists(&newer.location));
 }
+
+#[test]
+fn under_the_space_floor_a_snapshot_prunes_beyond_the_policy_then_is_refused() {
+    let f = fixture();
+    let policy = retention::Policy { min: 2, ..Default::default() };
+    f.engine.update_container("db-1", ContainerUpdate { retention: Some(policy), ..Default::default() }, "t").unwrap();
+    for name in ["s0", "s1", "s2"] {
+        create(&f.engine, name, "", 0).unwrap();
+        f.clock.advance(chrono::Duration::hours(1));
+    }
+    // 5% free of the default 10% floor; each delete gives back 3%.
+    *f.backend.free_space.lock() = crate::backend::FreeSpace { free_bytes: 50, total_bytes: 1000 };
+    *f.backend.freed_per_delete.lock() = 30;
+    let freezer_calls = f.freezer.calls.lock().len();
+    let refused = create(&f.engine, "s3", "", 0).unwrap_err();
+    assert!(matches!(refused, EngineError::ResourceExhausted { .. }), "{refused}");
+    assert!(refused.to_string().contains("floor of 10%"), "{refused}");
+    // Only the oldest could go: the policy's minimum stays.
+    let left: Vec<_> = f.engine.store().snapshots_of("db-1").unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(left, ["s1", "s2"]);
+    assert_eq!(f.freezer.calls.lock().len(), freezer_calls, "refused before any freeze");
+    // With room for it after one more prune, the snapshot lands.
+    f.engine
+        .update_container(
+            "db-1",
+            ContainerUpdate { retention: Some(retention::Policy { min: 1, ..policy }), ..Default::default() },
+            "t",
+        )
+        .unwrap();
+    create(&f.engine, "s3", "", 0).unwrap();
+    let left: Vec<_> = f.engine.store().snapshots_of("db-1").unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(left, ["s2", "s3"]);
+    let events = f.engine.store().events_after(0, 1000).unwrap();
+    assert!(events.iter().any(|e| e.kind == "space.low"));
+    assert!(events.iter().any(|e| e.kind == "space.exhausted"));
+}

@@ -548,6 +548,13 @@ pub fn cli(daemon: &rollpoint::testkit::daemon::TestDaemon, args: &[&str]) -> st
         .expect("run rollpoint")
 }
 
+/// The JSON a successful `rollpoint --json ...` printed (null when it printed
+/// none); fails the test, with its stderr, when it failed.
+pub fn succeeded(output: std::process::Output) -> serde_json::Value {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
+}
+
 /// Sets the extended attribute `name` of `path`.
 pub fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
