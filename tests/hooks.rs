@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::curl::{curl, Via};
 use common::*;
 use rollpoint::testkit::remote::RemoteHost;
 use rollpoint::testkit::root_or_skip;
@@ -189,6 +190,17 @@ async fn failing_hooks_refuse_the_snapshot_without_freezing() {
     let bad = cli(&c.host.daemon, &["container", "update", "app", "--pre-freeze", "true", "--hook-timeout", "99999"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("hooks.pre_freeze.timeout_seconds"));
+    let via = Via::Socket(c.host.daemon.socket().to_path_buf());
+    let body = r#"{"hooks": {"pre_freeze": {"command": ["true"], "timeout_seconds": 99999}}}"#;
+    let (status, refused) = curl(&via, "PATCH", "/api/v1/containers/app", Some(body));
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("hooks.pre_freeze.timeout_seconds"), "{refused}");
+    let (status, refused) =
+        curl(&via, "PATCH", "/api/v1/containers/app", Some(r#"{"hooks": {"pre_fraze": {"command": ["true"]}}}"#));
+    assert_eq!(status, 400, "{refused}");
+    let body = r#"{"hooks": {"post_thaw": {"command": ["true"], "on_failure": "continue"}}}"#;
+    let (status, updated) = curl(&via, "PATCH", "/api/v1/containers/app", Some(body));
+    assert_eq!((status, updated["hooks"]["post_thaw"]["on_failure"].as_str()), (200, Some("continue")), "{updated}");
     let cleared = succeeded(cli(&c.host.daemon, &["--json", "container", "update", "app", "--no-hooks"]));
     assert!(cleared.get("hooks").is_none(), "{cleared}");
     create_snapshot(&mut c.host.clients, "app", "plain", "").await.expect("snapshot without hooks");

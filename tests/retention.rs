@@ -11,6 +11,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use common::curl::{curl, Via};
 use common::*;
 use rollpoint::testkit::remote::RemoteHost;
 use rollpoint::testkit::root_or_skip;
@@ -94,6 +95,20 @@ async fn a_policy_prunes_after_each_snapshot_and_a_hold_keeps() {
     let bad = cli(&host.daemon, &["container", "update", "app", "--retention", "dayly=3"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("dayly"));
+
+    // The same over REST: a policy, a hold, a dry run, a bad rule.
+    let via = Via::Socket(host.daemon.socket().to_path_buf());
+    let (status, container) = curl(&via, "PATCH", "/api/v1/containers/app", Some(r#"{"retention": "last=1,min=1"}"#));
+    assert_eq!((status, container["retention"].as_str()), (200, Some("last=1,min=1")), "{container}");
+    let (status, held) = curl(&via, "PATCH", "/api/v1/containers/app/snapshots/s3", Some(r#"{"hold": "rest"}"#));
+    assert_eq!((status, held["hold"]["reason"].as_str()), (200, Some("rest")), "{held}");
+    let (status, dry) = curl(&via, "POST", "/api/v1/containers/app/prune", Some(r#"{"dry_run": true}"#));
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["decisions"][0]["reasons"][0], "last 1", "{dry}");
+    assert_eq!(dry["decisions"][1]["reasons"][0], "held", "{dry}");
+    let (status, refused) = curl(&via, "PATCH", "/api/v1/containers/app", Some(r#"{"retention": "dayly=1"}"#));
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("dayly"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

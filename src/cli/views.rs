@@ -690,13 +690,13 @@ mod tests {
 }
 
 /// What a retention pass did or (dry run) would do.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PruneView {
     pub dry_run: bool,
     pub decisions: Vec<PruneDecisionView>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PruneDecisionView {
     pub container: String,
     pub snapshot: String,

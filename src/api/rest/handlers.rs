@@ -27,9 +27,10 @@ use crate::api::proto::schedule_service_server::ScheduleService;
 use crate::api::proto::snapshot_service_server::SnapshotService;
 use crate::api::tokens::Scope;
 use crate::cli::views::{
-    ContainerView, DeletedEntryView, EntryView, EventView, FilesRestoredView, PathDiffView, RestoreView, RunView,
-    SnapshotView, StatusView, UnregisterView,
+    ContainerView, DeletedEntryView, EntryView, EventView, FilesRestoredView, PathDiffView, PruneDecisionView,
+    PruneView, RestoreView, RunView, SnapshotView, StatusView, UnregisterView,
 };
+use crate::store::RetentionPolicy;
 
 type Reply<T> = Result<Json<T>, RestError>;
 
@@ -154,6 +155,126 @@ pub async fn get_container(
 ) -> Reply<ContainerView> {
     let reply = state.containers.get_container(request(caller, proto::GetContainerRequest { id })).await?.into_inner();
     Ok(Json(reply.container.unwrap_or_default().into()))
+}
+
+/// `PATCH /api/v1/containers/{id}`: what is given changes.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchContainerBody {
+    /// Replaces all the hooks (`{}` removes them): by moment (`pre_freeze`,
+    /// `hold`, `post_thaw`, `pre_restore`, `post_restore`).
+    hooks: Option<BTreeMap<String, HookBody>>,
+    /// The container's own retention, as rules: `last=3,daily=7,min=2`.
+    retention: Option<String>,
+    pre_restore_retention: Option<String>,
+    /// Back to the daemon's default policies.
+    #[serde(default)]
+    default_retention: bool,
+}
+
+/// One hook: argv run inside the container.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HookBody {
+    command: Vec<String>,
+    #[serde(default)]
+    user: String,
+    /// 0 or absent: 30 s.
+    #[serde(default)]
+    timeout_seconds: u32,
+    /// `abort` (default) or `continue`.
+    #[serde(default)]
+    on_failure: Option<String>,
+}
+
+impl PatchContainerBody {
+    fn into_request(self, id: String) -> Result<proto::UpdateContainerRequest, RestError> {
+        let policy = |field: &'static str, text: Option<String>| {
+            text.map(|text| {
+                RetentionPolicy::parse(&text)
+                    .map(crate::api::convert::policy_to_proto)
+                    .map_err(|reason| RestError::bad_body(format!("{field}: {reason}")))
+            })
+            .transpose()
+        };
+        let hooks = match self.hooks {
+            None => None,
+            Some(hooks) => {
+                let mut message = proto::Hooks::default();
+                for (point, hook) in hooks {
+                    let slot = match point.as_str() {
+                        "pre_freeze" => &mut message.pre_freeze,
+                        "post_thaw" => &mut message.post_thaw,
+                        "pre_restore" => &mut message.pre_restore,
+                        "post_restore" => &mut message.post_restore,
+                        "hold" => &mut message.hold,
+                        other => return Err(RestError::bad_body(format!("hooks: no moment {other:?}"))),
+                    };
+                    let on_failure = match hook.on_failure.as_deref() {
+                        None | Some("abort") => proto::HookFailure::Abort,
+                        Some("continue") => proto::HookFailure::Continue,
+                        Some(other) => {
+                            return Err(RestError::bad_body(format!(
+                                "hooks.{point}.on_failure: {other:?} is not abort or continue"
+                            )))
+                        }
+                    };
+                    *slot = Some(proto::Hook {
+                        command: hook.command,
+                        user: hook.user,
+                        timeout_seconds: hook.timeout_seconds,
+                        on_failure: on_failure as i32,
+                    });
+                }
+                Some(message)
+            }
+        };
+        Ok(proto::UpdateContainerRequest {
+            id,
+            hooks,
+            retention: policy("retention", self.retention)?,
+            pre_restore_retention: policy("pre_restore_retention", self.pre_restore_retention)?,
+            default_retention: self.default_retention,
+        })
+    }
+}
+
+#[utoipa::path(patch, path = "/api/v1/containers/{id}", params(("id" = String, Path)), request_body = PatchContainerBody, responses((status = 200, body = ContainerView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn patch_container(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply<ContainerView> {
+    let body: PatchContainerBody = body::parse(&headers, body)?.ok_or_else(|| RestError::bad_body("body: required"))?;
+    let message = body.into_request(id)?;
+    let reply = state.containers.update_container(request(caller, message)).await?.into_inner();
+    Ok(Json(reply.container.unwrap_or_default().into()))
+}
+
+/// `POST /api/v1/containers/{id}/prune`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PruneBody {
+    /// Only say what would go and which rule keeps the rest.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/containers/{id}/prune", params(("id" = String, Path)), request_body(content = Option<PruneBody>, description = "none: prune now"), responses((status = 200, body = PruneView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn prune_snapshots(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    Path(container): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply<PruneView> {
+    let body: PruneBody = body::parse(&headers, body)?.unwrap_or_default();
+    let message = proto::PruneSnapshotsRequest { container, dry_run: body.dry_run };
+    let reply = state.snapshots.prune_snapshots(request(caller, message)).await?.into_inner();
+    let decisions = reply.decisions.into_iter().map(PruneDecisionView::from).collect();
+    Ok(Json(PruneView { dry_run: body.dry_run, decisions }))
 }
 
 /// `DELETE /api/v1/containers/{id}?delete_snapshots=&keep_snapshots=`.

@@ -49,7 +49,11 @@ pub struct RestState {
 pub fn router(state: RestState) -> axum::Router {
     let calls = axum::Router::new()
         .route("/api/v1/containers", get(handlers::list_containers).post(handlers::register_container))
-        .route("/api/v1/containers/{id}", get(handlers::get_container).delete(handlers::unregister_container))
+        .route(
+            "/api/v1/containers/{id}",
+            get(handlers::get_container).patch(handlers::patch_container).delete(handlers::unregister_container),
+        )
+        .route("/api/v1/containers/{id}/prune", axum::routing::post(handlers::prune_snapshots))
         .route("/api/v1/containers/{id}/snapshots", get(handlers::list_snapshots).post(handlers::create_snapshot))
         .route(
             "/api/v1/containers/{id}/snapshots/{snapshot}",

@@ -19,6 +19,8 @@ use super::handlers;
         handlers::register_container,
         handlers::list_containers,
         handlers::get_container,
+        handlers::patch_container,
+        handlers::prune_snapshots,
         handlers::unregister_container,
         handlers::create_snapshot,
         handlers::list_snapshots,
