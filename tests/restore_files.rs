@@ -107,3 +107,56 @@ async fn chosen_paths_come_back_with_their_metadata_and_the_restore_is_undone() 
     assert_eq!(list_snapshots(&mut host.clients, "app").await.len(), before, "nothing snapshotted for refused calls");
     drop(host);
 }
+
+/// Detaches whatever is still mounted at the path when the test ends, so
+/// that a failure never leaves the loop filesystem busy.
+struct MountGuard(std::path::PathBuf);
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_mounts_read_only_and_unmounts() {
+    if !root_or_skip("a_snapshot_mounts_read_only_and_unmounts") {
+        return;
+    }
+    let mut host = RemoteHost::start(daemon_binary(), "mountsnap", "").await;
+    let volume = host.volume.clone();
+    register(&mut host.clients, "app", host.cgroup.relative_name(), &volume).await.expect("register");
+    std::fs::write(volume.join("data"), "then").unwrap();
+    create_snapshot(&mut host.clients, "app", "then", "rollback-point").await.expect("snapshot");
+    std::fs::write(volume.join("data"), "now").unwrap();
+
+    let place = tempfile::tempdir().unwrap();
+    let at = place.path().join("view");
+    std::fs::create_dir(&at).unwrap();
+    let _guard = MountGuard(at.clone());
+    let at_text = at.to_str().unwrap();
+    let mounted = succeeded(cli(&host.daemon, &["--json", "snapshot", "mount", "app", "rollback-point", at_text]));
+    assert_eq!(mounted["snapshot"]["name"], "then", "{mounted}");
+    assert_eq!(std::fs::read_to_string(at.join("data")).unwrap(), "then");
+    let written = std::fs::write(at.join("data"), "changed");
+    assert_eq!(written.unwrap_err().raw_os_error(), Some(libc::EROFS), "the mount is read-only");
+
+    // Refusals: a folder that is not empty, one inside the volume, a path
+    // where no snapshot of the container is mounted.
+    for (args, words) in [
+        (vec!["snapshot", "mount", "app", "then", at_text], "not an empty directory"),
+        (vec!["snapshot", "mount", "app", "then", volume.to_str().unwrap()], "inside"),
+        (vec!["snapshot", "unmount", "app", place.path().to_str().unwrap()], "mounted at"),
+    ] {
+        let refused = cli(&host.daemon, &args);
+        assert!(!refused.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(words), "{args:?}: {stderr}");
+    }
+
+    let unmounted = succeeded(cli(&host.daemon, &["--json", "snapshot", "unmount", "app", at_text]));
+    assert_eq!(unmounted["snapshot"], "then", "{unmounted}");
+    assert_eq!(std::fs::read_dir(&at).unwrap().count(), 0, "the folder is empty again");
+    let events = list_events(&mut host.clients, "app", "").await;
+    assert!(events.iter().any(|e| e.kind == "snapshot.mounted") && events.iter().any(|e| e.kind == "snapshot.unmounted"));
+}

@@ -104,6 +104,40 @@ impl SnapshotService for Snapshots {
         Ok(Response::new(DeleteSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
     }
 
+    async fn mount_snapshot(
+        &self,
+        request: Request<MountSnapshotRequest>,
+    ) -> Result<Response<MountSnapshotResponse>, Status> {
+        // It changes the host's mounts: admin (root on the socket).
+        let actor = authorize(&request, Scope::Admin, Some(&request.get_ref().container))?.actor();
+        let deadline = admission_deadline(request.metadata());
+        let request = request.into_inner();
+        let container = request.container.clone();
+        let (record, path) = changing(&self.engine, deadline, Some(&container), move |engine| {
+            engine.mount_snapshot(&request.container, &request.snapshot, &request.path, &actor)
+        })
+        .await?;
+        Ok(Response::new(MountSnapshotResponse {
+            snapshot: Some(convert::snapshot(&record)),
+            path: path.display().to_string(),
+        }))
+    }
+
+    async fn unmount_snapshot(
+        &self,
+        request: Request<UnmountSnapshotRequest>,
+    ) -> Result<Response<UnmountSnapshotResponse>, Status> {
+        let actor = authorize(&request, Scope::Admin, Some(&request.get_ref().container))?.actor();
+        let deadline = admission_deadline(request.metadata());
+        let request = request.into_inner();
+        let container = request.container.clone();
+        let snapshot = changing(&self.engine, deadline, Some(&container), move |engine| {
+            engine.unmount_snapshot(&request.container, &request.path, &actor)
+        })
+        .await?;
+        Ok(Response::new(UnmountSnapshotResponse { snapshot }))
+    }
+
     async fn prune_snapshots(
         &self,
         request: Request<PruneSnapshotsRequest>,

@@ -701,6 +701,25 @@ pub enum SnapshotCommand {
         #[arg(long, value_name = "TEXT")]
         reason: String,
     },
+    /// Read-only access to a snapshot's files at a folder of this host: an
+    /// empty directory, bind-mounted read-only (nosuid, nodev) by the daemon.
+    ///
+    /// Example: rollpoint snapshot mount db-1 rollback-point /mnt/db-1-then
+    Mount {
+        /// Container id.
+        container: String,
+        /// Snapshot name or alias.
+        snapshot: String,
+        /// An empty directory (absolute, or relative to where this runs).
+        path: PathBuf,
+    },
+    /// Undo `snapshot mount`.
+    Unmount {
+        /// Container id.
+        container: String,
+        /// Where the snapshot is mounted.
+        path: PathBuf,
+    },
     /// Release a held snapshot: retention and expiry apply to it again.
     Release {
         /// Container id.

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::views::{
     ActionView, ContainerView, DeletedEntryView, DeletedView, EntryView, EventView, FilesRestoredView, HookView,
-    LifecycleView, ListView, PathDiffView, PruneView, RestoreView, RevokedTokenView, RunView, SnapshotView, StatusView,
-    TokenCreatedView, TokenView, UnregisterView,
+    LifecycleView, ListView, MountView, PathDiffView, PruneView, RestoreView, RevokedTokenView, RunView, SnapshotView,
+    StatusView, TokenCreatedView, TokenView, UnmountView, UnregisterView,
 };
 
 /// Text of a view for people; JSON comes from its `Serialize`.
@@ -733,6 +733,21 @@ impl Human for PruneView {
             format!("{deleted} deleted, {} kept\n", self.decisions.len() - going)
         };
         table.render() + &summary
+    }
+}
+
+impl Human for MountView {
+    fn human(&self) -> String {
+        format!(
+            "{}/{} mounted read-only at {}\n(rollpoint snapshot unmount {} {} when done)\n",
+            self.snapshot.container, self.snapshot.name, self.path, self.snapshot.container, self.path
+        )
+    }
+}
+
+impl Human for UnmountView {
+    fn human(&self) -> String {
+        format!("unmounted {} from {}\n", self.snapshot, self.path)
     }
 }
 

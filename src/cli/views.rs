@@ -727,3 +727,16 @@ impl From<proto::PruneDecision> for PruneDecisionView {
 fn policy_text(policy: Option<proto::RetentionPolicy>) -> String {
     crate::api::convert::policy_from_proto(policy.unwrap_or_default()).to_string()
 }
+
+/// Where a snapshot was mounted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MountView {
+    pub path: String,
+    pub snapshot: SnapshotView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnmountView {
+    pub path: String,
+    pub snapshot: String,
+}

@@ -16,6 +16,7 @@ pub mod fault;
 mod freeze_window;
 mod hooks;
 mod locks;
+mod mounts;
 pub mod names;
 mod paging;
 pub mod prune;

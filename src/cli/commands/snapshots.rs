@@ -5,7 +5,8 @@ use crate::api::proto;
 use crate::cli::args::{CreateArgs, DiffArgs, PruneSnapshotsArgs, RestoreFilesArgs, SnapshotCommand, UpdateArgs};
 use crate::cli::error::CliError;
 use crate::cli::views::{
-    DeletedView, FilesRestoredView, ListView, PathDiffView, PruneDecisionView, PruneView, SnapshotView,
+    DeletedView, FilesRestoredView, ListView, MountView, PathDiffView, PruneDecisionView, PruneView, SnapshotView,
+    UnmountView,
 };
 
 pub async fn run(context: &mut Context, command: SnapshotCommand) -> Result<(), CliError> {
@@ -35,6 +36,21 @@ pub async fn run(context: &mut Context, command: SnapshotCommand) -> Result<(), 
             .update_snapshot(hold_request(container, snapshot, String::new()))
             .await
             .map(|response| response.into_inner().snapshot),
+        SnapshotCommand::Mount { container, snapshot, path } => {
+            let request = proto::MountSnapshotRequest { container, snapshot, path: absolute(path) };
+            let reply = snapshots.mount_snapshot(request).await.map_err(|status| context.fail(status))?.into_inner();
+            context.emit(&MountView {
+                path: reply.path,
+                snapshot: SnapshotView::from(reply.snapshot.unwrap_or_default()),
+            })?;
+            return Ok(());
+        }
+        SnapshotCommand::Unmount { container, path } => {
+            let request = proto::UnmountSnapshotRequest { container, path: absolute(path.clone()) };
+            let reply = snapshots.unmount_snapshot(request).await.map_err(|status| context.fail(status))?.into_inner();
+            context.emit(&UnmountView { path: path.display().to_string(), snapshot: reply.snapshot })?;
+            return Ok(());
+        }
         SnapshotCommand::Delete { container, snapshot } => {
             let request = proto::DeleteSnapshotRequest { container, snapshot };
             let deleted = snapshots.delete_snapshot(request).await.map_err(|status| context.fail(status))?;
@@ -82,19 +98,20 @@ pub async fn prune(context: &mut Context, args: PruneSnapshotsArgs) -> Result<()
     Ok(())
 }
 
+/// A path as the user means it: relative to where the command runs.
+fn absolute(path: std::path::PathBuf) -> String {
+    let path =
+        if path.is_relative() { std::env::current_dir().map(|cwd| cwd.join(&path)).unwrap_or(path) } else { path };
+    path.to_string_lossy().into_owned()
+}
+
 /// `rollpoint restore-files CONTAINER SNAPSHOT PATH... [--to DIR]`.
 pub async fn restore_files(context: &mut Context, args: RestoreFilesArgs) -> Result<(), CliError> {
-    let to = match args.to {
-        // Relative to where the command runs, as a user means it.
-        Some(to) if to.is_relative() => std::env::current_dir().map(|cwd| cwd.join(to)).unwrap_or_default(),
-        Some(to) => to,
-        None => std::path::PathBuf::new(),
-    };
     let request = proto::RestoreFilesRequest {
         container: args.container,
         snapshot: args.snapshot,
         paths: args.paths,
-        to: to.to_string_lossy().into_owned(),
+        to: args.to.map(absolute).unwrap_or_default(),
     };
     let reply = context.clients.snapshots.restore_files(request).await.map_err(|status| context.fail(status))?;
     context.emit(&FilesRestoredView::from(reply.into_inner()))?;
