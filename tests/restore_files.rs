@@ -158,5 +158,7 @@ async fn a_snapshot_mounts_read_only_and_unmounts() {
     assert_eq!(unmounted["snapshot"], "then", "{unmounted}");
     assert_eq!(std::fs::read_dir(&at).unwrap().count(), 0, "the folder is empty again");
     let events = list_events(&mut host.clients, "app", "").await;
-    assert!(events.iter().any(|e| e.kind == "snapshot.mounted") && events.iter().any(|e| e.kind == "snapshot.unmounted"));
+    assert!(
+        events.iter().any(|e| e.kind == "snapshot.mounted") && events.iter().any(|e| e.kind == "snapshot.unmounted")
+    );
 }

@@ -54,22 +54,24 @@ impl Engine {
     }
 
     /// Applies retention to one container (`Some`) or all; with `dry_run`,
-    /// only says what it would do. Containers busy with another operation
-    /// are skipped (the next pass has them).
+    /// only says what it would do. In a pass over all, containers busy with
+    /// another operation are skipped (the next pass has them).
     pub fn prune(&self, container: Option<&str>, dry_run: bool, actor: &str) -> EngineResult<Vec<Pruned>> {
+        let container_given = container.is_some();
         let containers = match container {
             Some(id) => vec![self.container_for("container", id)?],
             None => self.store.containers()?,
         };
         let mut all = Vec::new();
         for container in containers {
-            let guard = if dry_run {
-                None
-            } else {
-                match self.locks.lock(&container.id, Duration::from_millis(100)) {
+            let guard = match (dry_run, container_given) {
+                (true, _) => None,
+                // Asked for by name: wait for it as any call does.
+                (false, true) => Some(self.locks.lock(&container.id, self.config.lock_wait)?),
+                (false, false) => match self.locks.lock(&container.id, Duration::from_millis(100)) {
                     Ok(guard) => Some(guard),
                     Err(_) => continue,
-                }
+                },
             };
             all.extend(self.prune_container(&container, dry_run, actor)?);
             drop(guard);

@@ -117,7 +117,7 @@ impl Engine {
 
     /// The free space of a container's filesystem, for the metrics.
     pub fn free_space(&self, container: &ContainerRecord) -> Option<FreeSpace> {
-        self.backend.free_space(&volume_of(container)).ok()
+        self.backend.free_space(&volume_of(container)).ok().filter(|free| free.total_bytes > 0)
     }
 
     /// The configured floor, in percent (0: no guard).

@@ -537,6 +537,13 @@ impl Backend for LvmBackend {
         }
     }
 
+    /// Not known here: a thin volume's snapshots take their space from the
+    /// pool, whose own floor is `lvm_pool_threshold_percent` (checked by
+    /// [`Backend::prepare_snapshot`]), not from the filesystem's.
+    fn free_space(&self, _volume: &VolumeInfo) -> Result<crate::backend::FreeSpace, BackendError> {
+        Ok(crate::backend::FreeSpace::default())
+    }
+
     fn prepare_snapshot(&self, source: &str, location: &str) -> Result<(), BackendError> {
         let (source_name, target) = snapshot_names(source, location)?;
         let rows = self.settled_report(&target.vg)?;
