@@ -135,6 +135,7 @@ fn listing(c: &mut Criterion) {
             last_restore: None,
             hooks: Default::default(),
             retention: Default::default(),
+            discovered: None,
         })
         .expect("put container");
     // The last snapshot by name carries an alias, for the look-up by alias.

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::discovery::{DiscoveryConfig, Source};
 use crate::engine::EngineConfig;
 use crate::remote::config::check_name;
 use crate::remote::RemoteConfig;
@@ -95,6 +96,76 @@ pub struct Config {
     /// policy's minimum, and a new snapshot that cannot be made room for is
     /// refused with RESOURCE_EXHAUSTED. 0 turns the guard off.
     pub space_floor_percent: f64,
+    /// Finding containers from their managers: `[discovery]` (see
+    /// [`DiscoverySettings`]).
+    pub discovery: DiscoverySettings,
+}
+
+/// `[discovery]`: which managers `rollpoint discover` asks, and which of
+/// them the daemon follows by itself.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoverySettings {
+    /// Managers asked: "machined" (systemd-machined on the system bus),
+    /// "podman". One that is absent is reported as unavailable, not an error.
+    pub sources: Vec<String>,
+    /// Podman's command line before its verb; the first word an absolute path.
+    pub podman: Vec<String>,
+    /// Managers whose containers the daemon registers by itself (at start
+    /// and every `interval_seconds`), marking those that vanish; none by default.
+    pub auto_register: Vec<String>,
+    /// Seconds between two scans of the `auto_register` managers.
+    pub interval_seconds: u64,
+    /// Time allowed to each stop and start of a discovered container, in seconds.
+    pub lifecycle_timeout_seconds: u64,
+}
+
+impl Default for DiscoverySettings {
+    fn default() -> Self {
+        let defaults = DiscoveryConfig::default();
+        DiscoverySettings {
+            sources: Source::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
+            podman: defaults.podman,
+            auto_register: Vec::new(),
+            interval_seconds: 60,
+            lifecycle_timeout_seconds: defaults.lifecycle_timeout.as_secs(),
+        }
+    }
+}
+
+impl DiscoverySettings {
+    /// The scan settings, checked.
+    pub fn scan(&self) -> Result<DiscoveryConfig, String> {
+        let sources = sources("discovery.sources", &self.sources)?;
+        if !self.podman.first().is_some_and(|program| program.starts_with('/')) {
+            return Err("discovery.podman: the first word must be an absolute path (e.g. /usr/bin/podman)".into());
+        }
+        if !(1..=3600).contains(&self.lifecycle_timeout_seconds) {
+            return Err("discovery.lifecycle_timeout_seconds: must be between 1 and 3600".into());
+        }
+        Ok(DiscoveryConfig {
+            sources,
+            podman: self.podman.clone(),
+            lifecycle_timeout: Duration::from_secs(self.lifecycle_timeout_seconds),
+            ..DiscoveryConfig::default()
+        })
+    }
+
+    /// The managers followed by the daemon, and how often they are scanned.
+    pub fn following(&self) -> Result<(Vec<Source>, Duration), String> {
+        let followed = sources("discovery.auto_register", &self.auto_register)?;
+        if !followed.is_empty() && self.interval_seconds < 5 {
+            return Err("discovery.interval_seconds: must be at least 5".into());
+        }
+        Ok((followed, Duration::from_secs(self.interval_seconds)))
+    }
+}
+
+fn sources(field: &str, names: &[String]) -> Result<Vec<Source>, String> {
+    names
+        .iter()
+        .map(|name| Source::parse(name).ok_or_else(|| format!("{field}: {name:?} is not a manager (machined, podman)")))
+        .collect()
 }
 
 /// `schedule_listen = "off"`.
@@ -128,6 +199,7 @@ impl Default for Config {
             retention: engine.retention,
             pre_restore_retention: engine.pre_restore_retention,
             space_floor_percent: engine.space_floor_percent,
+            discovery: DiscoverySettings::default(),
         }
     }
 }
@@ -173,6 +245,8 @@ impl Config {
             return Err("freeze_budget_ms: must be at least 1".into());
         }
         config.run_listener()?;
+        config.discovery.scan()?;
+        config.discovery.following()?;
         Ok(config)
     }
 
@@ -208,6 +282,8 @@ impl Config {
             retention: self.retention,
             pre_restore_retention: self.pre_restore_retention,
             space_floor_percent: self.space_floor_percent,
+            // Checked at load; the defaults for a config made in code.
+            discovery: self.discovery.scan().unwrap_or_default(),
         }
     }
 }
@@ -250,6 +326,17 @@ mod tests {
         assert_eq!(Config::default().space_floor_percent, 10.0);
         assert!(Config::parse("[retention]\ndayly = 7\n").unwrap_err().contains("dayly"));
         assert!(Config::parse("space_floor_percent = 95.0").unwrap_err().contains("space_floor_percent"));
+    }
+
+    #[test]
+    fn discovery_settings_are_checked() {
+        let config = Config::parse("[discovery]\nsources = [\"podman\"]\nauto_register = [\"podman\"]\n").unwrap();
+        assert_eq!(config.discovery.scan().unwrap().sources, [Source::Podman]);
+        assert_eq!(config.discovery.following().unwrap(), (vec![Source::Podman], Duration::from_secs(60)));
+        assert!(Config::parse("[discovery]\nsources = [\"docker\"]\n").unwrap_err().contains("discovery.sources"));
+        assert!(Config::parse("[discovery]\npodman = [\"podman\"]\n").unwrap_err().contains("absolute"));
+        let fast = "[discovery]\nauto_register = [\"machined\"]\ninterval_seconds = 1\n";
+        assert!(Config::parse(fast).unwrap_err().contains("interval_seconds"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod discovery;
 pub mod docs;
 pub mod engine;
 pub mod events;

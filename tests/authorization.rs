@@ -55,9 +55,11 @@ enum Rpc {
     WatchEvents,
     UpdateContainer,
     PruneSnapshots,
+    DiscoverContainers,
 }
 
-const RPCS: [Rpc; 17] = [
+const RPCS: [Rpc; 18] = [
+    Rpc::DiscoverContainers,
     Rpc::UpdateContainer,
     Rpc::PruneSnapshots,
     Rpc::RegisterContainer,
@@ -83,6 +85,7 @@ impl Rpc {
     fn scope(self) -> &'static str {
         match self {
             Rpc::RegisterContainer | Rpc::UnregisterContainer | Rpc::UpdateContainer => "admin",
+            Rpc::DiscoverContainers => "admin",
             Rpc::CreateToken | Rpc::ListTokens | Rpc::RevokeToken => "admin",
             Rpc::CreateSnapshot | Rpc::UpdateSnapshot | Rpc::DeleteSnapshot | Rpc::PruneSnapshots => "snapshot",
             Rpc::RestoreSnapshot => "restore",
@@ -139,6 +142,7 @@ impl Rpc {
             Rpc::WatchEvents => vec!["events", "--follow"],
             Rpc::UpdateContainer => vec!["container", "update", "alpha", "--pre-freeze", "true"],
             Rpc::PruneSnapshots => vec!["prune", "alpha"],
+            Rpc::DiscoverContainers => vec!["discover", "--register"],
         };
         args.into_iter().map(String::from).collect()
     }
@@ -224,6 +228,11 @@ async fn call(rpc: Rpc, clients: &mut Clients, container: &str, targets: &Target
             .prune_snapshots(proto::PruneSnapshotsRequest { container: c, dry_run: false })
             .await
             .map(drop),
+        Rpc::DiscoverContainers => {
+            // Registers whatever this host's Podman runs, when let through.
+            let request = proto::DiscoverContainersRequest { register: true, sources: vec!["podman".into()] };
+            clients.containers.discover_containers(request).await.map(drop)
+        }
         Rpc::WatchEvents => {
             let mut stream = clients
                 .events

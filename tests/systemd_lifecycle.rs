@@ -2,7 +2,10 @@
 //! dbus-daemon, a stand-in `org.freedesktop.systemd1` on it that starts and
 //! stops a real process in the container's cgroup when asked, and the real
 //! rollpointd pointed at that bus. (systemd itself as PID 1 is exercised in
-//! the virtual-machine harness, not here.)
+//! the virtual-machine harness, not here.) Discovery from systemd-machined
+//! likewise, with a stand-in `org.freedesktop.machine1` listing a machine
+//! whose leader is a real process in a real cgroup and whose root is a real
+//! btrfs subvolume.
 
 mod common;
 
@@ -225,4 +228,183 @@ async fn restore_stops_and_starts_a_systemd_unit_over_dbus() {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// The part of systemd-machined that discovery uses: the machine list,
+/// its add/remove signals, and each machine's properties.
+struct FakeMachined {
+    machines: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.machine1.Manager")]
+impl FakeMachined {
+    async fn list_machines(&self) -> Vec<(String, String, String, OwnedObjectPath)> {
+        self.machines
+            .lock()
+            .iter()
+            .map(|(name, class)| (name.clone(), class.clone(), "rollpoint-test".into(), machine_path(name)))
+            .collect()
+    }
+
+    #[zbus(signal)]
+    async fn machine_new(emitter: &SignalEmitter<'_>, machine: &str, path: ObjectPath<'_>) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    async fn machine_removed(emitter: &SignalEmitter<'_>, machine: &str, path: ObjectPath<'_>) -> zbus::Result<()>;
+}
+
+struct FakeMachine {
+    name: String,
+    class: String,
+    unit: String,
+    leader: u32,
+    root: String,
+}
+
+#[zbus::interface(name = "org.freedesktop.machine1.Machine")]
+impl FakeMachine {
+    #[zbus(property)]
+    async fn name(&self) -> String {
+        self.name.clone()
+    }
+    #[zbus(property)]
+    async fn class(&self) -> String {
+        self.class.clone()
+    }
+    #[zbus(property)]
+    async fn unit(&self) -> String {
+        self.unit.clone()
+    }
+    #[zbus(property)]
+    async fn leader(&self) -> u32 {
+        self.leader
+    }
+    #[zbus(property)]
+    async fn root_directory(&self) -> String {
+        self.root.clone()
+    }
+    #[zbus(property)]
+    async fn state(&self) -> String {
+        "running".into()
+    }
+}
+
+fn machine_path(name: &str) -> OwnedObjectPath {
+    // machined escapes what object paths cannot hold, as _XX.
+    let escaped = name.replace('-', "_2d");
+    ObjectPath::try_from(format!("/org/freedesktop/machine1/machine/{escaped}")).unwrap().into()
+}
+
+async fn add_machine(connection: &zbus::Connection, machines: &Mutex<Vec<(String, String)>>, machine: FakeMachine) {
+    let path = machine_path(&machine.name);
+    let name = machine.name.clone();
+    machines.lock().push((name.clone(), machine.class.clone()));
+    connection.object_server().at(path.clone(), machine).await.unwrap();
+    let emitter = SignalEmitter::new(connection, "/org/freedesktop/machine1").unwrap();
+    FakeMachined::machine_new(&emitter, &name, path.as_ref()).await.unwrap();
+}
+
+fn discovered<'a>(listing: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    listing["containers"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("{name} not discovered: {listing}"))
+}
+
+/// Runs `check` every 100 ms until it gives a value (failing after a minute).
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within a minute");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machines_are_discovered_from_machined_and_followed_by_its_signals() {
+    if !rollpoint::testkit::root_or_skip("machines_are_discovered_from_machined_and_followed_by_its_signals") {
+        return;
+    }
+    let bus = PrivateBus::start();
+    let fs = LoopBtrfs::create(512 << 20).unwrap();
+    let root = fs.create_subvolume("web").unwrap();
+    // The unit's group, with the machine's processes in payload/ below it,
+    // as systemd-nspawn@.service lays them out.
+    let slice = TestCgroup::create("machine").unwrap();
+    let unit_group = slice.path().join("systemd-nspawn@web.service");
+    std::fs::create_dir_all(unit_group.join("payload")).unwrap();
+    let procs = unit_group.join("payload/cgroup.procs");
+    let mut leader = slice
+        .spawn(Command::new("/bin/sh").arg("-c").arg(format!("echo $$ > {}; exec sleep 600", procs.display())))
+        .unwrap();
+    eventually("the leader in payload", || read(&procs).contains(&leader.id().to_string()).then_some(()));
+
+    let machines = Arc::new(Mutex::new(Vec::new()));
+    let machined = zbus::connection::Builder::address(bus.address.as_str())
+        .unwrap()
+        .name("org.freedesktop.machine1")
+        .unwrap()
+        .serve_at("/org/freedesktop/machine1", FakeMachined { machines: machines.clone() })
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let web = FakeMachine {
+        name: "web".into(),
+        class: "container".into(),
+        unit: "systemd-nspawn@web.service".into(),
+        leader: leader.id(),
+        root: root.display().to_string(),
+    };
+    add_machine(&machined, &machines, web).await;
+
+    // Followed with an hour between scans: only the first scan and the
+    // signals can register and mark within this test.
+    let settings = "[discovery]\nsources = [\"machined\"]\nauto_register = [\"machined\"]\ninterval_seconds = 3600\n";
+    let daemon = TestDaemon::start_with(
+        common::daemon_binary(),
+        DaemonOptions::default().env("ROLLPOINT_SYSTEMD_BUS", &bus.address).config(settings),
+    )
+    .await
+    .unwrap();
+    let shown = eventually("registered at start", || {
+        let output = common::cli(&daemon, &["--json", "container", "show", "web"]);
+        output.status.success().then(|| common::succeeded(output))
+    });
+    assert_eq!(shown["cgroup"], unit_group.display().to_string(), "the unit's group, not payload: {shown}");
+    assert_eq!(shown["subvolume"], root.display().to_string(), "{shown}");
+    assert_eq!(shown["lifecycle"]["unit"], "systemd-nspawn@web.service", "{shown}");
+    assert_eq!(shown["discovered"]["source"], "machined", "{shown}");
+    common::succeeded(common::cli(&daemon, &["--json", "snapshot", "create", "web", "--name", "first"]));
+
+    // A virtual machine appears: listed, not registrable.
+    let vm = FakeMachine {
+        name: "vm-1".into(),
+        class: "vm".into(),
+        unit: "machine-vm\\x2d1.scope".into(),
+        leader: leader.id(),
+        root: String::new(),
+    };
+    add_machine(&machined, &machines, vm).await;
+    let listing = common::succeeded(common::cli(&daemon, &["--json", "discover"]));
+    assert_eq!(discovered(&listing, "web")["registered_as"], "web", "{listing}");
+    let problem = discovered(&listing, "vm-1")["problem"].as_str().unwrap_or_default().to_owned();
+    assert!(problem.contains("a vm, not a container"), "{listing}");
+
+    // The machine goes: MachineRemoved marks it at once, its snapshot kept.
+    machines.lock().retain(|(name, _)| name != "web");
+    machined.object_server().remove::<FakeMachine, _>(machine_path("web")).await.unwrap();
+    let emitter = SignalEmitter::new(&machined, "/org/freedesktop/machine1").unwrap();
+    FakeMachined::machine_removed(&emitter, "web", machine_path("web").as_ref()).await.unwrap();
+    let gone = eventually("marked vanished after MachineRemoved", || {
+        let shown = common::succeeded(common::cli(&daemon, &["--json", "container", "show", "web"]));
+        shown["discovered"]["vanish_time"].is_string().then_some(shown)
+    });
+    assert_eq!(gone["snapshot_count"], 1, "{gone}");
+    // (On a failure, the TestCgroup kills and reaps it.)
+    leader.kill().unwrap();
+    leader.wait().unwrap();
 }

@@ -9,6 +9,7 @@ use super::proto::container_service_server::ContainerService;
 use super::proto::*;
 use super::tokens::Scope;
 use super::{admission_deadline, blocking, changing, convert};
+use crate::discovery::Source;
 use crate::engine::clone::CloneRequest;
 use crate::engine::{ContainerUpdate, Engine, RegisterRequest};
 
@@ -37,6 +38,7 @@ impl ContainerService for Containers {
                 labels: request.labels.into_iter().collect(),
                 hooks,
                 actor: caller.actor(),
+                discovered: None,
             })
         })
         .await?;
@@ -141,5 +143,54 @@ impl ContainerService for Containers {
         })
         .await?;
         Ok(Response::new(UnregisterContainerResponse { snapshots_deleted: deleted }))
+    }
+
+    async fn discover_containers(
+        &self,
+        request: Request<DiscoverContainersRequest>,
+    ) -> Result<Response<DiscoverContainersResponse>, Status> {
+        // It shows the host's processes and paths, and may register: admin.
+        let caller = authorize(&request, Scope::Admin, None)?;
+        let deadline = admission_deadline(request.metadata());
+        let request = request.into_inner();
+        let mut config = self.engine.discovery_config().clone();
+        if !request.sources.is_empty() {
+            config.sources = request
+                .sources
+                .iter()
+                .map(|name| {
+                    Source::parse(name).ok_or_else(|| {
+                        Status::invalid_argument(format!("sources: {name:?} is not a manager (machined, podman)"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        let scan = crate::discovery::scan(&config).await;
+        let unavailable = scan
+            .unavailable
+            .iter()
+            .map(|(source, reason)| UnavailableSource { source: source.as_str().to_owned(), reason: reason.clone() })
+            .collect();
+        let found = scan.found;
+        let containers = if request.register {
+            changing(&self.engine, deadline, None, move |engine| {
+                let candidates = engine.assess(found)?;
+                let registrations = engine.register_found(candidates.clone(), &caller.actor());
+                Ok(candidates
+                    .iter()
+                    .map(|candidate| {
+                        let done = registrations.iter().find(|r| r.candidate == *candidate).map(|r| &r.outcome);
+                        convert::discovered(candidate, done)
+                    })
+                    .collect())
+            })
+            .await?
+        } else {
+            blocking(&self.engine, move |engine| {
+                Ok(engine.assess(found)?.iter().map(|candidate| convert::discovered(candidate, None)).collect())
+            })
+            .await?
+        };
+        Ok(Response::new(DiscoverContainersResponse { containers, unavailable }))
     }
 }

@@ -5,11 +5,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::proto;
-use crate::engine::{EngineError, RestoreOutcome};
+use crate::engine::discovery::Candidate;
+use crate::engine::{EngineError, EngineResult, RestoreOutcome};
 use crate::store::{
     ContainerRecord, EntryAction, EntryRecord, EventRecord, HookSpec, Hooks, LifecycleSpec, OnFailure, RetentionPolicy,
     SnapshotOrigin, SnapshotRecord, SnapshotState,
 };
+
+use crate::lifecycle::DEFAULT_PODMAN;
 
 /// Default timeout of lifecycle commands and units.
 pub const DEFAULT_LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -92,6 +95,35 @@ pub fn container(
         retention: Some(policy_to_proto(policies.0)),
         pre_restore_retention: Some(policy_to_proto(policies.1)),
         own_retention: !record.retention.is_default(),
+        discovered: record.discovered.as_ref().map(|d| proto::Discovery {
+            source: d.source.clone(),
+            name: d.name.clone(),
+            vanish_time: d.vanish_time.map(timestamp),
+        }),
+    }
+}
+
+/// A found container, judged; `registration` says what registering it did.
+pub fn discovered(
+    candidate: &Candidate,
+    registration: Option<&EngineResult<ContainerRecord>>,
+) -> proto::DiscoveredContainer {
+    let found = &candidate.found;
+    let path = |p: &std::path::PathBuf| p.display().to_string();
+    let registered_now = registration.and_then(|r| r.as_ref().ok()).map(|record| record.id.clone());
+    proto::DiscoveredContainer {
+        source: found.source.as_str().to_owned(),
+        name: found.name.clone(),
+        suggested_id: found.suggested_id.clone(),
+        running: found.running,
+        cgroup: found.cgroup.clone().unwrap_or_default(),
+        volumes: found.volumes.iter().map(path).collect(),
+        volume: candidate.volume.as_ref().map(path).unwrap_or_default(),
+        lifecycle: Some(lifecycle_to_proto(&found.lifecycle)),
+        registered_now: registered_now.is_some(),
+        registered_as: registered_now.or_else(|| candidate.registered_as.clone()).unwrap_or_default(),
+        problem: candidate.problem.clone().unwrap_or_default(),
+        register_error: registration.and_then(|r| r.as_ref().err()).map(ToString::to_string).unwrap_or_default(),
     }
 }
 
@@ -188,6 +220,11 @@ fn lifecycle_to_proto(spec: &LifecycleSpec) -> proto::Lifecycle {
             unit: unit.clone(),
             timeout_seconds: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX),
         }),
+        LifecycleSpec::Podman { command, container, timeout } => Kind::Podman(proto::PodmanLifecycle {
+            container: container.clone(),
+            command: command.clone(),
+            timeout_seconds: u32::try_from(timeout.as_secs()).unwrap_or(u32::MAX),
+        }),
     };
     proto::Lifecycle { kind: Some(kind) }
 }
@@ -212,6 +249,11 @@ pub fn lifecycle_from_proto(lifecycle: Option<proto::Lifecycle>) -> Result<Lifec
         Some(Kind::Systemd(systemd)) => LifecycleSpec::Systemd {
             unit: systemd.unit,
             timeout: timeout(systemd.timeout_seconds, "lifecycle.systemd.timeout_seconds")?,
+        },
+        Some(Kind::Podman(podman)) => LifecycleSpec::Podman {
+            command: if podman.command.is_empty() { vec![DEFAULT_PODMAN.to_owned()] } else { podman.command },
+            container: podman.container,
+            timeout: timeout(podman.timeout_seconds, "lifecycle.podman.timeout_seconds")?,
         },
     })
 }

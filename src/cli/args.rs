@@ -187,6 +187,21 @@ pub enum Command {
     /// written under DIR instead and the container is left alone (root only).
     #[command(name = "restore-files", after_long_help = RESTORE_FILES_EXAMPLES)]
     RestoreFiles(RestoreFilesArgs),
+    /// List the containers this host's managers run, and register them.
+    ///
+    /// Asks systemd-machined (over the system bus) and Podman (its JSON
+    /// output) for their containers; one line each: SOURCE, NAME, the ID it
+    /// gets when registered, the VOLUME it would be snapshotted by (a
+    /// machine's root; a Podman container's btrfs root or the first of its
+    /// volumes and bind mounts on a btrfs subvolume or thin LV), and STATUS:
+    /// registered already, can register, or why not (not running, no
+    /// volume that can be snapshotted, cgroup v1 only, ...). With
+    /// --register, registers those that can be, with their manager's
+    /// lifecycle (the machine's unit; podman stop/start). The daemon can do
+    /// this by itself: `auto_register` in [discovery] of rollpointd.toml.
+    ///
+    /// Example: rollpoint discover --source podman --register
+    Discover(DiscoverArgs),
     /// Create, list and revoke bearer tokens for the TCP listener.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -455,7 +470,7 @@ pub struct CloneArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("lifecycle").args(["stop_command", "systemd_unit"])))]
+#[command(group(ArgGroup::new("lifecycle").args(["stop_command", "systemd_unit", "podman"])))]
 pub struct RegisterArgs {
     /// Container id: 1-63 of [a-z0-9-], starting and ending alphanumeric.
     pub id: String,
@@ -489,8 +504,26 @@ pub struct RegisterArgs {
     /// Time allowed to each stop and start of the unit [default: 30].
     #[arg(long, value_name = "SECS", requires = "systemd_unit")]
     pub systemd_timeout: Option<u32>,
+    /// Podman container (name or id) to stop and start around a restore,
+    /// with /usr/bin/podman (`rollpoint discover` fills this in).
+    #[arg(long, value_name = "CONTAINER")]
+    pub podman: Option<String>,
+    /// Time allowed to each podman stop and start [default: 30].
+    #[arg(long, value_name = "SECS", requires = "podman")]
+    pub podman_timeout: Option<u32>,
     #[command(flatten)]
     pub hooks: HookArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DiscoverArgs {
+    /// Register every container found that can be registered as it is.
+    #[arg(long)]
+    pub register: bool,
+    /// Ask only this manager: machined or podman; repeat for both
+    /// [default: the daemon's configured ones].
+    #[arg(long = "source", value_name = "MANAGER", value_parser = ["machined", "podman"])]
+    pub sources: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -1083,16 +1116,8 @@ fn cgroup_of_pid(value: &str) -> Result<String, String> {
     let pid: u32 = value.parse().map_err(|_| format!("expected a process id, got {value:?}"))?;
     let path = format!("/proc/{pid}/cgroup");
     let text = std::fs::read_to_string(&path).map_err(|error| format!("cannot read {path}: {error}"))?;
-    cgroup_in_proc_file(&text).ok_or_else(|| format!("{path} names no cgroup v2 group nor freezer group"))
-}
-
-/// The v2 line ("0::/path"), else the v1 freezer line ("N:freezer:/path").
-pub fn cgroup_in_proc_file(text: &str) -> Option<String> {
-    let lines: Vec<(&str, &str)> =
-        text.lines().filter_map(|line| line.split_once(':')).filter_map(|(_, rest)| rest.split_once(':')).collect();
-    let unified = lines.iter().find(|(controllers, _)| controllers.is_empty());
-    let freezer = lines.iter().find(|(controllers, _)| controllers.split(',').any(|c| c == "freezer"));
-    unified.or(freezer).map(|(_, path)| (*path).to_owned())
+    crate::sys::proc_cgroup::cgroup_in_proc_file(&text)
+        .ok_or_else(|| format!("{path} names no cgroup v2 group nor freezer group"))
 }
 
 fn parse_entry_shape(value: &str) -> Result<String, String> {

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::views::{
-    ActionView, ContainerView, DeletedEntryView, DeletedView, EntryView, EventView, FilesRestoredView, HookView,
-    LifecycleView, ListView, MountView, PathDiffView, PruneView, RestoreView, RevokedTokenView, RunView, SnapshotView,
-    StatusView, TokenCreatedView, TokenView, UnmountView, UnregisterView,
+    ActionView, ContainerView, DeletedEntryView, DeletedView, DiscoverView, DiscoveryView, EntryView, EventView,
+    FilesRestoredView, HookView, LifecycleView, ListView, MountView, PathDiffView, PruneView, RestoreView,
+    RevokedTokenView, RunView, SnapshotView, StatusView, TokenCreatedView, TokenView, UnmountView, UnregisterView,
 };
 
 /// Text of a view for people; JSON comes from its `Serialize`.
@@ -208,6 +208,9 @@ fn lifecycle(lifecycle: &LifecycleView) -> String {
         LifecycleView::Systemd { unit, timeout_seconds } => {
             format!("systemd unit {unit} (timeout: {})", timeout(*timeout_seconds))
         }
+        LifecycleView::Podman { container, command, timeout_seconds } => {
+            format!("podman container {container} ({}; timeout: {})", command.join(" "), timeout(*timeout_seconds))
+        }
     }
 }
 
@@ -224,6 +227,7 @@ fn lifecycle_kind(lifecycle: &LifecycleView) -> &'static str {
         LifecycleView::None => "none",
         LifecycleView::Command { .. } => "command",
         LifecycleView::Systemd { .. } => "systemd",
+        LifecycleView::Podman { .. } => "podman",
     }
 }
 
@@ -361,7 +365,44 @@ impl Human for ContainerView {
             ("hooks", or_dash(Some(&hooks(&self.hooks)))),
             ("retention", format!("{} ({})", self.retention, if self.own_retention { "its own" } else { "default" })),
             ("pre-restore retention", self.pre_restore_retention.clone()),
+            ("discovered", self.discovered.as_ref().map_or_else(|| "-".to_owned(), discovery)),
         ])
+    }
+}
+
+/// `podman rp-db (vanished 2026-12-05 10:00:00 UTC)`.
+fn discovery(discovered: &DiscoveryView) -> String {
+    match discovered.vanish_time {
+        Some(at) => format!("{} {} (vanished {})", discovered.source, discovered.name, time(Some(at))),
+        None => format!("{} {}", discovered.source, discovered.name),
+    }
+}
+
+impl Human for DiscoverView {
+    fn human(&self) -> String {
+        let mut table = Table::new(&["SOURCE", "NAME", "ID", "VOLUME", "STATUS"]);
+        for found in &self.containers {
+            let status = match (&found.registered_as, &found.problem, &found.register_error) {
+                (Some(id), _, _) if found.registered_now => format!("registered now as {id}"),
+                (Some(id), _, _) => format!("registered as {id}"),
+                (None, _, Some(error)) => format!("registering failed: {error}"),
+                (None, Some(problem), _) => format!("cannot register: {problem}"),
+                (None, None, None) if self.register => "not registered".to_owned(),
+                (None, None, None) => "can register (rollpoint discover --register)".to_owned(),
+            };
+            table.row(vec![
+                found.source.clone(),
+                found.name.clone(),
+                found.suggested_id.clone(),
+                or_dash(found.volume.as_deref()),
+                status,
+            ]);
+        }
+        let mut text = if self.containers.is_empty() { "no containers found\n".to_owned() } else { table.render() };
+        for unavailable in &self.unavailable {
+            text.push_str(&format!("{} not asked: {}\n", unavailable.source, unavailable.reason));
+        }
+        text
     }
 }
 

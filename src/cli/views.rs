@@ -96,6 +96,88 @@ pub struct ContainerView {
     pub pre_restore_retention: String,
     /// Whether those are the container's own (else the daemon's default).
     pub own_retention: bool,
+    /// Where discovery found it; absent when it was registered by hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<DiscoveryView>,
+}
+
+/// The manager a container was found in.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DiscoveryView {
+    /// `machined` or `podman`.
+    pub source: String,
+    /// The manager's name for it.
+    pub name: String,
+    /// Set while the manager no longer lists it (its snapshots are kept).
+    pub vanish_time: Option<DateTime<Utc>>,
+}
+
+/// What `rollpoint discover` found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiscoverView {
+    pub containers: Vec<DiscoveredView>,
+    /// Managers that could not be asked, and why.
+    pub unavailable: Vec<UnavailableView>,
+    /// Whether registering was asked.
+    pub register: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnavailableView {
+    pub source: String,
+    pub reason: String,
+}
+
+/// A found container: what its manager says, and whether it can be registered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiscoveredView {
+    pub source: String,
+    pub name: String,
+    pub suggested_id: String,
+    pub running: bool,
+    pub cgroup: Option<String>,
+    pub volumes: Vec<String>,
+    /// The volume it is (or would be) registered with.
+    pub volume: Option<String>,
+    pub lifecycle: LifecycleView,
+    /// The registered container it is.
+    pub registered_as: Option<String>,
+    /// Why it cannot be registered as it is.
+    pub problem: Option<String>,
+    pub registered_now: bool,
+    pub register_error: Option<String>,
+}
+
+impl From<proto::DiscoverContainersResponse> for DiscoverView {
+    fn from(response: proto::DiscoverContainersResponse) -> DiscoverView {
+        let some = |text: String| (!text.is_empty()).then_some(text);
+        DiscoverView {
+            register: false,
+            unavailable: response
+                .unavailable
+                .into_iter()
+                .map(|u| UnavailableView { source: u.source, reason: u.reason })
+                .collect(),
+            containers: response
+                .containers
+                .into_iter()
+                .map(|c| DiscoveredView {
+                    source: c.source,
+                    name: c.name,
+                    suggested_id: c.suggested_id,
+                    running: c.running,
+                    cgroup: some(c.cgroup),
+                    volumes: c.volumes,
+                    volume: some(c.volume),
+                    lifecycle: LifecycleView::from(c.lifecycle),
+                    registered_as: some(c.registered_as),
+                    problem: some(c.problem),
+                    registered_now: c.registered_now,
+                    register_error: some(c.register_error),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A hook: argv run inside the container, as `user`, within the timeout.
@@ -146,6 +228,11 @@ impl From<proto::Container> for ContainerView {
             retention: policy_text(container.retention),
             pre_restore_retention: policy_text(container.pre_restore_retention),
             own_retention: container.own_retention,
+            discovered: container.discovered.map(|d| DiscoveryView {
+                source: d.source,
+                name: d.name,
+                vanish_time: d.vanish_time.and_then(time),
+            }),
             lifecycle: LifecycleView::from(container.lifecycle),
             labels: container.labels.into_iter().collect(),
             create_time: container.create_time.and_then(time),
@@ -167,6 +254,7 @@ pub enum LifecycleView {
     None,
     Command { stop: Vec<String>, start: Vec<String>, timeout_seconds: u32 },
     Systemd { unit: String, timeout_seconds: u32 },
+    Podman { container: String, command: Vec<String>, timeout_seconds: u32 },
 }
 
 impl From<Option<proto::Lifecycle>> for LifecycleView {
@@ -182,6 +270,11 @@ impl From<Option<proto::Lifecycle>> for LifecycleView {
             Some(Kind::Systemd(systemd)) => {
                 LifecycleView::Systemd { unit: systemd.unit, timeout_seconds: systemd.timeout_seconds }
             }
+            Some(Kind::Podman(podman)) => LifecycleView::Podman {
+                container: podman.container,
+                command: podman.command,
+                timeout_seconds: podman.timeout_seconds,
+            },
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod args;
+mod discovery_host;
 pub mod logging;
 pub mod notify;
 mod schedule_host;
@@ -21,6 +22,7 @@ use crate::backend::btrfs::BtrfsBackend;
 use crate::backend::host::HostBackends;
 use crate::backend::lvm::LvmBackend;
 use crate::config::Config;
+use crate::discovery::DiscoveryConfig;
 use crate::engine::{Engine, SystemClock};
 use crate::freezer::CgroupFreezer;
 use crate::lifecycle::HostLifecycle;
@@ -145,6 +147,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tasks.spawn(until_stopped(Box::pin(expiry_timer(engine.clone()))));
     tasks.spawn(until_stopped(Box::pin(daily_store_export(store.clone(), config.state_dir.clone()))));
     tasks.spawn(until_stopped(Box::pin(measure_sizes(engine.clone()))));
+    let (followed, interval) = config.discovery.following().map_err(DaemonError::Config)?;
+    if !followed.is_empty() {
+        let scan = DiscoveryConfig { sources: followed, ..engine.discovery_config().clone() };
+        tasks.spawn(until_stopped(Box::pin(discovery_host::follow(engine.clone(), scan, interval))));
+    }
 
     {
         let policy = crate::scheduler::Policy {
@@ -272,7 +279,6 @@ async fn expiry_timer(engine: Arc<Engine>) {
     }
 }
 
-/// Prunes events past their retention at start and then once a day.
 /// Measures what snapshots cost (their delta, in the background) at start
 /// and whenever snapshots were created or deleted.
 async fn measure_sizes(engine: Arc<Engine>) {
@@ -287,6 +293,7 @@ async fn measure_sizes(engine: Arc<Engine>) {
     }
 }
 
+/// Prunes events past their retention at start and then once a day.
 async fn prune_events(engine: Arc<Engine>, retention: chrono::Duration) {
     loop {
         let engine_now = engine.clone();

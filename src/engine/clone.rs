@@ -69,6 +69,7 @@ impl Engine {
             labels: [(CLONED_FROM.to_owned(), from.clone())].into(),
             hooks: Default::default(),
             actor: request.actor.clone(),
+            discovered: None,
         });
         let record = match registered {
             Ok(record) => record,

@@ -8,7 +8,7 @@ use super::paging::{paginate, Page};
 use super::sidecars::Mirror;
 use super::Engine;
 use crate::events::Event;
-use crate::store::{ContainerRecord, Hooks, LifecycleSpec, Retention, RetentionPolicy};
+use crate::store::{ContainerRecord, Discovered, Hooks, LifecycleSpec, Retention, RetentionPolicy};
 
 #[derive(Debug, Clone, Default)]
 pub struct RegisterRequest {
@@ -20,6 +20,8 @@ pub struct RegisterRequest {
     pub hooks: Hooks,
     /// Who asked, for the timeline.
     pub actor: String,
+    /// The manager discovery found it in, if it did.
+    pub discovered: Option<Discovered>,
 }
 
 /// What an update of a container changes: the fields that are set.
@@ -74,6 +76,7 @@ impl Engine {
             last_restore: None,
             hooks: request.hooks,
             retention: Default::default(),
+            discovered: request.discovered,
         };
         if !self.store.insert_container(&record)? {
             return Err(EngineError::AlreadyExists { what: format!("container {}", record.id) });
@@ -200,6 +203,21 @@ impl Engine {
 
 fn check_lifecycle(lifecycle: &LifecycleSpec) -> EngineResult<()> {
     match lifecycle {
+        LifecycleSpec::Podman { command, container, .. } => {
+            check_argv("lifecycle.podman.command", command, true)?;
+            let valid = !container.is_empty()
+                && container.len() <= 255
+                && !container.starts_with('-')
+                && container.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            if valid {
+                Ok(())
+            } else {
+                Err(EngineError::invalid(
+                    "lifecycle.podman.container",
+                    format!("{container:?} is not a Podman container name or id"),
+                ))
+            }
+        }
         LifecycleSpec::None => Ok(()),
         LifecycleSpec::Command { stop, start, .. } => {
             check_argv("lifecycle.command.stop", stop, true)?;

@@ -10,6 +10,7 @@ mod clock;
 pub mod clone;
 mod containers;
 pub mod diff;
+pub mod discovery;
 pub mod entries;
 mod error;
 pub mod fault;
@@ -90,6 +91,8 @@ pub struct EngineConfig {
     pub pre_restore_retention: retention::Policy,
     /// Free space kept on each filesystem, in percent (0: no guard).
     pub space_floor_percent: f64,
+    /// Where and how discovery looks for containers.
+    pub discovery: crate::discovery::DiscoveryConfig,
 }
 
 impl Default for EngineConfig {
@@ -108,6 +111,7 @@ impl Default for EngineConfig {
             retention: retention::Policy::default(),
             pre_restore_retention: retention::Policy::default(),
             space_floor_percent: 10.0,
+            discovery: Default::default(),
         }
     }
 }

@@ -12,6 +12,9 @@ use crate::store::{ContainerRecord, LifecycleSpec};
 
 pub use command::{run_command, spawn, Program, Running};
 
+/// Podman's program when a Podman lifecycle names none.
+pub const DEFAULT_PODMAN: &str = "/usr/bin/podman";
+
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
     #[error("{what} {program:?}: {source}")]
@@ -41,6 +44,10 @@ impl Lifecycle for HostLifecycle {
             LifecycleSpec::None => Ok(()),
             LifecycleSpec::Command { stop, timeout, .. } => run_command("stop command", stop, *timeout, None),
             LifecycleSpec::Systemd { unit, timeout } => systemd::run_unit_job(systemd::Verb::Stop, unit, *timeout),
+            LifecycleSpec::Podman { .. } => {
+                let (argv, timeout) = podman_argv(&container.lifecycle, "stop").expect("a podman lifecycle");
+                run_command("podman stop", &argv, timeout, None)
+            }
         }
     }
 
@@ -54,6 +61,25 @@ impl Lifecycle for HostLifecycle {
                 run_command("start command", start, *timeout, Some(&container.cgroup))
             }
             LifecycleSpec::Systemd { unit, timeout } => systemd::run_unit_job(systemd::Verb::Start, unit, *timeout),
+            LifecycleSpec::Podman { .. } => {
+                let (argv, timeout) = podman_argv(&container.lifecycle, "start").expect("a podman lifecycle");
+                run_command("podman start", &argv, timeout, None)
+            }
         }
     }
+}
+
+/// The argv of a Podman lifecycle's `verb` ("stop" or "start"), and the
+/// time it may take. `podman stop` is given most of that time for the
+/// container's own shutdown (then Podman kills it), keeping a margin for Podman.
+pub fn podman_argv(spec: &LifecycleSpec, verb: &str) -> Option<(Vec<String>, Duration)> {
+    let LifecycleSpec::Podman { command, container, timeout } = spec else { return None };
+    let mut argv = command.clone();
+    argv.push(verb.to_owned());
+    if verb == "stop" {
+        let grace = timeout.as_secs().saturating_mul(2) / 3;
+        argv.extend(["--time".to_owned(), grace.max(1).to_string()]);
+    }
+    argv.push(container.clone());
+    Some((argv, *timeout))
 }

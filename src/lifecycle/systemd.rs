@@ -12,8 +12,7 @@ use zbus::zvariant::OwnedObjectPath;
 
 use super::LifecycleError;
 
-/// A D-Bus address to use instead of the system bus.
-pub const BUS_ENV: &str = "ROLLPOINT_SYSTEMD_BUS";
+pub use crate::sys::bus::BUS_ENV;
 
 #[zbus::proxy(
     interface = "org.freedesktop.systemd1.Manager",
@@ -55,11 +54,7 @@ pub fn run_unit_job(verb: Verb, unit: &str, timeout: Duration) -> Result<(), Lif
 
 async fn unit_job(verb: Verb, unit: &str) -> Result<(), LifecycleError> {
     let dbus = |e: zbus::Error| failure(unit, format!("D-Bus: {e}"));
-    let connection = match std::env::var(BUS_ENV) {
-        Ok(address) => zbus::connection::Builder::address(address.as_str()).map_err(dbus)?.build().await,
-        Err(_) => zbus::Connection::system().await,
-    }
-    .map_err(dbus)?;
+    let connection = crate::sys::bus::system_bus().await.map_err(dbus)?;
     let manager = ManagerProxy::new(&connection).await.map_err(dbus)?;
     // Listen before asking, so a job that finishes at once is not missed.
     let mut removed = manager.receive_job_removed().await.map_err(dbus)?;

@@ -206,6 +206,7 @@ mod tests {
             last_restore: None,
             hooks: Default::default(),
             retention: Default::default(),
+            discovered: None,
         };
         assert!(first.insert_container(&container).expect("insert"));
         first.put_snapshots(&[&snapshot("db-1", "snap-1")]).expect("put");

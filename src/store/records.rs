@@ -18,6 +18,9 @@ pub enum LifecycleSpec {
     Command { stop: Vec<String>, start: Vec<String>, timeout: Duration },
     /// A systemd unit, over D-Bus.
     Systemd { unit: String, timeout: Duration },
+    /// A Podman container: `COMMAND stop --time N CONTAINER` and `COMMAND
+    /// start CONTAINER`, run outside the container's cgroup (Podman makes it).
+    Podman { command: Vec<String>, container: String, timeout: Duration },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +45,22 @@ pub struct ContainerRecord {
     /// The container's own retention policies; `None`: the daemon's default.
     #[serde(default, skip_serializing_if = "Retention::is_default")]
     pub retention: Retention,
+    /// The manager it was found in by discovery, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<Discovered>,
+}
+
+/// Where discovery found a container, and whether it is still there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discovered {
+    /// "machined" or "podman".
+    pub source: String,
+    /// The manager's name for it.
+    pub name: String,
+    /// When a scan of that manager last found it missing; `None` while it is
+    /// there. Its snapshots are kept either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vanish_time: Option<DateTime<Utc>>,
 }
 
 /// How many snapshots a retention policy keeps, per rule; all zero: no

@@ -26,8 +26,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ContainerRecord, Hooks, LifecycleSpec, Retention, SnapshotHold, SnapshotOrigin, SnapshotRecord, SnapshotState,
-    StoreError,
+    ContainerRecord, Discovered, Hooks, LifecycleSpec, Retention, SnapshotHold, SnapshotOrigin, SnapshotRecord,
+    SnapshotState, StoreError,
 };
 
 /// Format version of both sidecars.
@@ -63,6 +63,8 @@ pub struct ContainerSidecar {
     pub hooks: Hooks,
     #[serde(default, skip_serializing_if = "Retention::is_default")]
     pub retention: Retention,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<Discovered>,
 }
 
 impl ContainerSidecar {
@@ -79,6 +81,7 @@ impl ContainerSidecar {
             create_time: record.create_time,
             hooks: record.hooks.clone(),
             retention: record.retention,
+            discovered: record.discovered.clone(),
         }
     }
 
@@ -96,6 +99,7 @@ impl ContainerSidecar {
             last_restore: None,
             hooks: self.hooks.clone(),
             retention: self.retention,
+            discovered: self.discovered.clone(),
         }
     }
 

@@ -1,3 +1,5 @@
 //! Small wrappers over Linux interfaces shared by several layers.
 
+pub mod bus;
 pub mod mountinfo;
+pub mod proc_cgroup;

@@ -3,9 +3,9 @@
 use super::{all_pages, Context};
 use crate::api::convert::policy_to_proto;
 use crate::api::proto;
-use crate::cli::args::{Argv, ContainerCommand, HookArgs, RegisterArgs, UnregisterArgs};
+use crate::cli::args::{Argv, ContainerCommand, DiscoverArgs, HookArgs, RegisterArgs, UnregisterArgs};
 use crate::cli::error::CliError;
-use crate::cli::views::{ContainerView, ListView, UnregisterView};
+use crate::cli::views::{ContainerView, DiscoverView, ListView, UnregisterView};
 
 pub async fn run(context: &mut Context, command: ContainerCommand) -> Result<(), CliError> {
     match command {
@@ -77,18 +77,32 @@ pub async fn run(context: &mut Context, command: ContainerCommand) -> Result<(),
     Ok(())
 }
 
+/// `rollpoint discover [--register] [--source M]...`.
+pub async fn discover(context: &mut Context, args: DiscoverArgs) -> Result<(), CliError> {
+    let request = proto::DiscoverContainersRequest { register: args.register, sources: args.sources };
+    let reply = context.clients.containers.discover_containers(request).await.map_err(|status| context.fail(status))?;
+    let view = DiscoverView { register: args.register, ..DiscoverView::from(reply.into_inner()) };
+    context.emit(&view)?;
+    Ok(())
+}
+
 /// The lifecycle is commands, a systemd unit, or none (clap ensures at most one).
 pub fn register_request(args: RegisterArgs) -> proto::RegisterContainerRequest {
     use proto::lifecycle::Kind;
-    let kind = match (args.stop_command, args.start_command, args.systemd_unit) {
-        (Some(stop), Some(start), _) => Kind::Command(proto::CommandLifecycle {
+    let kind = match (args.stop_command, args.start_command, args.systemd_unit, args.podman) {
+        (Some(stop), Some(start), _, _) => Kind::Command(proto::CommandLifecycle {
             stop: stop.0,
             start: start.0,
             timeout_seconds: args.command_timeout.unwrap_or(0),
         }),
-        (_, _, Some(unit)) => {
+        (_, _, Some(unit), _) => {
             Kind::Systemd(proto::SystemdLifecycle { unit, timeout_seconds: args.systemd_timeout.unwrap_or(0) })
         }
+        (_, _, _, Some(container)) => Kind::Podman(proto::PodmanLifecycle {
+            container,
+            command: Vec::new(),
+            timeout_seconds: args.podman_timeout.unwrap_or(0),
+        }),
         _ => Kind::None(proto::NoLifecycle {}),
     };
     proto::RegisterContainerRequest {
@@ -135,7 +149,7 @@ mod tests {
 
     #[test]
     fn pid_gives_the_cgroup_proc_prints_v2_first() {
-        use crate::cli::args::cgroup_in_proc_file;
+        use crate::sys::proc_cgroup::cgroup_in_proc_file;
         let hybrid = "12:freezer:/machine.slice/db-1.scope\n1:name=systemd:/x\n0::/machine.slice/db-1.scope\n";
         assert_eq!(cgroup_in_proc_file(hybrid).as_deref(), Some("/machine.slice/db-1.scope"));
         assert_eq!(cgroup_in_proc_file("7:cpu,freezer:/lxc/a\n").as_deref(), Some("/lxc/a"));

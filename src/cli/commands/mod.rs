@@ -43,6 +43,7 @@ pub async fn dispatch(context: &mut Context, command: Command) -> Result<(), Cli
         Command::Diff(args) => snapshots::diff(context, args).await,
         Command::Prune(args) => snapshots::prune(context, args).await,
         Command::RestoreFiles(args) => snapshots::restore_files(context, args).await,
+        Command::Discover(args) => containers::discover(context, args).await,
         Command::Token(command) => tokens::run(context, command).await,
         Command::Events(args) => events::run(context, args).await,
         Command::Status => {
