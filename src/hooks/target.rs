@@ -6,9 +6,14 @@ use super::HookError;
 
 /// The container's main process: the oldest process anywhere in its cgroup
 /// tree (its init, or the first process its manager started), whose
-/// namespaces and root are the container's.
+/// namespaces and root are the container's. Processes in a mount namespace
+/// of their own come first: a manager that keeps its supervisor in the
+/// container's unit (systemd-nspawn's `supervisor` beside `payload`)
+/// started before the container, in the host's namespaces.
 pub fn main_process(cgroup: &Path) -> Result<u32, HookError> {
-    let mut oldest: Option<(u64, u32)> = None;
+    let host_namespace = mount_namespace("self");
+    // (in the host's namespace, start time, pid): the smallest wins.
+    let mut best: Option<(bool, u64, u32)> = None;
     let mut folders = vec![cgroup.to_path_buf()];
     while let Some(folder) = folders.pop() {
         let procs = std::fs::read_to_string(folder.join("cgroup.procs"))
@@ -16,14 +21,21 @@ pub fn main_process(cgroup: &Path) -> Result<u32, HookError> {
         for pid in procs.lines().filter_map(|line| line.trim().parse::<u32>().ok()) {
             // A process that has exited meanwhile is simply skipped.
             if let Some(started) = start_time(pid) {
-                if oldest.is_none_or(|old| (started, pid) < old) {
-                    oldest = Some((started, pid));
+                let on_host = host_namespace.is_some() && mount_namespace(&pid.to_string()) == host_namespace;
+                let candidate = (on_host, started, pid);
+                if best.is_none_or(|best| candidate < best) {
+                    best = Some(candidate);
                 }
             }
         }
         folders.extend(child_cgroups(&folder));
     }
-    oldest.map(|(_, pid)| pid).ok_or_else(|| HookError::NoProcess { cgroup: cgroup.to_path_buf() })
+    best.map(|(_, _, pid)| pid).ok_or_else(|| HookError::NoProcess { cgroup: cgroup.to_path_buf() })
+}
+
+/// The mount namespace of `/proc/<process>` (`mnt:[4026531841]`).
+fn mount_namespace(process: &str) -> Option<std::ffi::OsString> {
+    std::fs::read_link(format!("/proc/{process}/ns/mnt")).ok().map(PathBuf::into_os_string)
 }
 
 fn child_cgroups(folder: &Path) -> Vec<PathBuf> {
