@@ -42,6 +42,7 @@ fn record(container: &str, name: &str, seconds: i64) -> SnapshotRecord {
         comment: String::new(),
         sizes: None,
         hold: None,
+        group: None,
     }
 }
 
@@ -136,6 +137,7 @@ fn listing(c: &mut Criterion) {
             hooks: Default::default(),
             retention: Default::default(),
             discovered: None,
+            group: None,
         })
         .expect("put container");
     // The last snapshot by name carries an alias, for the look-up by alias.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::auth::authorize;
+use super::groups::authorize_group;
 use super::proto::container_service_server::ContainerService;
 use super::proto::*;
 use super::tokens::Scope;
@@ -192,5 +193,40 @@ impl ContainerService for Containers {
             .await?
         };
         Ok(Response::new(DiscoverContainersResponse { containers, unavailable }))
+    }
+
+    async fn set_group(&self, request: Request<SetGroupRequest>) -> Result<Response<Group>, Status> {
+        let actor = authorize(&request, Scope::Admin, None)?.actor();
+        let deadline = admission_deadline(request.metadata());
+        let request = request.into_inner();
+        let group = changing(&self.engine, deadline, None, move |engine| {
+            engine.set_group(&request.name, &request.members, &actor)
+        })
+        .await?;
+        Ok(Response::new(super::groups::group(&group)))
+    }
+
+    async fn get_group(&self, request: Request<GetGroupRequest>) -> Result<Response<Group>, Status> {
+        authorize_group(&request, &self.engine, &request.get_ref().name, Scope::Read)?;
+        let name = request.into_inner().name;
+        let group = blocking(&self.engine, move |engine| engine.group(&name)).await?;
+        Ok(Response::new(super::groups::group(&group)))
+    }
+
+    async fn list_groups(&self, request: Request<ListGroupsRequest>) -> Result<Response<ListGroupsResponse>, Status> {
+        authorize(&request, Scope::Read, None)?;
+        let groups = blocking(&self.engine, move |engine| engine.groups()).await?;
+        Ok(Response::new(ListGroupsResponse { groups: groups.iter().map(super::groups::group).collect() }))
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<DeleteGroupRequest>,
+    ) -> Result<Response<DeleteGroupResponse>, Status> {
+        let actor = authorize(&request, Scope::Admin, None)?.actor();
+        let deadline = admission_deadline(request.metadata());
+        let name = request.into_inner().name;
+        changing(&self.engine, deadline, None, move |engine| engine.delete_group(&name, &actor)).await?;
+        Ok(Response::new(DeleteGroupResponse {}))
     }
 }

@@ -72,6 +72,7 @@ pub fn snapshot_with_exclusive_bytes(record: &SnapshotRecord, exclusive_bytes: O
             actor: hold.actor.clone(),
             time: Some(timestamp(hold.time)),
         }),
+        group: record.group.clone().unwrap_or_default(),
     }
 }
 
@@ -100,6 +101,7 @@ pub fn container(
             name: d.name.clone(),
             vanish_time: d.vanish_time.map(timestamp),
         }),
+        group: record.group.as_ref().map(|g| g.name.clone()).unwrap_or_default(),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod convert;
 mod daemon_service;
 mod deadline;
 mod events;
+pub mod groups;
 pub mod metrics;
 pub mod proto;
 mod remotes;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::auth::{authorize, Caller};
+use super::groups::authorize_group;
 use super::proto::snapshot_service_server::SnapshotService;
 use super::proto::*;
 use super::tokens::Scope;
@@ -228,6 +229,53 @@ impl SnapshotService for Snapshots {
             self.metrics.observe_restore_downtime(outcome.downtime);
         }
         Ok(Response::new(convert::restore(&outcome)))
+    }
+
+    async fn create_group_snapshot(
+        &self,
+        request: Request<CreateGroupSnapshotRequest>,
+    ) -> Result<Response<CreateGroupSnapshotResponse>, Status> {
+        let caller = authorize_group(&request, &self.engine, &request.get_ref().group, Scope::Snapshot)?;
+        let deadline = admission_deadline(request.metadata());
+        let request = request.into_inner();
+        let records = changing(&self.engine, deadline, None, move |engine| {
+            engine.create_group_snapshot(
+                &request.group,
+                CreateRequest {
+                    container: String::new(),
+                    name: request.name,
+                    alias: request.alias,
+                    expiry_days: request.expiry_days,
+                    comment: request.comment,
+                    origin: caller.origin(),
+                    actor: caller.actor(),
+                },
+            )
+        })
+        .await?;
+        Ok(Response::new(CreateGroupSnapshotResponse { snapshots: records.iter().map(convert::snapshot).collect() }))
+    }
+
+    async fn restore_group(
+        &self,
+        request: Request<RestoreGroupRequest>,
+    ) -> Result<Response<RestoreGroupResponse>, Status> {
+        let actor = authorize_group(&request, &self.engine, &request.get_ref().group, Scope::Restore)?.actor();
+        let deadline = admission_deadline(request.metadata());
+        let request = request.into_inner();
+        let outcome = changing(&self.engine, deadline, None, move |engine| {
+            engine.restore_group(&request.group, &request.snapshot, &actor)
+        })
+        .await?;
+        self.metrics.observe_restore_downtime(outcome.downtime);
+        Ok(Response::new(RestoreGroupResponse {
+            group: outcome.group,
+            snapshot: outcome.snapshot,
+            pre_restore_snapshot: outcome.pre_restore_snapshot,
+            members: outcome.members,
+            total: Some(convert::duration(outcome.total)),
+            downtime: Some(convert::duration(outcome.downtime)),
+        }))
     }
 }
 

@@ -202,6 +202,9 @@ pub enum Command {
     ///
     /// Example: rollpoint discover --source podman --register
     Discover(DiscoverArgs),
+    /// Groups: containers snapshotted at one instant and restored together.
+    #[command(subcommand, after_long_help = GROUP_EXAMPLES)]
+    Group(GroupCommand),
     /// Create, list and revoke bearer tokens for the TCP listener.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -514,6 +517,73 @@ pub struct RegisterArgs {
     #[command(flatten)]
     pub hooks: HookArgs,
 }
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Make NAME the group of exactly these containers, in start order.
+    ///
+    /// Members are stopped in reverse order and started in this order
+    /// around a group restore. A container is in one group at most; members
+    /// left out of a group that exists leave it. A container with several
+    /// volumes (data and WAL) is one member per volume, registered on the
+    /// same cgroup: frozen once, every volume snapshotted.
+    Set {
+        /// Group name: 1-63 of [a-z0-9-].
+        name: String,
+        /// Container ids, in start order.
+        #[arg(required = true, value_name = "CONTAINER")]
+        members: Vec<String>,
+    },
+    /// Show a group's members.
+    Show {
+        /// Group name.
+        name: String,
+    },
+    /// List the groups.
+    List,
+    /// Take every member out of the group (their snapshots stay).
+    Delete {
+        /// Group name.
+        name: String,
+    },
+    /// Snapshot every member at one instant: one freeze window and budget
+    /// for all, one name, alias and expiry; all or nothing.
+    Snapshot(GroupSnapshotArgs),
+    /// Restore every member to a group snapshot: stop all (reverse order),
+    /// swap every volume, start all (in order). Prints the group
+    /// pre-restore snapshot that undoes it.
+    Restore {
+        /// Group name.
+        name: String,
+        /// A snapshot (name or alias) taken with `group snapshot`.
+        snapshot: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct GroupSnapshotArgs {
+    /// Group name.
+    pub group: String,
+    /// Snapshot name, free in every member [default: snap-YYYY-MM-DD, then -2...].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Alias, moved to these snapshots in every member.
+    #[arg(long, value_name = "ALIAS")]
+    pub alias: Option<String>,
+    /// Delete the snapshots after D days [default: never].
+    #[arg(long, value_name = "D")]
+    pub expire_days: Option<u32>,
+    /// Free text kept with each snapshot.
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+}
+
+const GROUP_EXAMPLES: &str = "\
+Examples:
+  rollpoint group set shop shop-db shop-app      # the database starts first
+  rollpoint group snapshot shop --alias before-upgrade
+  rollpoint group restore shop before-upgrade    # prints the pre-restore snapshot that undoes it
+  rollpoint group list";
 
 #[derive(Args, Debug)]
 pub struct DiscoverArgs {

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use super::views::{
     ActionView, ContainerView, DeletedEntryView, DeletedView, DiscoverView, DiscoveryView, EntryView, EventView,
-    FilesRestoredView, HookView, LifecycleView, ListView, MountView, PathDiffView, PruneView, RestoreView,
-    RevokedTokenView, RunView, SnapshotView, StatusView, TokenCreatedView, TokenView, UnmountView, UnregisterView,
+    FilesRestoredView, GroupRestoreView, GroupSnapshotView, GroupView, HookView, LifecycleView, ListView, MountView,
+    PathDiffView, PruneView, RestoreView, RevokedTokenView, RunView, SnapshotView, StatusView, TokenCreatedView,
+    TokenView, UnmountView, UnregisterView,
 };
 
 /// Text of a view for people; JSON comes from its `Serialize`.
@@ -250,6 +251,9 @@ impl Human for SnapshotView {
         if !self.comment.is_empty() {
             pairs.push(("comment", self.comment.clone()));
         }
+        if let Some(group) = &self.group {
+            pairs.push(("group", group.clone()));
+        }
         if let Some(hold) = &self.hold {
             pairs.push(("held", format!("{} (by {}, {})", hold.reason, hold.actor, time(hold.time))));
         }
@@ -365,6 +369,7 @@ impl Human for ContainerView {
             ("hooks", or_dash(Some(&hooks(&self.hooks)))),
             ("retention", format!("{} ({})", self.retention, if self.own_retention { "its own" } else { "default" })),
             ("pre-restore retention", self.pre_restore_retention.clone()),
+            ("group", or_dash(self.group.as_deref())),
             ("discovered", self.discovered.as_ref().map_or_else(|| "-".to_owned(), discovery)),
         ])
     }
@@ -375,6 +380,52 @@ fn discovery(discovered: &DiscoveryView) -> String {
     match discovered.vanish_time {
         Some(at) => format!("{} {} (vanished {})", discovered.source, discovered.name, time(Some(at))),
         None => format!("{} {}", discovered.source, discovered.name),
+    }
+}
+
+impl Human for GroupView {
+    fn human(&self) -> String {
+        key_values(&[("group", self.name.clone()), ("members", self.members.join(", "))])
+    }
+}
+
+impl Human for ListView<GroupView> {
+    fn human(&self) -> String {
+        let mut table = Table::new(&["GROUP", "MEMBERS (start order)"]);
+        for group in &self.0 {
+            table.row(vec![group.name.clone(), group.members.join(", ")]);
+        }
+        table.render()
+    }
+}
+
+impl Human for GroupSnapshotView {
+    fn human(&self) -> String {
+        let mut table = Table::new(&["CONTAINER", "NAME", "ALIAS", "CREATED", "FROZEN", "LOCATION"]);
+        for snapshot in &self.snapshots {
+            table.row(vec![
+                snapshot.container.clone(),
+                snapshot.name.clone(),
+                or_dash(snapshot.alias.as_deref()),
+                time(snapshot.create_time),
+                millis(snapshot.frozen_for_ms),
+                snapshot.location.clone(),
+            ]);
+        }
+        format!("group {}: one instant, every member\n{}", self.group, table.render())
+    }
+}
+
+impl Human for GroupRestoreView {
+    fn human(&self) -> String {
+        key_values(&[
+            ("group", self.group.clone()),
+            ("restored", self.snapshot.clone()),
+            ("members", self.members.join(", ")),
+            ("undo", format!("rollpoint group restore {} {}", self.group, self.pre_restore_snapshot)),
+            ("down", span(self.downtime_ms)),
+            ("took", span(self.total_ms)),
+        ])
     }
 }
 
@@ -1150,6 +1201,7 @@ ci    read,restore  db-1, db-2       -
             delta_bytes: None,
             delta_parent: None,
             hold: None,
+            group: None,
         };
         assert_eq!(
             ListView(vec![snapshot.clone()]).human(),

@@ -39,6 +39,8 @@ pub struct SnapshotView {
     pub delta_parent: Option<String>,
     /// Set while the snapshot is held: never expired, pruned or deleted.
     pub hold: Option<HoldView>,
+    /// The group it was taken with (at one instant with the other members').
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -73,6 +75,52 @@ impl From<proto::Snapshot> for SnapshotView {
                 actor: hold.actor,
                 time: hold.time.and_then(time),
             }),
+            group: non_empty(snapshot.group),
+        }
+    }
+}
+
+/// A group and its members, in start order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupView {
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+impl From<proto::Group> for GroupView {
+    fn from(group: proto::Group) -> GroupView {
+        GroupView { name: group.name, members: group.members }
+    }
+}
+
+/// A group snapshot: one snapshot per member, of one instant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupSnapshotView {
+    pub group: String,
+    pub snapshots: Vec<SnapshotView>,
+}
+
+/// What a group restore did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupRestoreView {
+    pub group: String,
+    pub snapshot: String,
+    /// Restore this one to undo.
+    pub pre_restore_snapshot: String,
+    pub members: Vec<String>,
+    pub total_ms: f64,
+    pub downtime_ms: f64,
+}
+
+impl From<proto::RestoreGroupResponse> for GroupRestoreView {
+    fn from(reply: proto::RestoreGroupResponse) -> GroupRestoreView {
+        GroupRestoreView {
+            total_ms: millis(reply.total),
+            downtime_ms: millis(reply.downtime),
+            group: reply.group,
+            snapshot: reply.snapshot,
+            pre_restore_snapshot: reply.pre_restore_snapshot,
+            members: reply.members,
         }
     }
 }
@@ -96,6 +144,9 @@ pub struct ContainerView {
     pub pre_restore_retention: String,
     /// Whether those are the container's own (else the daemon's default).
     pub own_retention: bool,
+    /// The group it is a member of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Where discovery found it; absent when it was registered by hand.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discovered: Option<DiscoveryView>,
@@ -228,6 +279,7 @@ impl From<proto::Container> for ContainerView {
             retention: policy_text(container.retention),
             pre_restore_retention: policy_text(container.pre_restore_retention),
             own_retention: container.own_retention,
+            group: non_empty(container.group),
             discovered: container.discovered.map(|d| DiscoveryView {
                 source: d.source,
                 name: d.name,
@@ -679,6 +731,7 @@ mod tests {
             delta_bytes: None,
             delta_parent: String::new(),
             hold: None,
+            group: String::new(),
         }
     }
 

@@ -77,6 +77,7 @@ impl Engine {
             hooks: request.hooks,
             retention: Default::default(),
             discovered: request.discovered,
+            group: None,
         };
         if !self.store.insert_container(&record)? {
             return Err(EngineError::AlreadyExists { what: format!("container {}", record.id) });

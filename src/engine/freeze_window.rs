@@ -27,23 +27,34 @@ use crate::freezer::Freezer;
 /// What happened inside the window.
 #[derive(Debug, Clone)]
 pub struct FrozenSnapshot {
-    pub details: SnapshotDetails,
-    /// From the freeze request to the thaw; zero when the daemon did not
-    /// freeze (the cgroup was frozen by someone else already).
+    /// Each snapshot's details, in the order of [`Window::snapshots`].
+    pub details: Vec<SnapshotDetails>,
+    /// From the first freeze request to the last thaw; zero when the daemon
+    /// froze nothing (every cgroup was frozen by someone else already).
     pub frozen_for: Duration,
 }
 
-/// One snapshot to take inside a freeze window.
-pub struct Window {
-    pub freezer: Arc<dyn Freezer>,
-    pub backend: Arc<dyn Backend>,
+/// A cgroup to hold still inside a window.
+#[derive(Debug, Clone)]
+pub struct Freeze {
     pub cgroup: PathBuf,
     /// False when the cgroup was already frozen by someone else: then the
     /// daemon neither freezes nor thaws it.
     pub freeze: bool,
-    pub source: String,
-    pub location: String,
-    /// Upper bound on how long the container may stay frozen.
+}
+
+/// One or more snapshots taken at one instant: every cgroup frozen (in the
+/// order given; a group's members sorted, so two windows never wait on each
+/// other), every snapshot taken, every cgroup thawed (in reverse), all
+/// within one budget. All or nothing: a snapshot that fails removes those
+/// already taken.
+pub struct Window {
+    pub freezer: Arc<dyn Freezer>,
+    pub backend: Arc<dyn Backend>,
+    pub cgroups: Vec<Freeze>,
+    /// (source volume, snapshot location) of each snapshot.
+    pub snapshots: Vec<(String, String)>,
+    /// Upper bound on how long the containers may stay frozen.
     pub budget: Duration,
 }
 
@@ -58,28 +69,28 @@ enum Phase {
 impl Window {
     /// Runs the window; blocks the calling thread at most about `budget`
     /// (besides the backend's preparation before it and reading the
-    /// snapshot's details after).
+    /// snapshots' details after).
     pub fn run(self) -> EngineResult<FrozenSnapshot> {
-        self.backend.prepare_snapshot(&self.source, &self.location)?;
+        for (source, location) in &self.snapshots {
+            self.backend.prepare_snapshot(source, location)?;
+        }
         let backend = self.backend.clone();
-        let location = self.location.clone();
+        let locations: Vec<String> = self.snapshots.iter().map(|(_, location)| location.clone()).collect();
         let frozen_for = self.hold()?;
-        // A snapshot that cannot be read back is not recorded: not kept either.
-        let details = backend.details(&location).inspect_err(|_| {
-            let _ = backend.delete_snapshot(&location);
-        })?;
+        // A snapshot that cannot be read back is not recorded: none is kept.
+        let details = locations.iter().map(|location| backend.details(location)).collect::<Result<Vec<_>, _>>();
+        let details = details.inspect_err(|_| delete_all(backend.as_ref(), &locations))?;
         Ok(FrozenSnapshot { details, frozen_for })
     }
 
     /// Freeze, snapshot, thaw on the worker thread, under the watchdog; how
-    /// long the container was frozen.
+    /// long the containers were frozen.
     fn hold(self) -> EngineResult<Duration> {
         let phase = Arc::new(Mutex::new(Phase::Running));
         let (sender, receiver) = mpsc::sync_channel(1);
         let budget = self.budget;
         let freezer = self.freezer.clone();
-        let cgroup = self.cgroup.clone();
-        let froze = self.freeze;
+        let cgroups = self.cgroups.clone();
         let worker_phase = phase.clone();
         std::thread::Builder::new()
             .name("rollpoint-freeze".into())
@@ -109,8 +120,8 @@ impl Window {
                 }
                 *phase = Phase::Abandoned;
                 drop(phase);
-                if froze {
-                    if let Err(error) = freezer.thaw(&cgroup) {
+                for Freeze { cgroup, .. } in cgroups.iter().rev().filter(|c| c.freeze) {
+                    if let Err(error) = freezer.thaw(cgroup) {
                         tracing::error!(cgroup = %cgroup.display(), %error, "watchdog could not thaw");
                     }
                 }
@@ -125,28 +136,62 @@ impl Window {
 
     fn work(&self) -> EngineResult<Duration> {
         let started = Instant::now();
-        if self.freeze {
-            self.freezer.freeze(&self.cgroup, self.budget)?;
+        let mut frozen = Vec::new();
+        let mut outcome = Ok(());
+        for Freeze { cgroup, freeze } in &self.cgroups {
+            if !freeze {
+                continue;
+            }
+            // A cgroup that would not freeze has no consistent instant to give.
+            if let Err(error) = self.freezer.freeze(cgroup, self.budget) {
+                outcome = Err(EngineError::from(error));
+                // Half-frozen on a timeout: thawed with the others.
+                frozen.push(cgroup);
+                break;
+            }
+            frozen.push(cgroup);
         }
-        fault::point("create.frozen");
-        let snapshot = self.backend.take_snapshot(&self.source, &self.location, true);
-        let thawed = if self.freeze { self.freezer.thaw(&self.cgroup) } else { Ok(()) };
-        let frozen_for = if self.freeze { started.elapsed() } else { Duration::ZERO };
-        match (snapshot, thawed) {
-            (Ok(()), Ok(())) => Ok(frozen_for),
-            (Err(error), _) => Err(error.into()),
-            (Ok(()), Err(error)) => {
-                let _ = self.backend.delete_snapshot(&self.location);
-                Err(error.into())
+        let mut taken = Vec::new();
+        if outcome.is_ok() {
+            fault::point("create.frozen");
+            for (source, location) in &self.snapshots {
+                if let Err(error) = self.backend.take_snapshot(source, location, true) {
+                    outcome = Err(error.into());
+                    break;
+                }
+                taken.push(location.clone());
+            }
+        }
+        let mut thawed = Ok(());
+        for cgroup in frozen.iter().rev() {
+            if let Err(error) = self.freezer.thaw(cgroup) {
+                thawed = thawed.and(Err(EngineError::from(error)));
+            }
+        }
+        let frozen_for = if frozen.is_empty() { Duration::ZERO } else { started.elapsed() };
+        match outcome.and(thawed) {
+            Ok(()) => Ok(frozen_for),
+            Err(error) => {
+                delete_all(self.backend.as_ref(), &taken);
+                Err(error)
             }
         }
     }
 
     fn clean_up_abandoned(&self, result: &EngineResult<Duration>) {
         if result.is_ok() {
-            if let Err(error) = self.backend.delete_snapshot(&self.location) {
-                tracing::error!(location = %self.location, %error, "could not delete an abandoned snapshot");
-            }
+            let locations: Vec<String> = self.snapshots.iter().map(|(_, location)| location.clone()).collect();
+            delete_all(self.backend.as_ref(), &locations);
+        }
+    }
+}
+
+/// Deletes snapshots a failed window made; a failure is logged (recovery's
+/// reconciliation reports what is left).
+fn delete_all(backend: &dyn Backend, locations: &[String]) {
+    for location in locations {
+        if let Err(error) = backend.delete_snapshot(location) {
+            tracing::error!(%location, %error, "could not delete a snapshot of a failed window");
         }
     }
 }

@@ -54,18 +54,22 @@ impl Engine {
         self.check_store_against_disks()?;
         let mut report = RecoveryReport::default();
         for (id, intent) in self.store.intents()? {
-            let container = intent.container().to_owned();
+            let containers: Vec<String> = intent.containers().into_iter().map(str::to_owned).collect();
             match self.recover_intent(id, intent, &mut report) {
                 Ok(()) => {}
                 Err(EngineError::Store(error)) => return Err(EngineError::Store(error)),
                 Err(error) => {
-                    tracing::error!(container = %container, %error, "recovery: could not settle an unfinished operation");
-                    self.emit(Event::new("recovery", "failed").container(&container).actor("daemon").detail(format!(
-                        "could not settle an unfinished operation; the container refuses changes until a restart \
-                             settles it: {error}"
-                    )));
-                    self.locks.hold_unsettled(&container, error.to_string());
-                    report.unsettled.push(format!("{container}: {error}"));
+                    for container in &containers {
+                        tracing::error!(container = %container, %error, "recovery: could not settle an unfinished operation");
+                        self.emit(Event::new("recovery", "failed").container(container).actor("daemon").detail(
+                            format!(
+                                "could not settle an unfinished operation; the container refuses changes until a \
+                                 restart settles it: {error}"
+                            ),
+                        ));
+                        self.locks.hold_unsettled(container, error.to_string());
+                        report.unsettled.push(format!("{container}: {error}"));
+                    }
                 }
             }
         }
@@ -79,16 +83,7 @@ impl Engine {
     fn recover_intent(&self, id: u64, intent: Intent, report: &mut RecoveryReport) -> EngineResult<()> {
         match intent {
             Intent::Create { container, name, location, cgroup, freezes } => {
-                if freezes {
-                    match self.freezer.state(&cgroup) {
-                        Ok(FreezeState::Thawed) | Err(FreezerError::NotFound { .. }) => {}
-                        Ok(_) => {
-                            self.freezer.thaw(&cgroup)?;
-                            report.thawed.push(cgroup.display().to_string());
-                        }
-                        Err(error) => return Err(error.into()),
-                    }
-                }
+                self.thaw_what_it_froze(&cgroup, freezes, report)?;
                 let recorded = self.store.snapshot(&container, &name)?.is_some_and(|s| s.state == SnapshotState::Ready);
                 if recorded {
                     report.completed.push(format!("{container}/{name}"));
@@ -111,9 +106,67 @@ impl Engine {
                 }
                 return Ok(());
             }
+            Intent::GroupCreate(create) => {
+                for member in &create.members {
+                    self.thaw_what_it_froze(&member.cgroup, member.freezes, report)?;
+                }
+                let mut recorded = Vec::with_capacity(create.members.len());
+                for member in &create.members {
+                    let record = self.store.snapshot(&member.container, &create.name)?;
+                    recorded.push(record.is_some_and(|s| s.state == SnapshotState::Ready));
+                }
+                let every = recorded.iter().all(|r| *r);
+                // All or nothing: a group snapshot some members lack is undone.
+                for (member, recorded) in create.members.iter().zip(recorded) {
+                    let what = format!("{}/{}", member.container, create.name);
+                    if every {
+                        report.completed.push(what);
+                        continue;
+                    }
+                    if recorded {
+                        self.store.remove_snapshot(&member.container, &create.name)?;
+                        if let Some(container) = self.store.container(&member.container)? {
+                            self.mirror(&container, super::sidecars::Mirror::SnapshotGone(&create.name))?;
+                        }
+                    }
+                    self.backend.delete_snapshot(&member.location)?;
+                    report.rolled_back.push(what);
+                }
+            }
+            Intent::GroupRestore(restore) => {
+                let what = format!("group {}/{}", restore.group, restore.target);
+                if self.recover_group_restore(id, restore)? {
+                    report.restores_finished.push(what);
+                } else {
+                    report.restores_rolled_back.push(what);
+                }
+                return Ok(());
+            }
         }
         self.store.end_intent(id)?;
         Ok(())
+    }
+
+    /// Thaws `cgroup` if the daemon was freezing it (`freezes`) and it is
+    /// not thawed.
+    fn thaw_what_it_froze(
+        &self,
+        cgroup: &std::path::Path,
+        freezes: bool,
+        report: &mut RecoveryReport,
+    ) -> EngineResult<()> {
+        if !freezes {
+            return Ok(());
+        }
+        match self.freezer.state(cgroup) {
+            Ok(FreezeState::Thawed) | Err(FreezerError::NotFound { .. }) => Ok(()),
+            Ok(_) => {
+                self.freezer.thaw(cgroup)?;
+                report.thawed.push(cgroup.display().to_string());
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Checks every container's records against its volumes. A container

@@ -431,6 +431,7 @@ impl Engine {
             comment: format!("imported from remote {remote} (exported by {} at {})", manifest.host, manifest.exported),
             sizes: None,
             hold: None,
+            group: None,
         };
         self.store.put_snapshots(&[&record])?;
         self.mirror_snapshots(&record.container, &[&record])?;

@@ -202,7 +202,7 @@ impl Engine {
         self.emit_step(&container.id, "swap", took);
 
         self.advance(intent_id, &mut intent, RestoreStep::Recording)?;
-        self.record_restore(&container, &intent)?;
+        self.record_restore(&container, &intent, None)?;
         fault::point("restore.recorded");
         let took = steps.done("record", false);
         self.emit_step(&container.id, "record", took);
@@ -301,7 +301,7 @@ impl Engine {
 
     /// Stops the container through its lifecycle, then kills whatever is
     /// left in its cgroup so nothing writes the state being replaced.
-    fn stop_container(&self, container: &ContainerRecord) -> EngineResult<()> {
+    pub(super) fn stop_container(&self, container: &ContainerRecord) -> EngineResult<()> {
         self.lifecycle.stop(container).map_err(|e| EngineError::FailedPrecondition { reason: e.to_string() })?;
         match self.freezer.kill_all(&container.cgroup, KILL_TIMEOUT) {
             Ok(()) | Err(FreezerError::NotFound { .. }) => Ok(()),
@@ -312,7 +312,12 @@ impl Engine {
     /// Moves the old state (at `staging` after the exchange) to its
     /// pre-restore name, read-only, and records it and the restore. Safe to
     /// repeat after a crash.
-    fn record_restore(&self, container: &ContainerRecord, intent: &RestoreIntent) -> EngineResult<()> {
+    pub(super) fn record_restore(
+        &self,
+        container: &ContainerRecord,
+        intent: &RestoreIntent,
+        group: Option<&str>,
+    ) -> EngineResult<()> {
         if self.backend.snapshot_exists(&intent.staging)? {
             self.backend.rename(&intent.staging, &intent.aside)?;
         }
@@ -339,6 +344,7 @@ impl Engine {
                 comment: format!("state before the restore to {}", intent.target),
                 sizes: None,
                 hold: None,
+                group: group.map(str::to_owned),
             };
             self.store.put_snapshots(&[&record])?;
             self.mirror(container, Mirror::Snapshots(&[&record]))?;
@@ -360,12 +366,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Undoes a restore that has not swapped: removes the staging copy,
-    /// starts the container again, forgets the intent.
+    /// Undoes a restore that did not swap and forgets its intent.
+    fn roll_back_restore(&self, id: IntentId, container: &ContainerRecord, intent: &RestoreIntent) -> EngineResult<()> {
+        self.undo_unswapped(container, intent)?;
+        self.store.end_intent(id)?;
+        self.store.make_durable()?;
+        Ok(())
+    }
+
     /// Undoes a restore that did not swap: the staging copy goes, and the
     /// container is started again, unless it still runs (the stop never
     /// happened or failed): starting it would start a second copy.
-    fn roll_back_restore(&self, id: IntentId, container: &ContainerRecord, intent: &RestoreIntent) -> EngineResult<()> {
+    pub(super) fn undo_unswapped(&self, container: &ContainerRecord, intent: &RestoreIntent) -> EngineResult<()> {
         self.backend.delete_snapshot(&intent.staging)?;
         match self.freezer.populated(&container.cgroup) {
             Ok(true) => {
@@ -377,8 +389,6 @@ impl Engine {
                 }
             }
         }
-        self.store.end_intent(id)?;
-        self.store.make_durable()?;
         Ok(())
     }
 
@@ -391,17 +401,14 @@ impl Engine {
         };
         let swapped = match intent.step {
             RestoreStep::Stopping | RestoreStep::Cloning => false,
-            RestoreStep::Exchanging => {
-                !intent.staging_uuid.is_empty()
-                    && self.backend.details(&intent.volume.to_string_lossy())?.uuid == intent.staging_uuid
-            }
+            RestoreStep::Exchanging => self.has_swapped(intent)?,
             RestoreStep::Recording | RestoreStep::Starting => true,
         };
         if !swapped {
             self.roll_back_restore(id, &container, intent)?;
             return Ok(false);
         }
-        self.record_restore(&container, intent)?;
+        self.record_restore(&container, intent, None)?;
         if let Err(error) = self.lifecycle.start(&container) {
             tracing::error!(container = %container.id, %error, "could not start the container after finishing its restore");
         }
@@ -411,6 +418,12 @@ impl Engine {
 }
 
 impl Engine {
+    /// Whether the volume holds the staging copy now (the exchange happened).
+    pub(super) fn has_swapped(&self, intent: &RestoreIntent) -> EngineResult<bool> {
+        Ok(!intent.staging_uuid.is_empty()
+            && self.backend.details(&intent.volume.to_string_lossy())?.uuid == intent.staging_uuid)
+    }
+
     /// The name of the next pre-restore snapshot of `container`:
     /// `pre-restore-YYYY-MM-DD[-N]`, free in the store and on disk.
     pub(super) fn pre_restore_name(

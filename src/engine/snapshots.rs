@@ -1,21 +1,17 @@
 //! Creating, reading, relabelling, deleting and expiring snapshots.
 
 use std::collections::HashSet;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
 use super::error::{EngineError, EngineResult};
 use super::fault;
-use super::freeze_window::Window;
 use super::names;
 use super::paging::{page_of, Page, PageRequest};
 use super::sidecars::Mirror;
 use super::Engine;
 use crate::backend::VolumeInfo;
 use crate::events::Event;
-use crate::freezer::FreezeState;
-use crate::hooks::HookPoint;
 use crate::store::{ContainerRecord, Intent, SnapshotHold, SnapshotOrigin, SnapshotRecord, SnapshotState};
 
 #[derive(Debug, Clone)]
@@ -47,151 +43,6 @@ pub struct UpdateRequest {
 }
 
 impl Engine {
-    /// Takes a consistent snapshot: writes back dirty data, freezes the
-    /// cgroup, snapshots read-only, thaws. The reply's record is durable.
-    pub fn create_snapshot(&self, request: CreateRequest) -> EngineResult<SnapshotRecord> {
-        let started = Instant::now();
-        let container = self.container_for("container", &request.container)?;
-        if !request.name.is_empty() {
-            names::snapshot_name("name", &request.name)?;
-        }
-        if !request.alias.is_empty() {
-            names::snapshot_name("alias", &request.alias)?;
-        }
-        names::expiry_days(request.expiry_days)?;
-        names::comment(&request.comment)?;
-
-        let _guard = self.locks.lock(&container.id, self.config.lock_wait)?;
-        let now = self.clock.now();
-        let volume = volume_of(&container);
-        let name = if request.name.is_empty() {
-            let taken =
-                self.store.snapshot_names_starting_with(&container.id, &names::default_name_base("snap", now))?;
-            names::default_snapshot_name(now, |n| self.name_taken(&taken, &volume, n))
-        } else if self.store.snapshot_name_in_use(&container.id, &request.name)?
-            || self.location_in_use(&volume, &request.name)
-        {
-            return Err(EngineError::AlreadyExists {
-                what: format!("snapshot {:?} of container {}", request.name, container.id),
-            });
-        } else {
-            request.name.clone()
-        };
-        if !request.alias.is_empty() && self.store.has_snapshot(&container.id, &request.alias)? || request.alias == name
-        {
-            return Err(EngineError::invalid(
-                "alias",
-                format!("{:?} is the name of a snapshot; an alias must differ from every name", request.alias),
-            ));
-        }
-
-        self.make_room(&container, &request.actor)?;
-        self.run_hook(&container, HookPoint::PreFreeze, &name, &request.actor)?;
-        let held = self.start_hold(&container, &name, &request.actor)?;
-        // The instant the data is from: after the hooks, at the freeze.
-        let now = self.clock.now();
-        let location = self.backend.location(&volume, &name);
-        let frozen_by_others = self.freezer.state(&container.cgroup)? != FreezeState::Thawed;
-        let intent = Intent::Create {
-            container: container.id.clone(),
-            name: name.clone(),
-            location: location.clone(),
-            cgroup: container.cgroup.clone(),
-            freezes: !frozen_by_others,
-        };
-        let intent_id = self.store.begin_intent(&intent)?;
-        fault::point("create.intent");
-
-        let taken = self.backend.flush(&volume).map_err(EngineError::from).and_then(|()| {
-            fault::point("create.flushed");
-            Window {
-                freezer: self.freezer.clone(),
-                backend: self.backend.clone(),
-                cgroup: container.cgroup.clone(),
-                freeze: !frozen_by_others,
-                source: volume.path.to_string_lossy().into_owned(),
-                location: location.clone(),
-                budget: self.config.freeze_budget,
-            }
-            .run()
-        });
-        // A hold that ended before it was released did not span the snapshot:
-        // with policy abort the snapshot is not kept.
-        let taken = taken.and_then(|taken| {
-            self.release_hold(&container, held, &name, &request.actor)
-                .inspect_err(|_| {
-                    if let Err(error) = self.backend.delete_snapshot(&location) {
-                        tracing::warn!(%location, %error, "removing a snapshot whose hold hook failed");
-                    }
-                })
-                .map(|()| taken)
-        });
-        let taken = match taken {
-            Ok(taken) => taken,
-            Err(error) => {
-                self.store.end_intent(intent_id)?;
-                self.store.make_durable()?;
-                tracing::warn!(container = %container.id, snapshot = %name, %error, "snapshot failed");
-                self.emit(
-                    Event::new("snapshot.failed", "failed")
-                        .container(&container.id)
-                        .snapshot(&name)
-                        .entry(origin_entry(&request.origin))
-                        .actor(&request.actor)
-                        .duration(started.elapsed())
-                        .detail(error.to_string()),
-                );
-                self.store.make_durable()?;
-                return Err(error);
-            }
-        };
-        fault::point("create.snapshotted");
-
-        let record = SnapshotRecord {
-            container: container.id.clone(),
-            name,
-            alias: Some(request.alias).filter(|a| !a.is_empty()),
-            create_time: now,
-            expire_time: expiry_from(now, request.expiry_days),
-            frozen_for: taken.frozen_for,
-            duration: started.elapsed(),
-            state: SnapshotState::Ready,
-            origin: request.origin,
-            read_only: taken.details.read_only,
-            location,
-            uuid: taken.details.uuid,
-            generation: taken.details.generation,
-            comment: request.comment,
-            sizes: None,
-            hold: None,
-        };
-        self.save_with_alias(&record)?;
-        self.store.end_intent(intent_id)?;
-        self.emit(
-            Event::new("snapshot.created", "ok")
-                .container(&record.container)
-                .snapshot(&record.name)
-                .entry(origin_entry(&record.origin))
-                .actor(&request.actor)
-                .duration(record.duration)
-                .frozen_for(record.frozen_for)
-                .detail(match &record.alias {
-                    Some(alias) => format!("alias {alias}"),
-                    None => String::new(),
-                }),
-        );
-        self.store.make_durable()?;
-        fault::point("create.recorded");
-        self.expiry_changed.notify_one();
-        self.sizes_stale.notify_one();
-        self.run_hook(&container, HookPoint::PostThaw, &record.name, &request.actor)?;
-        tracing::info!(
-            container = %record.container, snapshot = %record.name, alias = ?record.alias,
-            frozen_for_us = record.frozen_for.as_micros() as u64, "snapshot created"
-        );
-        Ok(record)
-    }
-
     /// Whether a snapshot name is in use: by a record (as a name or an
     /// alias, in `taken`), or by a volume on disk that no record knows (a
     /// leftover that recovery reported; never overwritten).
@@ -208,7 +59,7 @@ impl Engine {
     /// Writes `record`, taking its alias away from the snapshot of the
     /// container that held it, in the same atomic write. The container's
     /// lock must be held.
-    fn save_with_alias(&self, record: &SnapshotRecord) -> EngineResult<()> {
+    pub(super) fn save_with_alias(&self, record: &SnapshotRecord) -> EngineResult<()> {
         let mut moved = None;
         if let Some(alias) = &record.alias {
             if let Some(mut holder) = self.store.snapshot_by_alias(&record.container, alias)? {
@@ -393,7 +244,7 @@ pub(super) fn expiry_from(now: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>
 }
 
 /// The schedule entry behind a snapshot, for the timeline.
-fn origin_entry(origin: &SnapshotOrigin) -> &str {
+pub(super) fn origin_entry(origin: &SnapshotOrigin) -> &str {
     match origin {
         SnapshotOrigin::Schedule { entry } => entry,
         _ => "",

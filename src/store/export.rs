@@ -187,6 +187,7 @@ mod tests {
             comment: String::new(),
             sizes: None,
             hold: None,
+            group: None,
         }
     }
 
@@ -207,6 +208,7 @@ mod tests {
             hooks: Default::default(),
             retention: Default::default(),
             discovered: None,
+            group: None,
         };
         assert!(first.insert_container(&container).expect("insert"));
         first.put_snapshots(&[&snapshot("db-1", "snap-1")]).expect("put");

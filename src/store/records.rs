@@ -48,6 +48,18 @@ pub struct ContainerRecord {
     /// The manager it was found in by discovery, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovered: Option<Discovered>,
+    /// The group it belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupMembership>,
+}
+
+/// A container's place in a group: snapshotted at one instant with the
+/// other members, restored with them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMembership {
+    pub name: String,
+    /// Its place in the group's start order (0 first); stopped in reverse.
+    pub order: u32,
 }
 
 /// Where discovery found a container, and whether it is still there.
@@ -194,6 +206,10 @@ pub struct SnapshotRecord {
     /// Set: never expired nor pruned until released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<SnapshotHold>,
+    /// The group whose snapshot this is one part of (taken at the same
+    /// instant as the other members' of the same name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// Why and by whom a snapshot is held.
@@ -250,14 +266,65 @@ pub enum Intent {
     Delete { container: String, name: String, location: String },
     /// A restore is under way; `step` is the last step begun.
     Restore(RestoreIntent),
+    /// A snapshot of every member of a group is being made.
+    GroupCreate(GroupCreateIntent),
+    /// A group is being restored.
+    GroupRestore(GroupRestoreIntent),
+}
+
+/// One member's part of a group snapshot being made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateMember {
+    pub container: String,
+    pub location: String,
+    pub cgroup: PathBuf,
+    /// Whether the daemon is about to freeze `cgroup`.
+    pub freezes: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCreateIntent {
+    pub group: String,
+    pub name: String,
+    pub members: Vec<CreateMember>,
+}
+
+/// How far a group restore got: before `Exchanging` it is rolled back,
+/// from there on finished (every member swapped), so no member is left
+/// restored without the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupRestorePhase {
+    /// Members being stopped (in reverse order).
+    Stopping,
+    /// Writable copies of the targets being made.
+    Cloning,
+    /// Volumes being swapped with their copies.
+    Exchanging,
+    /// The old states being recorded as the pre-restore snapshots.
+    Recording,
+    /// Members being started (in order).
+    Starting,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRestoreIntent {
+    pub group: String,
+    pub target: String,
+    pub pre_restore_name: String,
+    pub phase: GroupRestorePhase,
+    /// Each member's restore, in start order.
+    pub members: Vec<RestoreIntent>,
 }
 
 impl Intent {
-    /// The container the unfinished operation is about.
-    pub fn container(&self) -> &str {
+    /// The containers the unfinished operation is about.
+    pub fn containers(&self) -> Vec<&str> {
         match self {
-            Intent::Create { container, .. } | Intent::Delete { container, .. } => container,
-            Intent::Restore(restore) => &restore.container,
+            Intent::Create { container, .. } | Intent::Delete { container, .. } => vec![container],
+            Intent::Restore(restore) => vec![&restore.container],
+            Intent::GroupCreate(create) => create.members.iter().map(|m| m.container.as_str()).collect(),
+            Intent::GroupRestore(restore) => restore.members.iter().map(|m| m.container.as_str()).collect(),
         }
     }
 }

@@ -26,8 +26,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ContainerRecord, Discovered, Hooks, LifecycleSpec, Retention, SnapshotHold, SnapshotOrigin, SnapshotRecord,
-    SnapshotState, StoreError,
+    ContainerRecord, Discovered, GroupMembership, Hooks, LifecycleSpec, Retention, SnapshotHold, SnapshotOrigin,
+    SnapshotRecord, SnapshotState, StoreError,
 };
 
 /// Format version of both sidecars.
@@ -65,6 +65,8 @@ pub struct ContainerSidecar {
     pub retention: Retention,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovered: Option<Discovered>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupMembership>,
 }
 
 impl ContainerSidecar {
@@ -82,6 +84,7 @@ impl ContainerSidecar {
             hooks: record.hooks.clone(),
             retention: record.retention,
             discovered: record.discovered.clone(),
+            group: record.group.clone(),
         }
     }
 
@@ -100,6 +103,7 @@ impl ContainerSidecar {
             hooks: self.hooks.clone(),
             retention: self.retention,
             discovered: self.discovered.clone(),
+            group: self.group.clone(),
         }
     }
 
@@ -129,6 +133,8 @@ pub struct SnapshotSidecar {
     pub uuid: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<SnapshotHold>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl SnapshotSidecar {
@@ -148,6 +154,7 @@ impl SnapshotSidecar {
             read_only: record.read_only,
             uuid: record.uuid.clone(),
             hold: record.hold.clone(),
+            group: record.group.clone(),
         }
     }
 
@@ -172,6 +179,7 @@ impl SnapshotSidecar {
             // Measured again in the background.
             sizes: None,
             hold: self.hold.clone(),
+            group: self.group.clone(),
         }
     }
 
@@ -326,6 +334,7 @@ mod tests {
             comment: "before the migration".into(),
             sizes: None,
             hold: Some(SnapshotHold { reason: "legal hold".into(), actor: "uid:0".into(), time: Utc::now() }),
+            group: Some("shop".into()),
         }
     }
 

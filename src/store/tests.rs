@@ -22,6 +22,7 @@ fn snapshot(name: &str, alias: Option<&str>) -> SnapshotRecord {
         comment: String::new(),
         sizes: None,
         hold: None,
+        group: None,
     }
 }
 

@@ -351,6 +351,20 @@ fn with_path(error: io::Error, op: &str, path: &Path) -> io::Error {
 pub const CREATE_FAULT_POINTS: [&str; 5] =
     ["create.intent", "create.flushed", "create.frozen", "create.snapshotted", "create.recorded"];
 pub const DELETE_FAULT_POINTS: [&str; 2] = ["delete.intent", "delete.removed"];
+/// The points a group snapshot passes (`engine/create.rs`): before the
+/// freeze, inside it, after the first member's record, after all.
+pub const GROUP_CREATE_FAULT_POINTS: [&str; 4] =
+    ["create.intent", "create.frozen", "create.recorded-one", "create.recorded"];
+/// The group restore fault points of `engine/group_restore.rs`, in order:
+/// before the stops, after them, after the copies, after the first
+/// exchange, after the records.
+pub const GROUP_RESTORE_FAULT_POINTS: [&str; 5] = [
+    "group-restore.stopping",
+    "group-restore.stopped",
+    "group-restore.cloned",
+    "group-restore.exchanged-one",
+    "group-restore.recorded",
+];
 /// The restore fault points of `engine/restore.rs`, in the order a restore
 /// reaches them: before the stop, before the clone, before the exchange,
 /// right after it, after the record.

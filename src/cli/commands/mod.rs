@@ -2,6 +2,7 @@
 
 mod containers;
 mod events;
+mod groups;
 pub mod recover;
 mod remotes;
 mod restore;
@@ -44,6 +45,7 @@ pub async fn dispatch(context: &mut Context, command: Command) -> Result<(), Cli
         Command::Prune(args) => snapshots::prune(context, args).await,
         Command::RestoreFiles(args) => snapshots::restore_files(context, args).await,
         Command::Discover(args) => containers::discover(context, args).await,
+        Command::Group(command) => groups::run(context, command).await,
         Command::Token(command) => tokens::run(context, command).await,
         Command::Events(args) => events::run(context, args).await,
         Command::Status => {
