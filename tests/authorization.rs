@@ -56,9 +56,21 @@ enum Rpc {
     UpdateContainer,
     PruneSnapshots,
     DiscoverContainers,
+    SetGroup,
+    GetGroup,
+    ListGroups,
+    DeleteGroup,
+    CreateGroupSnapshot,
+    RestoreGroup,
 }
 
-const RPCS: [Rpc; 18] = [
+const RPCS: [Rpc; 24] = [
+    Rpc::SetGroup,
+    Rpc::GetGroup,
+    Rpc::ListGroups,
+    Rpc::DeleteGroup,
+    Rpc::CreateGroupSnapshot,
+    Rpc::RestoreGroup,
     Rpc::DiscoverContainers,
     Rpc::UpdateContainer,
     Rpc::PruneSnapshots,
@@ -85,7 +97,10 @@ impl Rpc {
     fn scope(self) -> &'static str {
         match self {
             Rpc::RegisterContainer | Rpc::UnregisterContainer | Rpc::UpdateContainer => "admin",
-            Rpc::DiscoverContainers => "admin",
+            Rpc::DiscoverContainers | Rpc::SetGroup | Rpc::DeleteGroup => "admin",
+            Rpc::CreateGroupSnapshot => "snapshot",
+            Rpc::RestoreGroup => "restore",
+            Rpc::GetGroup | Rpc::ListGroups => "read",
             Rpc::CreateToken | Rpc::ListTokens | Rpc::RevokeToken => "admin",
             Rpc::CreateSnapshot | Rpc::UpdateSnapshot | Rpc::DeleteSnapshot | Rpc::PruneSnapshots => "snapshot",
             Rpc::RestoreSnapshot => "restore",
@@ -143,6 +158,13 @@ impl Rpc {
             Rpc::UpdateContainer => vec!["container", "update", "alpha", "--pre-freeze", "true"],
             Rpc::PruneSnapshots => vec!["prune", "alpha"],
             Rpc::DiscoverContainers => vec!["discover", "--register"],
+            // Each container is also a group of its own name (set up below).
+            Rpc::SetGroup => vec!["group", "set", "alpha", "alpha"],
+            Rpc::GetGroup => vec!["group", "show", "alpha"],
+            Rpc::ListGroups => vec!["group", "list"],
+            Rpc::DeleteGroup => vec!["group", "delete", "alpha"],
+            Rpc::CreateGroupSnapshot => vec!["group", "snapshot", "alpha", "--name", "intruder-g"],
+            Rpc::RestoreGroup => vec!["group", "restore", "alpha", "gkeep"],
         };
         args.into_iter().map(String::from).collect()
     }
@@ -232,6 +254,22 @@ async fn call(rpc: Rpc, clients: &mut Clients, container: &str, targets: &Target
             // Registers whatever this host's Podman runs, when let through.
             let request = proto::DiscoverContainersRequest { register: true, sources: vec!["podman".into()] };
             clients.containers.discover_containers(request).await.map(drop)
+        }
+        Rpc::SetGroup => {
+            let request = proto::SetGroupRequest { name: c.clone(), members: vec![c] };
+            clients.containers.set_group(request).await.map(drop)
+        }
+        Rpc::GetGroup => clients.containers.get_group(proto::GetGroupRequest { name: c }).await.map(drop),
+        Rpc::ListGroups => clients.containers.list_groups(proto::ListGroupsRequest {}).await.map(drop),
+        Rpc::DeleteGroup => clients.containers.delete_group(proto::DeleteGroupRequest { name: c }).await.map(drop),
+        Rpc::CreateGroupSnapshot => {
+            let request =
+                proto::CreateGroupSnapshotRequest { group: c, name: "intruder-g".into(), ..Default::default() };
+            clients.snapshots.create_group_snapshot(request).await.map(drop)
+        }
+        Rpc::RestoreGroup => {
+            let request = proto::RestoreGroupRequest { group: c, snapshot: "gkeep".into() };
+            clients.snapshots.restore_group(request).await.map(drop)
         }
         Rpc::WatchEvents => {
             let mut stream = clients
@@ -357,6 +395,11 @@ async fn every_rpc_refuses_callers_without_the_right_credentials() {
         register(&mut root, id, cgroup.relative_name(), volume).await.expect("register");
         std::fs::write(volume.join("f.txt"), "kept").unwrap();
         create_snapshot(&mut root, id, "keep", "").await.expect("snapshot");
+        // A group of its own name, with a group snapshot.
+        let group = proto::SetGroupRequest { name: id.into(), members: vec![id.into()] };
+        root.containers.set_group(group).await.expect("SetGroup");
+        let taken = proto::CreateGroupSnapshotRequest { group: id.into(), name: "gkeep".into(), ..Default::default() };
+        root.snapshots.create_group_snapshot(taken).await.expect("CreateGroupSnapshot");
         std::fs::write(volume.join("f.txt"), "changed since").unwrap();
     }
     let mut secrets: BTreeMap<&str, String> = BTreeMap::new();
@@ -426,8 +469,8 @@ async fn every_rpc_refuses_callers_without_the_right_credentials() {
         let result = call(rpc, by_token.get_mut("snap-alpha").unwrap(), "beta", &targets).await;
         let needle = match rpc {
             _ if rpc.scope() == "admin" => "lacks the admin scope",
-            Rpc::RestoreSnapshot => "lacks the restore scope",
-            Rpc::ListContainers => "limited to some containers",
+            Rpc::RestoreSnapshot | Rpc::RestoreGroup => "lacks the restore scope",
+            Rpc::ListContainers | Rpc::ListGroups => "limited to some containers",
             _ => "not valid for container beta",
         };
         checker.refused(&mut root, rpc, &mut row, "other container", result, Code::PermissionDenied, needle).await;
@@ -486,6 +529,10 @@ async fn every_rpc_refuses_callers_without_the_right_credentials() {
             Rpc::CreateSnapshot => {}
             Rpc::DeleteSnapshot => {
                 create_snapshot(&mut root, "alpha", "keep", "").await.expect("snapshot again");
+            }
+            Rpc::DeleteGroup => {
+                let group = proto::SetGroupRequest { name: "alpha".into(), members: vec!["alpha".into()] };
+                root.containers.set_group(group).await.expect("SetGroup again");
             }
             Rpc::CreateToken => {
                 root.tokens.revoke_token(proto::RevokeTokenRequest { name: "intruder".into() }).await.expect("revoke");
