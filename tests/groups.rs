@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::curl::{curl, Via};
 use common::*;
 use rollpoint::testkit::cgroup::TestCgroup;
 use rollpoint::testkit::daemon::{DaemonOptions, TestDaemon, GROUP_CREATE_FAULT_POINTS, GROUP_RESTORE_FAULT_POINTS};
@@ -192,6 +193,18 @@ async fn a_group_is_snapshotted_at_one_instant_and_restored_as_one() {
     assert!(was.0 > app_at, "the pre-restore snapshot holds the later state");
     succeeded(cli(&daemon, &["--json", "group", "restore", "shop", &undo]));
     assert_eq!(shop.records(), was, "the undo did not bring both back");
+
+    // The same through REST, as curl speaks it.
+    let via = Via::Socket(daemon.socket().to_path_buf());
+    let (status, taken) =
+        curl(&via, "POST", "/api/v1/groups/shop/snapshots", Some(r#"{"alias": "rest", "expiry": 7}"#));
+    assert_eq!(status, 200, "{taken}");
+    let name = taken["snapshots"][0]["name"].as_str().unwrap().to_owned();
+    assert!(taken["snapshots"].as_array().unwrap().iter().all(|s| s["name"] == name.as_str() && s["alias"] == "rest"));
+    let (status, restored) = curl(&via, "PATCH", "/api/v1/groups/shop/snapshots/rest", None);
+    assert_eq!((status, restored["snapshot"].as_str()), (200, Some(name.as_str())), "{restored}");
+    let (status, refused) = curl(&via, "PUT", "/api/v1/groups/other", Some(r#"{"members": ["app"]}"#));
+    assert_eq!(status, 409, "app is in shop already: {refused}");
 
     let groups = succeeded(cli(&daemon, &["--json", "group", "list"]));
     assert_eq!(groups, serde_json::json!([{"name": "shop", "members": ["db", "app"]}]));

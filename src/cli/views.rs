@@ -81,7 +81,7 @@ impl From<proto::Snapshot> for SnapshotView {
 }
 
 /// A group and its members, in start order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GroupView {
     pub name: String,
     pub members: Vec<String>,
@@ -94,14 +94,14 @@ impl From<proto::Group> for GroupView {
 }
 
 /// A group snapshot: one snapshot per member, of one instant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GroupSnapshotView {
     pub group: String,
     pub snapshots: Vec<SnapshotView>,
 }
 
 /// What a group restore did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GroupRestoreView {
     pub group: String,
     pub snapshot: String,

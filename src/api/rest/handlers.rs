@@ -32,11 +32,11 @@ use crate::cli::views::{
 };
 use crate::store::RetentionPolicy;
 
-type Reply<T> = Result<Json<T>, RestError>;
+pub(super) type Reply<T> = Result<Json<T>, RestError>;
 
 /// A gRPC request as the gate would have passed it on: the message, with
 /// who calls in its extensions.
-fn request<T>(caller: Caller, message: T) -> tonic::Request<T> {
+pub(super) fn request<T>(caller: Caller, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.extensions_mut().insert(caller);
     request
@@ -308,10 +308,10 @@ pub async fn unregister_container(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSnapshotBody {
-    name: Option<String>,
-    alias: Option<String>,
-    expiry: Option<Expiry>,
-    comment: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) alias: Option<String>,
+    pub(super) expiry: Option<Expiry>,
+    pub(super) comment: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/containers/{id}/snapshots", params(("id" = String, Path)), request_body(content = CreateSnapshotBody, content_type = "application/json", description = "JSON; also accepted under application/x-www-form-urlencoded (curl -d)"), responses((status = 200, body = SnapshotView), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody), (status = 507, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -8,6 +8,7 @@
 
 mod body;
 mod error;
+mod groups;
 mod handlers;
 pub mod openapi;
 
@@ -73,6 +74,10 @@ pub fn router(state: RestState) -> axum::Router {
                 .delete(handlers::delete_entry)
                 .post(handlers::run_entry),
         )
+        .route("/api/v1/groups", get(groups::list_groups))
+        .route("/api/v1/groups/{name}", get(groups::get_group).put(groups::put_group).delete(groups::delete_group))
+        .route("/api/v1/groups/{name}/snapshots", axum::routing::post(groups::create_group_snapshot))
+        .route("/api/v1/groups/{name}/snapshots/{snapshot}", axum::routing::patch(groups::restore_group))
         .route("/api/v1/events", get(handlers::events))
         .route("/api/v1/status", get(handlers::status))
         .route("/metrics", get(handlers::metrics))

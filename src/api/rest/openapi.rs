@@ -5,7 +5,7 @@
 
 use utoipa::OpenApi;
 
-use super::handlers;
+use super::{groups, handlers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,6 +39,12 @@ use super::handlers;
         handlers::diff_snapshots,
         handlers::restore_files,
         handlers::status,
+        groups::put_group,
+        groups::get_group,
+        groups::list_groups,
+        groups::delete_group,
+        groups::create_group_snapshot,
+        groups::restore_group,
     )
 )]
 struct ApiDoc;
