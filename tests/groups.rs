@@ -206,6 +206,19 @@ async fn a_group_is_snapshotted_at_one_instant_and_restored_as_one() {
     let (status, refused) = curl(&via, "PUT", "/api/v1/groups/other", Some(r#"{"members": ["app"]}"#));
     assert_eq!(status, 409, "app is in shop already: {refused}");
 
+    // A schedule entry takes the group's snapshot.
+    let entry =
+        ["--json", "schedule", "add", "--schedule", "55 2 * * *", "--snapshot-group", "shop", "--id", "nightly"];
+    let added = succeeded(cli(&daemon, &entry));
+    assert_eq!(added["action"]["group"], "shop", "{added}");
+    let fired = succeeded(cli(&daemon, &["--json", "schedule", "run", "nightly"]));
+    assert_eq!(fired["outcome"], "ok", "{fired}");
+    let name = fired["snapshot"]["name"].as_str().unwrap().to_owned();
+    for member in ["app", "db"] {
+        let shown = succeeded(cli(&daemon, &["--json", "snapshot", "show", member, &name]));
+        assert_eq!((shown["group"].as_str(), shown["origin"].as_str()), (Some("shop"), Some("schedule")), "{shown}");
+    }
+
     let groups = succeeded(cli(&daemon, &["--json", "group", "list"]));
     assert_eq!(groups, serde_json::json!([{"name": "shop", "members": ["db", "app"]}]));
     succeeded(cli(&daemon, &["--json", "group", "delete", "shop"]));

@@ -313,12 +313,13 @@ pub fn entry(record: &EntryRecord, next_fire: Option<DateTime<Utc>>) -> proto::E
         schedule: record.schedule.clone(),
         time_zone: record.time_zone.clone(),
         action: Some(match &record.action {
-            EntryAction::Snapshot { container, alias, expiry_days, export_to } => {
+            EntryAction::Snapshot { container, alias, expiry_days, export_to, group } => {
                 Action::Snapshot(proto::SnapshotAction {
                     container: container.clone(),
                     alias: alias.clone(),
                     expiry_days: *expiry_days,
                     export_to: export_to.clone(),
+                    group: group.clone(),
                 })
             }
             EntryAction::Command { command, timeout } => Action::Command(proto::CommandAction {

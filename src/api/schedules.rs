@@ -27,6 +27,7 @@ fn action_from_proto(action: Option<entry::Action>) -> Result<EntryAction, Engin
             alias: snapshot.alias,
             expiry_days: snapshot.expiry_days,
             export_to: snapshot.export_to,
+            group: snapshot.group,
         }),
         Some(entry::Action::Command(command)) => Ok(EntryAction::Command {
             command: command.command,
@@ -42,8 +43,16 @@ fn action_from_proto(action: Option<entry::Action>) -> Result<EntryAction, Engin
 /// A snapshot entry needs the schedule scope for its container; a command
 /// entry runs as its user, so only root or that very user (on the socket)
 /// may create or change one.
-fn authorize_entry<T>(request: &Request<T>, user: &str, action: &EntryAction) -> Result<Caller, Status> {
+fn authorize_entry<T>(
+    request: &Request<T>,
+    engine: &Engine,
+    user: &str,
+    action: &EntryAction,
+) -> Result<Caller, Status> {
     match action {
+        EntryAction::Snapshot { group, .. } if !group.is_empty() => {
+            super::groups::authorize_group(request, engine, group, Scope::Schedule)
+        }
         EntryAction::Snapshot { container, .. } => authorize(request, Scope::Schedule, Some(container)),
         EntryAction::Command { .. } => {
             let caller = authorize(request, Scope::Schedule, None)?;
@@ -74,7 +83,7 @@ impl Schedules {
             let name = name.to_owned();
             blocking(&self.engine, move |engine| engine.entry(&name)).await?
         };
-        let actor = authorize_entry(request, &user, &current.action)?.actor();
+        let actor = authorize_entry(request, &self.engine, &user, &current.action)?.actor();
         Ok((current, actor))
     }
 }
@@ -90,7 +99,7 @@ impl ScheduleService for Schedules {
         let entry =
             request.get_ref().entry.clone().ok_or_else(|| from_engine(EngineError::invalid("entry", "is required")))?;
         let action = action_from_proto(entry.action).map_err(from_engine)?;
-        let actor = authorize_entry(&request, &user, &action)?.actor();
+        let actor = authorize_entry(&request, &self.engine, &user, &action)?.actor();
         let spec = EntrySpec {
             id: entry.id,
             schedule: entry.schedule,
@@ -143,7 +152,7 @@ impl ScheduleService for Schedules {
         let mask = request.get_ref().update_mask.clone();
         let patch = patch_from_mask(update, &mask).map_err(from_engine)?;
         let action = patch.action.clone().unwrap_or_else(|| current.action.clone());
-        let actor = authorize_entry(&request, &current.user, &action)?.actor();
+        let actor = authorize_entry(&request, &self.engine, &current.user, &action)?.actor();
         let updated = changing(&self.engine, admission_deadline(request.metadata()), None, move |engine| {
             let record = engine.update_entry(&name, patch, &actor)?;
             Ok(entry_message(engine, &record))

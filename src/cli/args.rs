@@ -1199,7 +1199,7 @@ fn parse_entry_filter(value: &str) -> Result<String, String> {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("action").args(["snapshot", "command"]).required(true)))]
+#[command(group(ArgGroup::new("action").args(["snapshot", "snapshot_group", "command"]).required(true)))]
 pub struct ScheduleAddArgs {
     /// User that owns the entry; a --command runs as this user.
     #[arg(long, value_name = "USER", default_value = DEFAULT_USER)]
@@ -1214,6 +1214,9 @@ pub struct ScheduleAddArgs {
     /// Snapshot this container at each firing.
     #[arg(long, value_name = "CONTAINER")]
     pub snapshot: Option<String>,
+    /// Snapshot every member of this group at one instant at each firing.
+    #[arg(long = "snapshot-group", value_name = "GROUP")]
+    pub snapshot_group: Option<String>,
     /// Alias for each snapshot taken, moved from the one before.
     #[arg(long, value_name = "ALIAS", conflicts_with = "command")]
     pub alias: Option<String>,

@@ -679,8 +679,11 @@ const OUTCOME_WIDTH: usize = 40;
 fn action(action: &ActionView, command_width: usize) -> String {
     match action {
         ActionView::None => "none".to_owned(),
-        ActionView::Snapshot { container, alias, expiry_days, export_to } => {
-            let mut text = format!("snapshot {container}");
+        ActionView::Snapshot { container, alias, expiry_days, export_to, group } => {
+            let mut text = match group {
+                Some(group) => format!("snapshot group {group}"),
+                None => format!("snapshot {container}"),
+            };
             if let Some(alias) = alias {
                 let _ = write!(text, " alias={alias}");
             }
@@ -1028,6 +1031,7 @@ TIME (UTC)               KIND              CONTAINER  SNAPSHOT         OUTCOME  
             alias: "rollback-point".into(),
             expiry_days: 7,
             export_to: String::new(),
+            group: String::new(),
         })
     }
 

@@ -623,8 +623,19 @@ impl From<proto::Entry> for EntryView {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ActionView {
     None,
-    Snapshot { container: String, alias: Option<String>, expiry_days: u32, export_to: Option<String> },
-    Command { command: String, timeout_seconds: u32 },
+    Snapshot {
+        container: String,
+        alias: Option<String>,
+        expiry_days: u32,
+        export_to: Option<String>,
+        /// Set for a group snapshot (then `container` is empty).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    Command {
+        command: String,
+        timeout_seconds: u32,
+    },
 }
 
 impl From<Option<proto::entry::Action>> for ActionView {
@@ -637,6 +648,7 @@ impl From<Option<proto::entry::Action>> for ActionView {
                 alias: non_empty(snapshot.alias),
                 expiry_days: snapshot.expiry_days,
                 export_to: non_empty(snapshot.export_to),
+                group: non_empty(snapshot.group),
             },
             Some(Action::Command(command)) => {
                 ActionView::Command { command: command.command, timeout_seconds: command.timeout_seconds }
@@ -816,6 +828,7 @@ mod tests {
                 alias: String::new(),
                 expiry_days: 7,
                 export_to: String::new(),
+                group: String::new(),
             })),
             ..Default::default()
         };

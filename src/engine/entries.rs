@@ -117,8 +117,18 @@ pub fn check_schedule(schedule: &str, time_zone: &str) -> EngineResult<CronSched
 
 fn check_action(action: &EntryAction) -> EngineResult<()> {
     match action {
-        EntryAction::Snapshot { container, alias, expiry_days, export_to } => {
-            names::container_id("entry.snapshot.container", container)?;
+        EntryAction::Snapshot { container, alias, expiry_days, export_to, group } => {
+            match (container.is_empty(), group.is_empty()) {
+                (true, false) => names::container_id("entry.snapshot.group", group)?,
+                (false, true) => names::container_id("entry.snapshot.container", container)?,
+                _ => return Err(EngineError::invalid("entry.snapshot.group", "set either a container or a group")),
+            }
+            if !group.is_empty() && !export_to.is_empty() {
+                return Err(EngineError::invalid(
+                    "entry.snapshot.export_to",
+                    "is for a container's snapshots, not a group's",
+                ));
+            }
             if !export_to.is_empty() {
                 crate::remote::config::check_name(export_to)
                     .map_err(|reason| EngineError::invalid("entry.snapshot.export_to", reason))?;

@@ -40,8 +40,8 @@ impl Engine {
     pub fn run_action(&self, name: &str, due: DateTime<Utc>, actor: &str) -> EngineResult<FireResult> {
         let entry = self.entry(name)?;
         let result = match &entry.action {
-            EntryAction::Snapshot { container, alias, expiry_days, export_to } => {
-                let created = self.create_snapshot(CreateRequest {
+            EntryAction::Snapshot { container, alias, expiry_days, export_to, group } => {
+                let request = CreateRequest {
                     container: container.clone(),
                     name: String::new(),
                     alias: alias.clone(),
@@ -49,8 +49,11 @@ impl Engine {
                     comment: entry.comment.clone(),
                     origin: SnapshotOrigin::Schedule { entry: name.to_owned() },
                     actor: actor.to_owned(),
-                });
-                match created {
+                };
+                if !group.is_empty() {
+                    return self.finish_fire(name, due, group_fire(group, self.create_group_snapshot(group, request)));
+                }
+                match self.create_snapshot(request) {
                     Ok(snapshot) if !export_to.is_empty() => self.export_after_fire(snapshot, export_to, actor),
                     Ok(snapshot) => FireResult {
                         outcome: "ok".into(),
@@ -89,6 +92,11 @@ impl Engine {
                 FireResult { outcome, detail, snapshot: None }
             }
         };
+        self.finish_fire(name, due, result)
+    }
+
+    /// Records a fire's outcome on its entry.
+    fn finish_fire(&self, name: &str, due: DateTime<Utc>, result: FireResult) -> EngineResult<FireResult> {
         // Re-read: the entry may have changed while the action ran.
         let (user, id) = parse_entry_name(name)?;
         if let Some(mut current) = self.store.entry(&user, &id)? {
@@ -99,6 +107,23 @@ impl Engine {
         }
         self.store.make_durable()?;
         Ok(result)
+    }
+}
+
+/// The outcome of a group snapshot fired by an entry; the group's first
+/// member's snapshot stands for the instant.
+fn group_fire(group: &str, taken: EngineResult<Vec<SnapshotRecord>>) -> FireResult {
+    match taken {
+        Ok(taken) => {
+            let members = taken.iter().map(|s| s.container.as_str()).collect::<Vec<_>>().join(", ");
+            let name = taken.first().map(|s| s.name.clone()).unwrap_or_default();
+            FireResult {
+                outcome: "ok".into(),
+                detail: format!("snapshot {name} of group {group} ({members})"),
+                snapshot: taken.into_iter().next(),
+            }
+        }
+        Err(error) => FireResult { outcome: "failed".into(), detail: error.to_string(), snapshot: None },
     }
 }
 

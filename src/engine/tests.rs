@@ -566,6 +566,7 @@ fn snapshot_entry(schedule: &str) -> super::entries::EntrySpec {
             alias: "rollback-point".into(),
             expiry_days: 7,
             export_to: String::new(),
+            group: String::new(),
         },
         comment: "pre-migration snapshot".into(),
         enabled: true,

@@ -456,6 +456,9 @@ pub enum EntryAction {
         /// A remote each snapshot is exported to once it lands; empty: none.
         #[serde(default)]
         export_to: String,
+        /// Set instead of `container`: a group snapshot of this group.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        group: String,
     },
     Command {
         command: String,

@@ -594,6 +594,9 @@ pub struct SnapshotActionBody {
     expiry: Option<Expiry>,
     #[serde(default)]
     export_to: String,
+    /// Instead of `container`: a snapshot of every member of this group at one instant.
+    #[serde(default)]
+    group: String,
 }
 
 /// A schedule entry as the page writes it: `{"schedule": "55 2 * * *",
@@ -656,6 +659,7 @@ impl EntryBody {
                 alias: snapshot.alias,
                 expiry_days: snapshot.expiry.map(|expiry| expiry.days(chrono::Utc::now())).transpose()?.unwrap_or(0),
                 export_to: snapshot.export_to,
+                group: snapshot.group,
             }))),
             (None, None) => Ok(None),
         }

@@ -75,6 +75,7 @@ pub fn create_request(args: ScheduleAddArgs) -> proto::CreateEntryRequest {
             alias: args.alias.unwrap_or_default(),
             expiry_days: args.expire_days.unwrap_or(0),
             export_to: args.export_to.unwrap_or_default(),
+            group: args.snapshot_group.unwrap_or_default(),
         }),
     };
     proto::CreateEntryRequest {
@@ -185,6 +186,7 @@ mod tests {
             alias: "rollback-point".into(),
             expiry_days: 7,
             export_to: String::new(),
+            group: String::new(),
         };
         assert_eq!(entry.action, Some(proto::entry::Action::Snapshot(expected)));
     }
