@@ -841,3 +841,76 @@ fn under_the_space_floor_a_snapshot_prunes_beyond_the_policy_then_is_refused() {
     assert!(events.iter().any(|e| e.kind == "space.low"));
     assert!(events.iter().any(|e| e.kind == "space.exhausted"));
 }
+
+/// db-1 plus wal-1, a second volume of the same container (same cgroup),
+/// grouped as `db`.
+fn grouped_volumes() -> Fixture {
+    let f = fixture();
+    f.backend.volumes.lock().insert("/fake/wal-1".into(), FakeVolume::default());
+    f.engine
+        .register_container(RegisterRequest {
+            id: "wal-1".into(),
+            cgroup: CGROUP.into(),
+            subvolume: "/fake/wal-1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    f.engine.set_group("db", &["db-1".into(), "wal-1".into()], "test").unwrap();
+    f
+}
+
+fn group_request(name: &str) -> CreateRequest {
+    CreateRequest {
+        container: String::new(),
+        name: name.into(),
+        alias: "good".into(),
+        expiry_days: 0,
+        comment: String::new(),
+        origin: SnapshotOrigin::Api,
+        actor: "test".into(),
+    }
+}
+
+#[test]
+fn a_group_snapshot_freezes_a_shared_cgroup_once_and_snapshots_every_volume() {
+    let f = grouped_volumes();
+    let taken = f.engine.create_group_snapshot("db", group_request("v1")).unwrap();
+    let members: Vec<&str> = taken.iter().map(|s| s.container.as_str()).collect();
+    assert_eq!(members, ["db-1", "wal-1"]);
+    assert!(taken.iter().all(|s| s.group.as_deref() == Some("db") && s.create_time == taken[0].create_time));
+    assert_eq!(*f.freezer.calls.lock(), [format!("freeze {CGROUP}"), format!("thaw {CGROUP}")]);
+    assert!(f.backend.exists("/fake/.rollpoint/db-1/v1") && f.backend.exists("/fake/.rollpoint/wal-1/v1"));
+    // The alias is in both.
+    assert_eq!(f.engine.snapshot("wal-1", "good").unwrap().name, "v1");
+}
+
+#[test]
+fn a_group_snapshot_that_fails_in_one_member_leaves_none() {
+    let f = grouped_volumes();
+    // wal-1's volume vanishes: its snapshot fails inside the window.
+    f.backend.volumes.lock().remove("/fake/wal-1");
+    let error = f.engine.create_group_snapshot("db", group_request("v1")).unwrap_err();
+    assert!(error.to_string().contains("wal-1"), "{error}");
+    assert!(!f.backend.exists("/fake/.rollpoint/db-1/v1"), "db-1's half of the instant was kept");
+    assert_eq!(f.engine.snapshot_count("db-1").unwrap(), 0);
+    assert_eq!(f.freezer.state_of(CGROUP), FreezeState::Thawed);
+    assert!(f.engine.store.intents().unwrap().is_empty());
+}
+
+#[test]
+fn a_group_restore_whose_stop_fails_rolls_every_member_back() {
+    let f = grouped_volumes();
+    f.engine.create_group_snapshot("db", group_request("v1")).unwrap();
+    // Only a snapshot taken with the group restores it.
+    create(&f.engine, "solo", "", 0).unwrap();
+    let refused = f.engine.restore_group("db", "solo", "test").unwrap_err();
+    assert!(refused.to_string().contains("not taken with group db"), "{refused}");
+    *f.lifecycle.fail_stop.lock() = true;
+    let error = f.engine.restore_group("db", "v1", "test").unwrap_err();
+    assert!(error.to_string().contains("stopping member"), "{error}");
+    assert!(f.engine.store.intents().unwrap().is_empty());
+    for member in ["db-1", "wal-1"] {
+        let names: Vec<String> = f.engine.store.snapshots_of(member).unwrap().into_iter().map(|s| s.name).collect();
+        assert!(!names.iter().any(|n| n.starts_with("pre-restore")), "{member}: {names:?}");
+    }
+}
