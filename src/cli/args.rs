@@ -564,18 +564,8 @@ pub enum GroupCommand {
 pub struct GroupSnapshotArgs {
     /// Group name.
     pub group: String,
-    /// Snapshot name, free in every member [default: snap-YYYY-MM-DD, then -2...].
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// Alias, moved to these snapshots in every member.
-    #[arg(long, value_name = "ALIAS")]
-    pub alias: Option<String>,
-    /// Delete the snapshots after D days [default: never].
-    #[arg(long, value_name = "D")]
-    pub expire_days: Option<u32>,
-    /// Free text kept with each snapshot.
-    #[arg(long, value_name = "TEXT")]
-    pub comment: Option<String>,
+    #[command(flatten)]
+    pub fields: SnapshotFields,
 }
 
 const GROUP_EXAMPLES: &str = "\
@@ -836,10 +826,20 @@ pub enum SnapshotCommand {
 pub struct CreateArgs {
     /// Container id.
     pub container: String,
-    /// Snapshot name [default: snap-YYYY-MM-DD (UTC), then -2, -3... the same day].
+    #[command(flatten)]
+    pub fields: SnapshotFields,
+}
+
+/// What a new snapshot is called and how long it stays (a container's, or
+/// each member's of a group snapshot).
+#[derive(Args, Debug)]
+pub struct SnapshotFields {
+    /// Snapshot name [default: snap-YYYY-MM-DD (UTC), then -2, -3... the same
+    /// day]; for a group, free in every member.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Alias to give the snapshot; moved here from any other snapshot of the container.
+    /// Alias to give the snapshot; moved here from any other snapshot of the
+    /// container (of each member, for a group).
     #[arg(long, value_name = "ALIAS")]
     pub alias: Option<String>,
     /// Delete the snapshot after D days [default: never].

@@ -67,14 +67,8 @@ impl Engine {
     fn restore_group_inner(&self, group: &str, reference: &str, actor: &str) -> EngineResult<GroupRestoreOutcome> {
         let started = Instant::now();
         names::snapshot_name("snapshot", reference)?;
-        let ids: Vec<String> = self.group(group)?.members.into_iter().map(|m| m.id).collect();
-        let _guards = self.lock_all(&ids)?;
-        let members = self.group(group)?.members;
-        if members.iter().map(|m| &m.id).ne(ids.iter()) {
-            return Err(EngineError::FailedPrecondition {
-                reason: format!("group {group} changed meanwhile; try again"),
-            });
-        }
+        let (_guards, members) = self.lock_group(group)?;
+        let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
         let targets = self.group_targets(group, &members, reference)?;
         let now = self.clock.now();
         let pre_restore_name = names::default_name_with_prefix("pre-restore", now, |name| {

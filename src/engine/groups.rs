@@ -128,8 +128,14 @@ impl Engine {
     /// alias and expiry (`request.container` is ignored). All or nothing.
     pub fn create_group_snapshot(&self, group: &str, request: CreateRequest) -> EngineResult<Vec<SnapshotRecord>> {
         super::create::check_request(&request)?;
+        let (_guards, members) = self.lock_group(group)?;
+        self.create_at_one_instant(&members, Some(group), request)
+    }
+
+    /// Locks every member of `group`; the members as read under the locks.
+    pub(super) fn lock_group(&self, group: &str) -> EngineResult<(ContainerGuards, Vec<ContainerRecord>)> {
         let ids: Vec<String> = self.group(group)?.members.into_iter().map(|m| m.id).collect();
-        let _guards = self.lock_all(&ids)?;
+        let guards = self.lock_all(&ids)?;
         // Read again under the locks: membership may have changed meanwhile.
         let members = self.group(group)?.members;
         if members.iter().map(|m| &m.id).ne(ids.iter()) {
@@ -137,7 +143,7 @@ impl Engine {
                 reason: format!("group {group} changed meanwhile; try again"),
             });
         }
-        self.create_at_one_instant(&members, Some(group), request)
+        Ok((guards, members))
     }
 
     /// Locks the containers `ids` in id order (the same order for every

@@ -2,7 +2,7 @@
 
 use super::Context;
 use crate::api::proto;
-use crate::cli::args::{GroupCommand, GroupSnapshotArgs};
+use crate::cli::args::{GroupCommand, GroupSnapshotArgs, SnapshotFields};
 use crate::cli::error::CliError;
 use crate::cli::views::{GroupRestoreView, GroupSnapshotView, GroupView, ListView, SnapshotView};
 
@@ -28,7 +28,10 @@ pub async fn run(context: &mut Context, command: GroupCommand) -> Result<(), Cli
             reply.map_err(|status| context.fail(status))?;
             context.emit(&GroupView { name, members: Vec::new() })?;
         }
-        GroupCommand::Snapshot(GroupSnapshotArgs { group, name, alias, expire_days, comment }) => {
+        GroupCommand::Snapshot(GroupSnapshotArgs {
+            group,
+            fields: SnapshotFields { name, alias, expire_days, comment },
+        }) => {
             let request = proto::CreateGroupSnapshotRequest {
                 group: group.clone(),
                 name: name.unwrap_or_default(),

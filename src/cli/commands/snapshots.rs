@@ -2,7 +2,9 @@
 
 use super::{all_pages, Context};
 use crate::api::proto;
-use crate::cli::args::{CreateArgs, DiffArgs, PruneSnapshotsArgs, RestoreFilesArgs, SnapshotCommand, UpdateArgs};
+use crate::cli::args::{
+    CreateArgs, DiffArgs, PruneSnapshotsArgs, RestoreFilesArgs, SnapshotCommand, SnapshotFields, UpdateArgs,
+};
 use crate::cli::error::CliError;
 use crate::cli::views::{
     DeletedView, FilesRestoredView, ListView, MountView, PathDiffView, PruneDecisionView, PruneView, SnapshotView,
@@ -12,7 +14,10 @@ use crate::cli::views::{
 pub async fn run(context: &mut Context, command: SnapshotCommand) -> Result<(), CliError> {
     let snapshots = &mut context.clients.snapshots;
     let response = match command {
-        SnapshotCommand::Create(CreateArgs { container, name, alias, expire_days, comment }) => {
+        SnapshotCommand::Create(CreateArgs {
+            container,
+            fields: SnapshotFields { name, alias, expire_days, comment },
+        }) => {
             let request = proto::CreateSnapshotRequest {
                 container,
                 name: name.unwrap_or_default(),
@@ -208,9 +213,9 @@ mod tests {
         match cli.command {
             Command::Snapshot(SnapshotCommand::Create(args)) => {
                 assert_eq!(args.container, "db-1");
-                assert_eq!(args.alias.as_deref(), Some("rollback-point"));
-                assert_eq!(args.expire_days, Some(7));
-                assert_eq!(args.name, None);
+                assert_eq!(args.fields.alias.as_deref(), Some("rollback-point"));
+                assert_eq!(args.fields.expire_days, Some(7));
+                assert_eq!(args.fields.name, None);
             }
             other => panic!("parsed as {other:?}"),
         }
