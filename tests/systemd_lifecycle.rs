@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,40 +20,9 @@ use rollpoint::api::proto;
 use rollpoint::testkit::cgroup::TestCgroup;
 use rollpoint::testkit::daemon::{DaemonOptions, TestDaemon};
 use rollpoint::testkit::loop_btrfs::LoopBtrfs;
+use rollpoint::testkit::machined::{Machine, PrivateBus, StandInMachined};
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath};
-
-/// A dbus-daemon of the test's own, killed by pid on drop.
-struct PrivateBus {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivateBus {
-    fn start() -> PrivateBus {
-        let dir = tempfile::tempdir().unwrap();
-        let address = format!("unix:path={}", dir.path().join("bus").display());
-        let child = Command::new("/usr/bin/dbus-daemon")
-            .args(["--session", "--nofork", "--nopidfile", &format!("--address={address}")])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start dbus-daemon (package dbus-daemon)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !dir.path().join("bus").exists() {
-            assert!(Instant::now() < deadline, "dbus-daemon did not create its socket");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        PrivateBus { child, address, _dir: dir }
-    }
-}
-
-impl Drop for PrivateBus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The part of systemd's Manager that rollpointd uses. The "unit" is one
 /// sleeping process in the container's cgroup.
@@ -130,7 +99,7 @@ async fn restore_stops_and_starts_a_systemd_unit_over_dbus() {
     if !rollpoint::testkit::root_or_skip("restore_stops_and_starts_a_systemd_unit_over_dbus") {
         return;
     }
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start().expect("start dbus-daemon (package dbus-daemon)");
     let fs = LoopBtrfs::create(512 << 20).unwrap();
     let volume = fs.create_subvolume("db-1").unwrap();
     let cgroup = Arc::new(TestCgroup::create("systemd").unwrap());
@@ -230,80 +199,6 @@ async fn restore_stops_and_starts_a_systemd_unit_over_dbus() {
     }
 }
 
-/// The part of systemd-machined that discovery uses: the machine list,
-/// its add/remove signals, and each machine's properties.
-struct FakeMachined {
-    machines: Arc<Mutex<Vec<(String, String)>>>,
-}
-
-#[zbus::interface(name = "org.freedesktop.machine1.Manager")]
-impl FakeMachined {
-    async fn list_machines(&self) -> Vec<(String, String, String, OwnedObjectPath)> {
-        self.machines
-            .lock()
-            .iter()
-            .map(|(name, class)| (name.clone(), class.clone(), "rollpoint-test".into(), machine_path(name)))
-            .collect()
-    }
-
-    #[zbus(signal)]
-    async fn machine_new(emitter: &SignalEmitter<'_>, machine: &str, path: ObjectPath<'_>) -> zbus::Result<()>;
-
-    #[zbus(signal)]
-    async fn machine_removed(emitter: &SignalEmitter<'_>, machine: &str, path: ObjectPath<'_>) -> zbus::Result<()>;
-}
-
-struct FakeMachine {
-    name: String,
-    class: String,
-    unit: String,
-    leader: u32,
-    root: String,
-}
-
-#[zbus::interface(name = "org.freedesktop.machine1.Machine")]
-impl FakeMachine {
-    #[zbus(property)]
-    async fn name(&self) -> String {
-        self.name.clone()
-    }
-    #[zbus(property)]
-    async fn class(&self) -> String {
-        self.class.clone()
-    }
-    #[zbus(property)]
-    async fn unit(&self) -> String {
-        self.unit.clone()
-    }
-    #[zbus(property)]
-    async fn leader(&self) -> u32 {
-        self.leader
-    }
-    #[zbus(property)]
-    async fn root_directory(&self) -> String {
-        self.root.clone()
-    }
-    #[zbus(property)]
-    async fn state(&self) -> String {
-        "running".into()
-    }
-}
-
-fn machine_path(name: &str) -> OwnedObjectPath {
-    // machined escapes what object paths cannot hold, as _XX.
-    let escaped = name.replace('-', "_2d");
-    ObjectPath::try_from(format!("/org/freedesktop/machine1/machine/{escaped}")).unwrap().into()
-}
-
-async fn add_machine(connection: &zbus::Connection, machines: &Mutex<Vec<(String, String)>>, machine: FakeMachine) {
-    let path = machine_path(&machine.name);
-    let name = machine.name.clone();
-    machines.lock().push((name.clone(), machine.class.clone()));
-    connection.object_server().at(path.clone(), machine).await.unwrap();
-    let emitter = SignalEmitter::new(connection, "/org/freedesktop/machine1").unwrap();
-    FakeMachined::machine_new(&emitter, &name, path.as_ref()).await.unwrap();
-}
-
 fn discovered<'a>(listing: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     listing["containers"]
         .as_array()
@@ -328,7 +223,7 @@ async fn machines_are_discovered_from_machined_and_followed_by_its_signals() {
     if !rollpoint::testkit::root_or_skip("machines_are_discovered_from_machined_and_followed_by_its_signals") {
         return;
     }
-    let bus = PrivateBus::start();
+    let bus = PrivateBus::start().expect("start dbus-daemon (package dbus-daemon)");
     let fs = LoopBtrfs::create(512 << 20).unwrap();
     let root = fs.create_subvolume("web").unwrap();
     // The unit's group, with the machine's processes in payload/ below it,
@@ -342,24 +237,15 @@ async fn machines_are_discovered_from_machined_and_followed_by_its_signals() {
         .unwrap();
     eventually("the leader in payload", || read(&procs).contains(&leader.id().to_string()).then_some(()));
 
-    let machines = Arc::new(Mutex::new(Vec::new()));
-    let machined = zbus::connection::Builder::address(bus.address.as_str())
-        .unwrap()
-        .name("org.freedesktop.machine1")
-        .unwrap()
-        .serve_at("/org/freedesktop/machine1", FakeMachined { machines: machines.clone() })
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
-    let web = FakeMachine {
+    let machined = StandInMachined::start(&bus.address).await.unwrap();
+    let web = Machine {
         name: "web".into(),
         class: "container".into(),
         unit: "systemd-nspawn@web.service".into(),
         leader: leader.id(),
         root: root.display().to_string(),
     };
-    add_machine(&machined, &machines, web).await;
+    machined.add(web).await.unwrap();
 
     // Followed with an hour between scans: only the first scan and the
     // signals can register and mark within this test.
@@ -381,24 +267,21 @@ async fn machines_are_discovered_from_machined_and_followed_by_its_signals() {
     common::succeeded(common::cli(&daemon, &["--json", "snapshot", "create", "web", "--name", "first"]));
 
     // A virtual machine appears: listed, not registrable.
-    let vm = FakeMachine {
+    let vm = Machine {
         name: "vm-1".into(),
         class: "vm".into(),
         unit: "machine-vm\\x2d1.scope".into(),
         leader: leader.id(),
         root: String::new(),
     };
-    add_machine(&machined, &machines, vm).await;
+    machined.add(vm).await.unwrap();
     let listing = common::succeeded(common::cli(&daemon, &["--json", "discover"]));
     assert_eq!(discovered(&listing, "web")["registered_as"], "web", "{listing}");
     let problem = discovered(&listing, "vm-1")["problem"].as_str().unwrap_or_default().to_owned();
     assert!(problem.contains("a vm, not a container"), "{listing}");
 
     // The machine goes: MachineRemoved marks it at once, its snapshot kept.
-    machines.lock().retain(|(name, _)| name != "web");
-    machined.object_server().remove::<FakeMachine, _>(machine_path("web")).await.unwrap();
-    let emitter = SignalEmitter::new(&machined, "/org/freedesktop/machine1").unwrap();
-    FakeMachined::machine_removed(&emitter, "web", machine_path("web").as_ref()).await.unwrap();
+    machined.remove("web").await.unwrap();
     let gone = eventually("marked vanished after MachineRemoved", || {
         let shown = common::succeeded(common::cli(&daemon, &["--json", "container", "show", "web"]));
         shown["discovered"]["vanish_time"].is_string().then_some(shown)

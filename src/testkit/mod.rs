@@ -1,6 +1,7 @@
 pub mod cgroup;
 pub mod daemon;
 pub mod loop_btrfs;
+pub mod machined;
 pub mod podman;
 pub mod remote;
 pub mod seaweedfs;
