@@ -13,7 +13,7 @@ USAGE: sudo scripts/bench [--quick] [--json FILE] [--markdown FILE] [--compare O
   --json FILE      also write the results and the machine as JSON to FILE
   --markdown FILE  also write the table as Markdown to FILE (for the README)
   --compare FILE   print each case's change against an earlier --json FILE
-  --only GROUPS    comma-separated subset of freeze,sizes,burst,metadata,remote,diff
+  --only GROUPS    comma-separated subset of freeze,sizes,burst,metadata,remote,diff,hosts
   --largest-gib N  size of the largest data case (default: 10, less if the
                    disk holding the temp folder is too small; 2 with --quick)";
 
@@ -32,11 +32,13 @@ pub enum Group {
     Remote,
     /// 8. DiffSnapshots against diff -rq.
     Diff,
+    /// 9. Group snapshots of 10 containers, discovery of 100 machines.
+    Hosts,
 }
 
 impl Group {
-    pub const ALL: [Group; 6] =
-        [Group::Freeze, Group::Sizes, Group::Burst, Group::Metadata, Group::Remote, Group::Diff];
+    pub const ALL: [Group; 7] =
+        [Group::Freeze, Group::Sizes, Group::Burst, Group::Metadata, Group::Remote, Group::Diff, Group::Hosts];
 
     fn parse(text: &str) -> Result<Group, String> {
         match text {
@@ -46,7 +48,10 @@ impl Group {
             "metadata" => Ok(Group::Metadata),
             "remote" => Ok(Group::Remote),
             "diff" => Ok(Group::Diff),
-            other => Err(format!("--only: unknown group {other:?} (freeze, sizes, burst, metadata, remote, diff)")),
+            "hosts" => Ok(Group::Hosts),
+            other => {
+                Err(format!("--only: unknown group {other:?} (freeze, sizes, burst, metadata, remote, diff, hosts)"))
+            }
         }
     }
 }

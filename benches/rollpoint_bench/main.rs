@@ -3,7 +3,7 @@
 //! loop devices and real cgroups full of real processes.
 //!
 //! ```sh
-//! sudo scripts/bench [--quick] [--json FILE] [--compare OLD.json] [--only freeze,sizes,burst,metadata,remote,diff]
+//! sudo scripts/bench [--quick] [--json FILE] [--compare OLD.json] [--only freeze,sizes,burst,metadata,remote,diff,hosts]
 //! ```
 //!
 //! Every case is reported with n, median, p95, p99 and max, next to the raw

@@ -7,6 +7,7 @@
 mod burst;
 mod diff;
 mod freeze;
+mod hosts;
 mod metadata;
 mod remote;
 mod sizes;
@@ -31,6 +32,7 @@ pub const BURST: &str = "5 burst: 100 containers at once";
 pub const METADATA: &str = "6 metadata scale and daemon memory";
 pub const REMOTE: &str = "7 off-host copies (export/import vs restic 0.14, same SeaweedFS)";
 pub const DIFF: &str = "8 diff of two snapshots (DiffSnapshots vs diff -rq)";
+pub const HOSTS: &str = "9 container hosts: group snapshots and discovery";
 
 /// The daemon's configuration for the suite. A burst of 100 calls would
 /// otherwise meet the default in-flight limit of 64 (RESOURCE_EXHAUSTED);
@@ -91,6 +93,7 @@ pub async fn run_suite(options: Options) -> Fallible<()> {
             Group::Metadata => metadata::run(&mut bench).await,
             Group::Remote => remote::run(&mut bench).await,
             Group::Diff => diff::run(&mut bench).await,
+            Group::Hosts => hosts::run(&mut bench).await,
         };
         if let Err(error) = result {
             let line = format!("{group:?} failed: {error}");
