@@ -32,7 +32,9 @@ pub async fn run(bench: &mut Bench) -> Fallible<()> {
 async fn group_freeze(bench: &mut Bench) -> Fallible<()> {
     let n = bench.options.pick(20, 100);
     progress(format!("group snapshot: {MEMBERS} containers x {WRITERS} writers, {n} snapshots"));
-    let fs = LoopBtrfs::create(4 * GIB)?;
+    // 100 writers append about 60 MiB/s between them: room for a few
+    // minutes, and each group snapshot is deleted once measured.
+    let fs = LoopBtrfs::create(16 * GIB)?;
     let mut members = Vec::with_capacity(MEMBERS);
     for i in 0..MEMBERS {
         let container = Container::create(&fs, &format!("grp-{i}"), 0, WRITERS)?;
@@ -61,6 +63,9 @@ async fn group_freeze(bench: &mut Bench) -> Fallible<()> {
             frozen.push(proto_ms(taken[0].frozen_for.as_ref()));
             latency.push(ms(took));
         }
+        for snapshot in &taken {
+            crate::setup::delete_snapshot(&mut bench.clients, &snapshot.container, &snapshot.name).await?;
+        }
     }
     let note = format!("{MEMBERS} containers, each its own cgroup and subvolume with {WRITERS} rollpoint-workload writers");
     bench.report.add(
@@ -84,7 +89,6 @@ async fn group_freeze(bench: &mut Bench) -> Fallible<()> {
         note,
     );
     for id in &ids {
-        crate::setup::delete_all_snapshots(&mut bench.clients, id).await?;
         let request = proto::UnregisterContainerRequest { id: id.clone(), delete_snapshots: true, keep_snapshots: false };
         bench.clients.containers.unregister_container(request).await.map_err(|s| s.message().to_owned())?;
     }
