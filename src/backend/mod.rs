@@ -78,6 +78,13 @@ pub trait Backend: Send + Sync + 'static {
     /// follows only covers the last instant's writes.
     fn flush(&self, volume: &VolumeInfo) -> Result<(), BackendError>;
 
+    /// What one flush of `volume` writes back, when it is more than the
+    /// volume: volumes with the same key need one flush between them (btrfs:
+    /// syncfs writes the whole filesystem). `None`: each its own.
+    fn flush_scope(&self, _volume: &VolumeInfo) -> Option<PathBuf> {
+        None
+    }
+
     /// Commits, and has the space of deleted snapshots given back to the
     /// filesystem as soon as it can (btrfs frees it in the background).
     fn reclaim(&self, volume: &VolumeInfo) -> Result<(), BackendError> {

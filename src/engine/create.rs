@@ -79,7 +79,7 @@ impl Engine {
         let intent_id = self.store.begin_intent(&intent)?;
         fault::point("create.intent");
 
-        let flushed = volumes.iter().try_for_each(|volume| self.backend.flush(volume));
+        let flushed = self.flush_all(&volumes);
         let taken = flushed.map_err(EngineError::from).and_then(|()| {
             fault::point("create.flushed");
             Window {
@@ -183,6 +183,18 @@ impl Engine {
             );
         }
         Ok(records)
+    }
+
+    /// Writes back the dirty data of every volume, once per filesystem.
+    fn flush_all(&self, volumes: &[VolumeInfo]) -> Result<(), crate::backend::BackendError> {
+        let mut flushed = std::collections::HashSet::new();
+        for volume in volumes {
+            let scope = self.backend.flush_scope(volume);
+            if scope.is_none() || flushed.insert(scope) {
+                self.backend.flush(volume)?;
+            }
+        }
+        Ok(())
     }
 
     /// The snapshot's name: the one asked for, free in every member (store

@@ -155,6 +155,12 @@ impl Backend for BtrfsBackend {
         nix::unistd::syncfs(&fd).map_err(|errno| BackendError::io("syncfs", &volume.path, errno.into()))
     }
 
+    /// The filesystem's `.rollpoint` folder (every container's snapshot
+    /// folder on it is below it): syncfs writes back the whole filesystem.
+    fn flush_scope(&self, volume: &VolumeInfo) -> Option<PathBuf> {
+        volume.snapshot_dir.parent().map(Path::to_path_buf)
+    }
+
     fn reclaim(&self, volume: &VolumeInfo) -> Result<(), BackendError> {
         let fd = subvol::open_dir(&volume.path).map_err(|err| fs_error("open", &volume.path, err))?;
         // SAFETY: BTRFS_IOC_SYNC takes no argument; `fd` is an open directory
