@@ -29,15 +29,8 @@ impl SnapshotService for Snapshots {
         let request = request.into_inner();
         let container = request.container.clone();
         let record = changing(&self.engine, deadline, Some(&container), move |engine| {
-            engine.create_snapshot(CreateRequest {
-                container: request.container,
-                name: request.name,
-                alias: request.alias,
-                expiry_days: request.expiry_days,
-                comment: request.comment,
-                origin: caller.origin(),
-                actor: caller.actor(),
-            })
+            let fields = (request.name, request.alias, request.expiry_days, request.comment);
+            engine.create_snapshot(create_request(&caller, request.container, fields))
         })
         .await?;
         Ok(Response::new(CreateSnapshotResponse { snapshot: Some(convert::snapshot(&record)) }))
@@ -239,18 +232,8 @@ impl SnapshotService for Snapshots {
         let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
         let records = changing(&self.engine, deadline, None, move |engine| {
-            engine.create_group_snapshot(
-                &request.group,
-                CreateRequest {
-                    container: String::new(),
-                    name: request.name,
-                    alias: request.alias,
-                    expiry_days: request.expiry_days,
-                    comment: request.comment,
-                    origin: caller.origin(),
-                    actor: caller.actor(),
-                },
-            )
+            let fields = (request.name, request.alias, request.expiry_days, request.comment);
+            engine.create_group_snapshot(&request.group, create_request(&caller, String::new(), fields))
         })
         .await?;
         Ok(Response::new(CreateGroupSnapshotResponse { snapshots: records.iter().map(convert::snapshot).collect() }))
@@ -277,6 +260,13 @@ impl SnapshotService for Snapshots {
             downtime: Some(convert::duration(outcome.downtime)),
         }))
     }
+}
+
+/// The engine's request for a snapshot `caller` asked for, with its
+/// (name, alias, expiry days, comment).
+fn create_request(caller: &Caller, container: String, fields: (String, String, u32, String)) -> CreateRequest {
+    let (name, alias, expiry_days, comment) = fields;
+    CreateRequest { container, name, alias, expiry_days, comment, origin: caller.origin(), actor: caller.actor() }
 }
 
 /// Which fields an update changes: those named in `update_mask`, or, with no

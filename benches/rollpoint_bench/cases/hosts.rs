@@ -67,7 +67,8 @@ async fn group_freeze(bench: &mut Bench) -> Fallible<()> {
             crate::setup::delete_snapshot(&mut bench.clients, &snapshot.container, &snapshot.name).await?;
         }
     }
-    let note = format!("{MEMBERS} containers, each its own cgroup and subvolume with {WRITERS} rollpoint-workload writers");
+    let note =
+        format!("{MEMBERS} containers, each its own cgroup and subvolume with {WRITERS} rollpoint-workload writers");
     bench.report.add(
         HOSTS,
         "group.freeze",
@@ -89,7 +90,8 @@ async fn group_freeze(bench: &mut Bench) -> Fallible<()> {
         note,
     );
     for id in &ids {
-        let request = proto::UnregisterContainerRequest { id: id.clone(), delete_snapshots: true, keep_snapshots: false };
+        let request =
+            proto::UnregisterContainerRequest { id: id.clone(), delete_snapshots: true, keep_snapshots: false };
         bench.clients.containers.unregister_container(request).await.map_err(|s| s.message().to_owned())?;
     }
     Ok(())
