@@ -33,6 +33,7 @@ while read n <&3; do echo $n >> "$2/seq"; echo $n >&4; done"#;
 
 /// One member: its filesystem, volume and cgroup (dropped first).
 struct Member {
+    id: &'static str,
     cgroup: TestCgroup,
     volume: PathBuf,
     _fs: LoopBtrfs,
@@ -49,10 +50,10 @@ struct Shop {
 
 impl Shop {
     fn new(prefix: &str) -> Shop {
-        let member = |name: &str| {
+        let member = |name: &'static str| {
             let fs = LoopBtrfs::create(256 << 20).expect("loop btrfs");
             let volume = fs.create_subvolume(name).unwrap();
-            Member { cgroup: TestCgroup::create(&format!("{prefix}-{name}")).unwrap(), volume, _fs: fs }
+            Member { id: name, cgroup: TestCgroup::create(&format!("{prefix}-{name}")).unwrap(), volume, _fs: fs }
         };
         let pipes = tempfile::tempdir().unwrap();
         for pipe in ["app-to-db", "db-to-app"] {
@@ -246,7 +247,7 @@ async fn a_crash_at_any_step_leaves_the_group_whole() {
         assert!(!shop.app.cgroup.is_frozen().unwrap() && !shop.db.cgroup.is_frozen().unwrap(), "{point}: frozen");
         let has = |container: &str| listed(&daemon, container).contains(&"crashed".to_owned());
         let on_disk = |member: &Member| {
-            member.volume.parent().unwrap().join(".rollpoint").join(member_id(member, &shop)).join("crashed").exists()
+            member.volume.parent().unwrap().join(".rollpoint").join(member.id).join("crashed").exists()
         };
         let (app, db) = (has("app"), has("db"));
         println!("{point}: app has it {app}, db has it {db}");
@@ -285,14 +286,5 @@ async fn a_crash_at_any_step_leaves_the_group_whole() {
             let pre = names.iter().filter(|n| n.starts_with("pre-restore")).count();
             assert_eq!(pre, usize::from(restored), "{point}: {member} has {names:?}");
         }
-    }
-}
-
-/// The container id of a member of the shop.
-fn member_id(member: &Member, shop: &Shop) -> &'static str {
-    if std::ptr::eq(member, &shop.app) {
-        "app"
-    } else {
-        "db"
     }
 }

@@ -18,7 +18,7 @@ use crate::store::LifecycleSpec;
 /// Podman's containers, running or not.
 pub async fn list(config: &DiscoveryConfig) -> Result<Vec<Found>, String> {
     let listed = run(config, &["ps", "--all", "--format", "json"]).await?;
-    let ids: Vec<String> = as_array(&listed)?
+    let ids: Vec<String> = as_array(listed)?
         .iter()
         .filter_map(|container| container.get("Id").and_then(Value::as_str).map(str::to_owned))
         .collect();
@@ -28,7 +28,7 @@ pub async fn list(config: &DiscoveryConfig) -> Result<Vec<Found>, String> {
     let mut args = vec!["inspect", "--type", "container"];
     args.extend(ids.iter().map(String::as_str));
     let inspected = run(config, &args).await?;
-    Ok(as_array(&inspected)?.iter().filter_map(|container| describe(container, config)).collect())
+    Ok(as_array(inspected)?.iter().filter_map(|container| describe(container, config)).collect())
 }
 
 /// Runs Podman with `args` and parses its standard output as JSON.
@@ -52,16 +52,14 @@ async fn run(config: &DiscoveryConfig, args: &[&str]) -> Result<Value, String> {
     serde_json::from_slice(&output.stdout).map_err(|e| format!("podman {}: unexpected output: {e}", args[0]))
 }
 
-fn as_array(value: &Value) -> Result<&Vec<Value>, String> {
+fn as_array(value: Value) -> Result<Vec<Value>, String> {
     match value {
         Value::Array(items) => Ok(items),
         // `podman ps --format json` prints null when there is nothing.
-        Value::Null => Ok(EMPTY.get_or_init(Vec::new)),
+        Value::Null => Ok(Vec::new()),
         _ => Err("podman: expected a JSON array".to_owned()),
     }
 }
-
-static EMPTY: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
 
 /// One container of `podman inspect`; `None` for an entry with no id.
 pub fn describe(container: &Value, config: &DiscoveryConfig) -> Option<Found> {

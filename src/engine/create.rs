@@ -208,16 +208,11 @@ impl Engine {
     ) -> EngineResult<String> {
         let now: DateTime<Utc> = self.clock.now();
         let name = if request.name.is_empty() {
-            let base = names::default_name_base("snap", now);
-            let mut taken = std::collections::HashSet::new();
-            for member in members {
-                taken.extend(self.store.snapshot_names_starting_with(&member.id, &base)?);
-            }
-            names::default_snapshot_name(now, |n| volumes.iter().any(|volume| self.name_taken(&taken, volume, n)))
+            self.free_default_name("snap", members, now)?
         } else {
             for (member, volume) in members.iter().zip(volumes) {
                 if self.store.snapshot_name_in_use(&member.id, &request.name)?
-                    || self.name_taken(&Default::default(), volume, &request.name)
+                    || self.location_in_use(volume, &request.name)
                 {
                     return Err(EngineError::AlreadyExists {
                         what: format!("snapshot {:?} of container {}", request.name, member.id),

@@ -71,12 +71,7 @@ impl Engine {
         let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
         let targets = self.group_targets(group, &members, reference)?;
         let now = self.clock.now();
-        let pre_restore_name = names::default_name_with_prefix("pre-restore", now, |name| {
-            members.iter().any(|member| {
-                let taken = self.store.snapshot_name_in_use(&member.id, name).unwrap_or(true);
-                taken || self.name_taken(&Default::default(), &volume_of(member), name)
-            })
-        });
+        let pre_restore_name = self.free_default_name("pre-restore", &members, now)?;
         let mut intent = GroupRestoreIntent {
             group: group.to_owned(),
             target: targets[0].name.clone(),

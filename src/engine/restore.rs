@@ -431,9 +431,25 @@ impl Engine {
         container: &crate::store::ContainerRecord,
         now: chrono::DateTime<chrono::Utc>,
     ) -> EngineResult<String> {
-        let volume = volume_of(container);
-        let taken =
-            self.store.snapshot_names_starting_with(&container.id, &names::default_name_base("pre-restore", now))?;
-        Ok(names::default_name_with_prefix("pre-restore", now, |n| self.name_taken(&taken, &volume, n)))
+        self.free_default_name("pre-restore", std::slice::from_ref(container), now)
+    }
+
+    /// The first default name `<prefix>-YYYY-MM-DD[-N]` free in every one of
+    /// `containers`, in the store and on disk.
+    pub(super) fn free_default_name(
+        &self,
+        prefix: &str,
+        containers: &[ContainerRecord],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> EngineResult<String> {
+        let base = names::default_name_base(prefix, now);
+        let mut taken = std::collections::HashSet::new();
+        for container in containers {
+            taken.extend(self.store.snapshot_names_starting_with(&container.id, &base)?);
+        }
+        let volumes: Vec<_> = containers.iter().map(volume_of).collect();
+        Ok(names::default_name_with_prefix(prefix, now, |n| {
+            volumes.iter().any(|volume| self.name_taken(&taken, volume, n))
+        }))
     }
 }

@@ -52,7 +52,7 @@ impl Engine {
 
     /// Whether a volume sits where a snapshot called `name` would go (or
     /// whether that cannot be told, which counts as in use).
-    fn location_in_use(&self, volume: &VolumeInfo, name: &str) -> bool {
+    pub(super) fn location_in_use(&self, volume: &VolumeInfo, name: &str) -> bool {
         self.backend.snapshot_exists(&self.backend.location(volume, name)).unwrap_or(true)
     }
 

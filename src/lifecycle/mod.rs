@@ -44,9 +44,8 @@ impl Lifecycle for HostLifecycle {
             LifecycleSpec::None => Ok(()),
             LifecycleSpec::Command { stop, timeout, .. } => run_command("stop command", stop, *timeout, None),
             LifecycleSpec::Systemd { unit, timeout } => systemd::run_unit_job(systemd::Verb::Stop, unit, *timeout),
-            LifecycleSpec::Podman { .. } => {
-                let (argv, timeout) = podman_argv(&container.lifecycle, "stop").expect("a podman lifecycle");
-                run_command("podman stop", &argv, timeout, None)
+            LifecycleSpec::Podman { command, container, timeout } => {
+                run_command("podman stop", &podman_argv(command, container, *timeout, "stop"), *timeout, None)
             }
         }
     }
@@ -61,25 +60,23 @@ impl Lifecycle for HostLifecycle {
                 run_command("start command", start, *timeout, Some(&container.cgroup))
             }
             LifecycleSpec::Systemd { unit, timeout } => systemd::run_unit_job(systemd::Verb::Start, unit, *timeout),
-            LifecycleSpec::Podman { .. } => {
-                let (argv, timeout) = podman_argv(&container.lifecycle, "start").expect("a podman lifecycle");
-                run_command("podman start", &argv, timeout, None)
+            LifecycleSpec::Podman { command, container, timeout } => {
+                run_command("podman start", &podman_argv(command, container, *timeout, "start"), *timeout, None)
             }
         }
     }
 }
 
-/// The argv of a Podman lifecycle's `verb` ("stop" or "start"), and the
-/// time it may take. `podman stop` is given most of that time for the
-/// container's own shutdown (then Podman kills it), keeping a margin for Podman.
-pub fn podman_argv(spec: &LifecycleSpec, verb: &str) -> Option<(Vec<String>, Duration)> {
-    let LifecycleSpec::Podman { command, container, timeout } = spec else { return None };
-    let mut argv = command.clone();
+/// The argv of a Podman lifecycle's `verb` ("stop" or "start").
+/// `podman stop` is given two thirds of the `timeout` for the container's
+/// own shutdown (then Podman kills it), keeping a margin for Podman.
+fn podman_argv(command: &[String], container: &str, timeout: Duration, verb: &str) -> Vec<String> {
+    let mut argv = command.to_vec();
     argv.push(verb.to_owned());
     if verb == "stop" {
         let grace = timeout.as_secs().saturating_mul(2) / 3;
         argv.extend(["--time".to_owned(), grace.max(1).to_string()]);
     }
-    argv.push(container.clone());
-    Some((argv, *timeout))
+    argv.push(container.to_owned());
+    argv
 }
