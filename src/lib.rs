@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod docs;
 pub mod engine;
 pub mod events;
+pub mod fault;
 pub mod freezer;
 pub mod fstree;
 pub mod hex;

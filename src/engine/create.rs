@@ -8,7 +8,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::error::{EngineError, EngineResult};
-use super::fault;
+use crate::fault;
 use super::freeze_window::{Freeze, Window};
 use super::names;
 use super::snapshots::{expiry_from, origin_entry, volume_of, CreateRequest};

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::error::{EngineError, EngineResult};
-use super::fault;
+use crate::fault;
 use crate::backend::{Backend, SnapshotDetails};
 use crate::freezer::Freezer;
 

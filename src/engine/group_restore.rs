@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use super::error::{EngineError, EngineResult};
-use super::fault;
+use crate::fault;
 use super::names;
 use super::snapshots::{ensure_ready, volume_of};
 use super::Engine;

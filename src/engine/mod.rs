@@ -14,7 +14,6 @@ pub mod diff;
 pub mod discovery;
 pub mod entries;
 mod error;
-pub mod fault;
 mod freeze_window;
 pub mod group_restore;
 pub mod groups;

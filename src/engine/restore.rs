@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, EngineResult};
-use super::fault;
+use crate::fault;
 use super::names;
 use super::sidecars::Mirror;
 use super::snapshots::{expiry_from, volume_of};

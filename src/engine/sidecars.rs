@@ -46,7 +46,7 @@ impl Engine {
         let Some(folder) = self.sidecar_folder(container) else { return Ok(()) };
         let generation = self.store.next_generation()?;
         self.store.make_durable()?;
-        super::fault::point("mirror.durable");
+        crate::fault::point("mirror.durable");
         let written = match change {
             Mirror::Container(record) => {
                 sidecar::write(&folder, CONTAINER_SIDECAR, &ContainerSidecar::of(record, generation))

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 
 use super::error::{EngineError, EngineResult};
-use super::fault;
+use crate::fault;
 use super::names;
 use super::paging::{page_of, Page, PageRequest};
 use super::sidecars::Mirror;

@@ -14,7 +14,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::cgroup::{read_file, settle_freeze, write_file};
+use super::control_files::{read_file, settle_freeze, write_file};
 use super::{FreezeState, FreezerError};
 
 pub(super) const STATE_FILE: &str = "freezer.state";

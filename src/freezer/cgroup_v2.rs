@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::cgroup::{read_file, settle_freeze, write_file};
+use super::control_files::{read_file, settle_freeze, write_file};
 use super::{FreezeState, FreezerError};
 
 pub(super) const FREEZE_FILE: &str = "cgroup.freeze";

@@ -10,6 +10,7 @@ use std::time::Duration;
 mod cgroup;
 mod cgroup_v1;
 mod cgroup_v2;
+mod control_files;
 mod error;
 pub use cgroup::CgroupFreezer;
 pub use error::FreezerError;

@@ -52,7 +52,7 @@ pub struct DaemonOptions {
 }
 
 impl DaemonOptions {
-    /// Arms the fault point `point` (see `engine::fault`): the daemon
+    /// Arms the fault point `point` (see `fault`): the daemon
     /// SIGKILLs itself when it gets there.
     #[must_use]
     pub fn fault(point: &str) -> DaemonOptions {
@@ -345,7 +345,7 @@ fn with_path(error: io::Error, op: &str, path: &Path) -> io::Error {
     io::Error::new(error.kind(), format!("{op} {}: {error}", path.display()))
 }
 
-/// The fault points of `engine::fault`, as placed in
+/// The fault points of `fault`, as placed in
 /// `engine/snapshots.rs` and `engine/freeze_window.rs`: the create points in
 /// the order a create reaches them, then the delete points.
 pub const CREATE_FAULT_POINTS: [&str; 5] =

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use super::{Backend, BackendError, SnapshotDetails, VolumeInfo};
-use crate::engine::fault;
+use crate::fault;
 use mounts::DeviceMount;
 use names::{swap_tags, LvName, OURS_TAG, PREFIX};
 use report::{LvRow, PoolFill};

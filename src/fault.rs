@@ -4,6 +4,10 @@
 //! `ROLLPOINT_FAULT=<point>:sleep=<ms>` makes it stall there instead (a
 //! backend call that hangs). Unset, it costs one comparison against a value
 //! read once.
+//!
+//! It sits beside the layers, not in one: the engine and the backends (LVM
+//! thin has fault points of its own) both call it, and neither reaches into
+//! the other for it.
 
 use std::sync::OnceLock;
 use std::time::Duration;
