@@ -104,11 +104,12 @@ fn command_entry(id: &str, command: &str, timeout_seconds: u32) -> proto::Entry 
 
 async fn create_entry(clients: &mut Clients, user: &str, entry: proto::Entry) -> Result<proto::Entry, tonic::Status> {
     let request = proto::CreateEntryRequest { user: user.into(), entry: Some(entry) };
-    Ok(clients.schedules.create_entry(request).await?.into_inner())
+    Ok(clients.schedules.create_entry(request).await?.into_inner().entry.expect("CreateEntry answers with the entry"))
 }
 
 async fn get_entry(clients: &mut Clients, name: &str) -> proto::Entry {
-    clients.schedules.get_entry(proto::GetEntryRequest { name: name.into() }).await.expect("GetEntry").into_inner()
+    let reply = clients.schedules.get_entry(proto::GetEntryRequest { name: name.into() }).await.expect("GetEntry");
+    reply.into_inner().entry.expect("GetEntry answers with the entry")
 }
 
 /// The entry once its fire is recorded (last_fire_time and outcome are

@@ -195,7 +195,7 @@ impl ContainerService for Containers {
         Ok(Response::new(DiscoverContainersResponse { containers, unavailable }))
     }
 
-    async fn set_group(&self, request: Request<SetGroupRequest>) -> Result<Response<Group>, Status> {
+    async fn set_group(&self, request: Request<SetGroupRequest>) -> Result<Response<SetGroupResponse>, Status> {
         let actor = authorize(&request, Scope::Admin, None)?.actor();
         let deadline = admission_deadline(request.metadata());
         let request = request.into_inner();
@@ -203,14 +203,14 @@ impl ContainerService for Containers {
             engine.set_group(&request.name, &request.members, &actor)
         })
         .await?;
-        Ok(Response::new(super::groups::group(&group)))
+        Ok(Response::new(SetGroupResponse { group: Some(super::groups::group(&group)) }))
     }
 
-    async fn get_group(&self, request: Request<GetGroupRequest>) -> Result<Response<Group>, Status> {
+    async fn get_group(&self, request: Request<GetGroupRequest>) -> Result<Response<GetGroupResponse>, Status> {
         authorize_group(&request, &self.engine, &request.get_ref().name, Scope::Read)?;
         let name = request.into_inner().name;
         let group = blocking(&self.engine, move |engine| engine.group(&name)).await?;
-        Ok(Response::new(super::groups::group(&group)))
+        Ok(Response::new(GetGroupResponse { group: Some(super::groups::group(&group)) }))
     }
 
     async fn list_groups(&self, request: Request<ListGroupsRequest>) -> Result<Response<ListGroupsResponse>, Status> {

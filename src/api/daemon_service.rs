@@ -24,7 +24,7 @@ fn count(n: usize) -> u32 {
 
 #[tonic::async_trait]
 impl DaemonService for Daemon {
-    async fn get_status(&self, request: Request<GetStatusRequest>) -> Result<Response<DaemonStatus>, Status> {
+    async fn get_status(&self, request: Request<GetStatusRequest>) -> Result<Response<GetStatusResponse>, Status> {
         authorize(&request, Scope::Read, None)?;
         let engine = self.engine.clone();
         // Counting reads the store: off the async threads, but without an
@@ -54,7 +54,7 @@ impl DaemonService for Daemon {
                 max_queued: count(max_queued),
             })
             .collect();
-        Ok(Response::new(DaemonStatus {
+        let status = DaemonStatus {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             start_time: Some(super::convert::timestamp(self.started)),
             ready: self.ready.load(Ordering::Acquire),
@@ -65,6 +65,7 @@ impl DaemonService for Daemon {
             run_listener: self.engine.run_url_base().unwrap_or_default().to_owned(),
             runs_in_progress: count(self.engine.run_grants().live()),
             host: self.engine.config().host.clone(),
-        }))
+        };
+        Ok(Response::new(GetStatusResponse { status: Some(status) }))
     }
 }

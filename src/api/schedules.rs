@@ -94,7 +94,7 @@ fn entry_message(engine: &Engine, entry: &EntryRecord) -> Entry {
 
 #[tonic::async_trait]
 impl ScheduleService for Schedules {
-    async fn create_entry(&self, request: Request<CreateEntryRequest>) -> Result<Response<Entry>, Status> {
+    async fn create_entry(&self, request: Request<CreateEntryRequest>) -> Result<Response<CreateEntryResponse>, Status> {
         let user = request.get_ref().user.clone();
         let entry =
             request.get_ref().entry.clone().ok_or_else(|| from_engine(EngineError::invalid("entry", "is required")))?;
@@ -116,14 +116,14 @@ impl ScheduleService for Schedules {
             Ok(entry_message(engine, &record))
         })
         .await?;
-        Ok(Response::new(created))
+        Ok(Response::new(CreateEntryResponse { entry: Some(created) }))
     }
 
-    async fn get_entry(&self, request: Request<GetEntryRequest>) -> Result<Response<Entry>, Status> {
+    async fn get_entry(&self, request: Request<GetEntryRequest>) -> Result<Response<GetEntryResponse>, Status> {
         authorize(&request, Scope::Read, None)?;
         let name = request.into_inner().name;
         let entry = blocking(&self.engine, move |engine| Ok(entry_message(engine, &engine.entry(&name)?))).await?;
-        Ok(Response::new(entry))
+        Ok(Response::new(GetEntryResponse { entry: Some(entry) }))
     }
 
     async fn list_entries(
@@ -144,7 +144,7 @@ impl ScheduleService for Schedules {
         Ok(Response::new(response))
     }
 
-    async fn update_entry(&self, request: Request<UpdateEntryRequest>) -> Result<Response<Entry>, Status> {
+    async fn update_entry(&self, request: Request<UpdateEntryRequest>) -> Result<Response<UpdateEntryResponse>, Status> {
         let name = request.get_ref().name.clone();
         // Authorized for the entry as it is and as it will be.
         let (current, _) = self.entry_as_authorized(&request, &name).await?;
@@ -158,7 +158,7 @@ impl ScheduleService for Schedules {
             Ok(entry_message(engine, &record))
         })
         .await?;
-        Ok(Response::new(updated))
+        Ok(Response::new(UpdateEntryResponse { entry: Some(updated) }))
     }
 
     async fn delete_entry(

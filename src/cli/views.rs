@@ -87,6 +87,26 @@ pub struct GroupView {
     pub members: Vec<String>,
 }
 
+/// The v1 replies that wrap one resource read as that resource.
+macro_rules! view_of_reply {
+    ($($reply:ident . $field:ident => $view:ident),* $(,)?) => {$(
+        impl From<proto::$reply> for $view {
+            fn from(reply: proto::$reply) -> $view {
+                reply.$field.unwrap_or_default().into()
+            }
+        }
+    )*};
+}
+
+view_of_reply! {
+    SetGroupResponse.group => GroupView,
+    GetGroupResponse.group => GroupView,
+    GetStatusResponse.status => StatusView,
+    CreateEntryResponse.entry => EntryView,
+    GetEntryResponse.entry => EntryView,
+    UpdateEntryResponse.entry => EntryView,
+}
+
 impl From<proto::Group> for GroupView {
     fn from(group: proto::Group) -> GroupView {
         GroupView { name: group.name, members: group.members }

@@ -9,9 +9,11 @@ use crate::cli::views::{DeletedEntryView, EntryView, ListView, RunView};
 pub async fn run(context: &mut Context, command: ScheduleCommand) -> Result<(), CliError> {
     let schedules = &mut context.clients.schedules;
     let response = match command {
-        ScheduleCommand::Add(args) => schedules.create_entry(create_request(args)).await,
-        ScheduleCommand::Show(entry) => schedules.get_entry(proto::GetEntryRequest { name: entry.name }).await,
-        ScheduleCommand::Update(args) => schedules.update_entry(update_request(args)).await,
+        ScheduleCommand::Add(args) => schedules.create_entry(create_request(args)).await.map(view),
+        ScheduleCommand::Show(entry) => {
+            schedules.get_entry(proto::GetEntryRequest { name: entry.name }).await.map(view)
+        }
+        ScheduleCommand::Update(args) => schedules.update_entry(update_request(args)).await.map(view),
         ScheduleCommand::Rm(entry) => {
             let request = proto::DeleteEntryRequest { name: entry.name.clone() };
             schedules.delete_entry(request).await.map_err(|status| context.fail(status))?;
@@ -58,9 +60,14 @@ pub async fn run(context: &mut Context, command: ScheduleCommand) -> Result<(), 
             return Ok(());
         }
     };
-    let entry = response.map_err(|status| context.fail(status))?.into_inner();
-    context.emit(&EntryView::from(entry))?;
+    let entry = response.map_err(|status| context.fail(status))?;
+    context.emit(&entry)?;
     Ok(())
+}
+
+/// The entry a create, get or update answered with.
+fn view<R: Into<EntryView>>(reply: tonic::Response<R>) -> EntryView {
+    reply.into_inner().into()
 }
 
 /// The action is a snapshot or a command (clap ensures exactly one).
