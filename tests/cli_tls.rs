@@ -22,7 +22,7 @@ use rollpoint::testkit::root_or_skip;
 const CLI: &str = env!("CARGO_BIN_EXE_rollpoint");
 const OPENSSL: &str = "/usr/bin/openssl";
 /// The steps a restore reports, in order (`engine/restore.rs`).
-const RESTORE_STEPS: [&str; 5] = ["prepare", "stop", "swap", "record", "start"];
+const RESTORE_STEPS: [&str; 5] = ["prepare", "stop", "swap", "start", "record"];
 
 /// PEM files: a CA, and a certificate for 127.0.0.1 and localhost it signed.
 struct Pki {

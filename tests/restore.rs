@@ -37,7 +37,7 @@ use tonic::Code;
 /// How long a served container gets to show some content.
 const SERVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The steps a restore reports, in order (`engine/restore.rs`).
-const RESTORE_STEPS: [&str; 5] = ["prepare", "stop", "swap", "record", "start"];
+const RESTORE_STEPS: [&str; 5] = ["prepare", "stop", "swap", "start", "record"];
 
 type Tree = BTreeMap<PathBuf, TreeEntry>;
 
@@ -78,10 +78,23 @@ impl Served {
         )
     }
 
-    /// The lifecycle to register: stop kills the server by its pid file.
+    /// Where the lifecycle commands write one line (`stop`, `start`) each
+    /// time they run.
+    fn commands_file(&self) -> PathBuf {
+        self.dir.path().join("commands")
+    }
+
+    /// The lifecycle commands run so far, in order.
+    fn commands_run(&self) -> Vec<String> {
+        std::fs::read_to_string(self.commands_file()).unwrap_or_default().lines().map(str::to_owned).collect()
+    }
+
+    /// The lifecycle to register: stop kills the server by its pid file;
+    /// each command notes that it ran.
     fn lifecycle(&self) -> proto::Lifecycle {
-        let stop = format!("kill $(cat {})", self.pid_file().display());
-        let start = self.start_line();
+        let log = self.commands_file();
+        let stop = format!("echo stop >> {}; kill $(cat {})", log.display(), self.pid_file().display());
+        let start = format!("echo start >> {}; {}", log.display(), self.start_line());
         command_lifecycle(&["/bin/sh", "-c", &stop], &["/bin/sh", "-c", &start], 10)
     }
 
@@ -420,6 +433,7 @@ struct Row {
     staging_after: usize,
     frozen_after: bool,
     process: String,
+    commands: String,
     listed_after: Vec<String>,
     retry: &'static str,
 }
@@ -441,7 +455,7 @@ async fn recovery_after_a_crash_at_every_restore_fault_point() {
 
     println!();
     println!(
-        "{:<19} {:<12} {:<8} {:<16} {:<16} {:<16} {:<14} {:<7} {:<26} {:<44} retry",
+        "{:<19} {:<12} {:<8} {:<16} {:<16} {:<16} {:<14} {:<7} {:<26} {:<12} {:<44} retry",
         "fault point",
         "call",
         "died",
@@ -451,12 +465,13 @@ async fn recovery_after_a_crash_at_every_restore_fault_point() {
         "staging@rest.",
         "frozen",
         "process",
+        "commands run",
         "listed@restart"
     );
     for (point, row) in &rows {
         match row {
             Ok(row) => println!(
-                "{point:<19} {:<12} {:<8} {:<16} {:<16} {:<16} {:<14} {:<7} {:<26} {:<44} {}",
+                "{point:<19} {:<12} {:<8} {:<16} {:<16} {:<16} {:<14} {:<7} {:<26} {:<12} {:<44} {}",
                 row.call,
                 row.died,
                 row.volume_at_crash,
@@ -465,6 +480,7 @@ async fn recovery_after_a_crash_at_every_restore_fault_point() {
                 row.staging_after,
                 row.frozen_after,
                 row.process,
+                row.commands,
                 format!("{:?}", row.listed_after),
                 row.retry
             ),
@@ -516,7 +532,7 @@ async fn crash_in_restore(fs: &LoopBtrfs, point: &'static str) -> Row {
 
     // Steps from the exchange on are finished by recovery; earlier ones are
     // rolled back.
-    let swapped = matches!(point, "restore.exchanged" | "restore.recorded");
+    let swapped = matches!(point, "restore.exchanged" | "restore.starting" | "restore.started" | "restore.recorded");
     let expected = if swapped { "restored" } else { "old" };
     let call = expect_transport_error(point, restore(&mut clients, &id, "target", "").await);
     let mut row = Row {
@@ -553,6 +569,13 @@ async fn crash_in_restore(fs: &LoopBtrfs, point: &'static str) -> Row {
         assert!(!process_alive(pid_before), "{point}: the old server {pid_before} survived");
         row.process = format!("new {pid_after}");
     }
+
+    // Each lifecycle command ran once for the restore, whatever the point:
+    // recovery never runs a stop, and never a start beside a running copy.
+    let commands = served.commands_run();
+    row.commands = commands.join(",");
+    let want: &[&str] = if point == "restore.stopping" { &[] } else { &["stop", "start"] };
+    assert_eq!(commands, want, "{point}: lifecycle commands run by the restore and its recovery");
 
     let listed = list_snapshots(&mut clients, &id).await;
     row.listed_after = names(&listed);

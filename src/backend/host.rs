@@ -54,6 +54,10 @@ impl Backend for HostBackends {
         self.for_info(volume).flush(volume)
     }
 
+    fn commit(&self, volume: &VolumeInfo) -> Result<(), BackendError> {
+        self.for_info(volume).commit(volume)
+    }
+
     fn reclaim(&self, volume: &VolumeInfo) -> Result<(), BackendError> {
         self.for_info(volume).reclaim(volume)
     }

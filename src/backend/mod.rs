@@ -78,6 +78,14 @@ pub trait Backend: Send + Sync + 'static {
     /// follows only covers the last instant's writes.
     fn flush(&self, volume: &VolumeInfo) -> Result<(), BackendError>;
 
+    /// Makes the metadata changes made so far durable (a rename, a new
+    /// snapshot) without writing back file data: what a restore needs while
+    /// the container is down, where a flush would write every dirty page of
+    /// the filesystem. By default a flush.
+    fn commit(&self, volume: &VolumeInfo) -> Result<(), BackendError> {
+        self.flush(volume)
+    }
+
     /// What one flush of `volume` writes back, when it is more than the
     /// volume: volumes with the same key need one flush between them (btrfs:
     /// syncfs writes the whole filesystem). `None`: each its own.

@@ -1234,9 +1234,9 @@ ci    read,restore  db-1, db-2       -
             total_ms: 2_150.0,
             downtime_ms: 1_900.0,
             daemon_time_ms: 310.0,
-            steps: ["prepare", "stop", "swap", "record", "start"]
+            steps: ["prepare", "stop", "swap", "start", "record"]
                 .iter()
-                .zip([4.0, 1_500.0, 12.5, 3.0, 380.0])
+                .zip([4.0, 1_500.0, 12.5, 380.0, 3.0])
                 .map(|(name, took_ms)| crate::cli::views::StepView { name: (*name).into(), took_ms })
                 .collect(),
             steps_shown_live: false,
@@ -1259,8 +1259,8 @@ STEP     TOOK
 prepare  4.00 ms
 stop     1.50 s
 swap     12.5 ms
-record   3.00 ms
 start    380.0 ms
+record   3.00 ms
 
 ";
         assert_eq!(view.human(), format!("{steps}{result}"));

@@ -94,6 +94,7 @@ impl Engine {
                         cgroup: member.cgroup.clone(),
                         step: RestoreStep::Stopping,
                         request_id: String::new(),
+                        generation: None,
                     }
                 })
                 .collect(),
@@ -237,6 +238,10 @@ impl Engine {
         }
         let mut failed = Vec::new();
         for member in members {
+            // Killed after some starts ran, recovery starts only the rest.
+            if let Ok(true) = self.freezer.populated(&member.cgroup) {
+                continue;
+            }
             if let Err(error) = self.lifecycle.start(member) {
                 tracing::error!(container = %member.id, %error, "could not start a restored member");
                 failed.push(format!("{}: {error}", member.id));

@@ -1,23 +1,29 @@
 //! RestoreSnapshot: put a container back to a snapshot's state, keeping the
 //! present as a pre-restore snapshot, so that the restore can be undone.
 //!
-//! Steps, each recorded as an intent (durably) before it is taken:
+//! Before anything: the volume's dirty data is written back while the
+//! container still runs, so the downtime does not pay for it. Then each
+//! step is recorded as an intent (durably) before it is taken:
 //! 1. stopping: the container's lifecycle stops it; what is left in its
 //!    cgroup is killed (`cgroup.kill`), so nothing writes the old state;
 //! 2. cloning: a writable snapshot of the target is made next to the others
 //!    (`staging`);
 //! 3. exchanging: staging and the volume swap places in one atomic rename
 //!    (RENAME_EXCHANGE): the volume path always holds the old state or the
-//!    new one, never nothing;
-//! 4. recording: the old state (now at `staging`) moves to its pre-restore
-//!    name, becomes read-only, and is recorded;
-//! 5. starting: the lifecycle starts the container again.
+//!    new one, never nothing; the swap is committed (metadata only: the
+//!    filesystem's dirty file data stays in memory) and the new volume's
+//!    generation read;
+//! 4. starting: the lifecycle starts the container again; that ends the
+//!    downtime;
+//! 5. recording: the old state (now at `staging`) moves to its pre-restore
+//!    name, becomes read-only, is written back and recorded.
 //!
 //! A daemon killed at any step finishes (from 3 on, when the exchange is
-//! seen to have happened) or rolls back (before it) at its next start. A
-//! rollback starts the container again only if its cgroup is empty: killed
-//! before the stop ran, the container still runs, and a start would make a
-//! second copy.
+//! seen to have happened) or rolls back (before it) at its next start. The
+//! stop and start commands run once per restore: recovery never runs a
+//! stop, and starts the container only if its cgroup is empty (killed
+//! before the stop ran, the container still runs; killed after the start
+//! ran, it runs again already), so a start is never made twice.
 
 use std::time::{Duration, Instant};
 
@@ -158,11 +164,15 @@ impl Engine {
             cgroup: container.cgroup.clone(),
             step: RestoreStep::Stopping,
             request_id: request_id.to_owned(),
+            generation: None,
         };
         // Everything that can be checked without touching the container,
         // before it is stopped: a restore that cannot swap leaves it running.
         self.backend.check_restore(&volume, &target.location, &intent.staging)?;
         self.run_hook(&container, HookPoint::PreRestore, &target.name, actor)?;
+        // Written back while the container runs: inside the downtime only
+        // what it writes from here to its stop is still dirty.
+        self.backend.flush(&volume)?;
         self.emit(
             Event::new("restore.started", "ok")
                 .container(&container.id)
@@ -198,19 +208,23 @@ impl Engine {
             self.roll_back_restore(intent_id, &container, &intent)?;
             return Err(error);
         }
+        intent.generation = Some(self.committed_generation(&container)?);
+        self.advance(intent_id, &mut intent, RestoreStep::Starting)?;
         let took = steps.done("swap", false);
         self.emit_step(&container.id, "swap", took);
+
+        fault::point("restore.starting");
+        let started = self.lifecycle.start(&container);
+        let took = steps.done("start", true);
+        self.emit_step(&container.id, "start", took);
+        let downtime = steps.started.elapsed().saturating_sub(steps.steps[0].1);
+        fault::point("restore.started");
 
         self.advance(intent_id, &mut intent, RestoreStep::Recording)?;
         self.record_restore(&container, &intent, None)?;
         fault::point("restore.recorded");
         let took = steps.done("record", false);
         self.emit_step(&container.id, "record", took);
-
-        self.advance(intent_id, &mut intent, RestoreStep::Starting)?;
-        let started = self.lifecycle.start(&container);
-        let took = steps.done("start", true);
-        self.emit_step(&container.id, "start", took);
         self.store.end_intent(intent_id)?;
         self.expiry_changed.notify_one();
         self.sizes_stale.notify_one();
@@ -229,7 +243,7 @@ impl Engine {
             restored: target,
             pre_restore_snapshot: pre_restore_name,
             total,
-            downtime: steps.steps.iter().skip(1).map(|s| s.1).sum(),
+            downtime,
             daemon_time: total.saturating_sub(steps.lifecycle_time),
             already_restored: false,
             steps: steps.steps,
@@ -349,21 +363,33 @@ impl Engine {
             self.store.put_snapshots(&[&record])?;
             self.mirror(container, Mirror::Snapshots(&[&record]))?;
         }
-        // The exchange itself changed the volume (its root folder's ctime) in
-        // a transaction not yet committed: commit it, so that the generation
-        // recorded is the one `already_restored` will read while nothing
-        // writes.
+        let generation = match intent.generation {
+            Some(generation) => generation,
+            None => self.committed_generation(container)?,
+        };
+        // The old state's data, dirtied between the write-back before the
+        // stop and the stop, goes to disk before the answer: the
+        // pre-restore snapshot is acknowledged with it.
         self.backend.flush(&volume_of(container))?;
         let mut container = container.clone();
         container.last_restore = Some(LastRestore {
             snapshot: intent.target.clone(),
-            generation: self.backend.details(&container.volume.to_string_lossy())?.generation,
+            generation,
             pre_restore_snapshot: intent.pre_restore_name.clone(),
             time: now,
         });
         self.store.put_container(&container)?;
         self.store.make_durable()?;
         Ok(())
+    }
+
+    /// The volume's generation once the exchange, which changed it (its root
+    /// folder's ctime) in a transaction not yet committed, is committed: the
+    /// one `already_restored` will read while nothing writes. Read before
+    /// the container starts; a commit, not a write-back of file data.
+    fn committed_generation(&self, container: &ContainerRecord) -> EngineResult<u64> {
+        self.backend.commit(&volume_of(container))?;
+        Ok(self.backend.details(&container.volume.to_string_lossy())?.generation)
     }
 
     /// Undoes a restore that did not swap and forgets its intent.
@@ -379,17 +405,21 @@ impl Engine {
     /// happened or failed): starting it would start a second copy.
     pub(super) fn undo_unswapped(&self, container: &ContainerRecord, intent: &RestoreIntent) -> EngineResult<()> {
         self.backend.delete_snapshot(&intent.staging)?;
-        match self.freezer.populated(&container.cgroup) {
-            Ok(true) => {
-                tracing::info!(container = %container.id, "the container still runs; not started again");
-            }
-            Ok(false) | Err(_) => {
-                if let Err(error) = self.lifecycle.start(container) {
-                    tracing::error!(container = %container.id, %error, "could not start the container again after a failed restore");
-                }
-            }
-        }
+        self.start_unless_running(container, "again after a failed restore");
         Ok(())
+    }
+
+    /// Starts the container unless its cgroup has processes: then the stop
+    /// never happened (or failed), or the start already ran, and a start
+    /// would make a second copy. A cgroup that is gone counts as empty.
+    pub(super) fn start_unless_running(&self, container: &ContainerRecord, when: &str) {
+        if let Ok(true) = self.freezer.populated(&container.cgroup) {
+            tracing::info!(container = %container.id, "the container runs; not started {when}");
+            return;
+        }
+        if let Err(error) = self.lifecycle.start(container) {
+            tracing::error!(container = %container.id, %error, "could not start the container {when}");
+        }
     }
 
     /// Finishes or rolls back a restore found in an intent at start-up;
@@ -409,9 +439,7 @@ impl Engine {
             return Ok(false);
         }
         self.record_restore(&container, intent, None)?;
-        if let Err(error) = self.lifecycle.start(&container) {
-            tracing::error!(container = %container.id, %error, "could not start the container after finishing its restore");
-        }
+        self.start_unless_running(&container, "after finishing its restore");
         self.store.end_intent(id)?;
         Ok(true)
     }

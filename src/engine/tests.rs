@@ -425,7 +425,7 @@ fn restore_refuses_unknown_and_foreign_snapshots() {
 /// started, never without a volume.
 #[test]
 fn recovery_finishes_or_rolls_back_a_restore_at_every_step() {
-    use crate::store::{RestoreIntent, RestoreStep};
+    use crate::store::RestoreStep;
     for step in [
         RestoreStep::Stopping,
         RestoreStep::Cloning,
@@ -455,18 +455,7 @@ fn recovery_finishes_or_rolls_back_a_restore_at_every_step() {
                 use crate::backend::Backend;
                 f.backend.exchange(&staging, VOLUME).unwrap();
             }
-            let intent = RestoreIntent {
-                container: "db-1".into(),
-                target: "s".into(),
-                pre_restore_name: "pre-restore-x".into(),
-                volume: VOLUME.into(),
-                staging: staging.clone(),
-                staging_uuid: staged,
-                aside: "/fake/.rollpoint/db-1/pre-restore-x".into(),
-                cgroup: CGROUP.into(),
-                step,
-                request_id: String::new(),
-            };
+            let intent = restore_intent(step, &staging, staged);
             f.engine.store().begin_intent(&Intent::Restore(intent)).unwrap();
             let report = f.engine.recover().unwrap();
             let content = f.backend.content(VOLUME);
@@ -488,25 +477,59 @@ fn recovery_finishes_or_rolls_back_a_restore_at_every_step() {
     }
 }
 
-#[test]
-fn a_rolled_back_restore_does_not_start_a_container_that_still_runs() {
-    use crate::store::{RestoreIntent, RestoreStep};
-    // Killed while stopping, before the stop ran: the container still runs.
-    let f = fixture();
-    create(&f.engine, "s", "", 0).unwrap();
-    f.freezer.running.lock().insert(CGROUP.into());
-    let intent = RestoreIntent {
+/// The intent of a restore of db-1 to `s`, killed at `step`.
+fn restore_intent(
+    step: crate::store::RestoreStep,
+    staging: &str,
+    staging_uuid: String,
+) -> crate::store::RestoreIntent {
+    crate::store::RestoreIntent {
         container: "db-1".into(),
         target: "s".into(),
         pre_restore_name: "pre-restore-x".into(),
         volume: VOLUME.into(),
-        staging: "/fake/.rollpoint/db-1/restore-staging-1".into(),
-        staging_uuid: String::new(),
+        staging: staging.into(),
+        staging_uuid,
         aside: "/fake/.rollpoint/db-1/pre-restore-x".into(),
         cgroup: CGROUP.into(),
-        step: RestoreStep::Stopping,
+        step,
         request_id: String::new(),
-    };
+        generation: None,
+    }
+}
+
+/// Killed after the start command ran (the container runs again), recovery
+/// finishes the record and does not run the start a second time.
+#[test]
+fn a_finished_restore_does_not_start_a_container_started_already() {
+    use crate::backend::Backend;
+    use crate::store::RestoreStep;
+    for step in [RestoreStep::Starting, RestoreStep::Recording] {
+        let f = fixture();
+        f.backend.write(VOLUME, "old");
+        let target = create(&f.engine, "s", "", 0).unwrap();
+        f.backend.write(VOLUME, "present");
+        let staging = "/fake/.rollpoint/db-1/restore-staging-1";
+        let staged = f.backend.create_snapshot(&target.location, staging, false).unwrap().uuid;
+        f.backend.exchange(staging, VOLUME).unwrap();
+        f.freezer.running.lock().insert(CGROUP.into());
+        f.engine.store().begin_intent(&Intent::Restore(restore_intent(step, staging, staged))).unwrap();
+        let report = f.engine.recover().unwrap();
+        assert_eq!(report.restores_finished.len(), 1, "{step:?}");
+        assert_eq!(f.backend.content(VOLUME), "old", "{step:?}");
+        assert!(f.engine.snapshot("db-1", "pre-restore-x").is_ok(), "{step:?}: the pre-restore snapshot is recorded");
+        assert!(f.lifecycle.calls.lock().is_empty(), "{step:?}: started twice: {:?}", f.lifecycle.calls.lock());
+    }
+}
+
+#[test]
+fn a_rolled_back_restore_does_not_start_a_container_that_still_runs() {
+    use crate::store::RestoreStep;
+    // Killed while stopping, before the stop ran: the container still runs.
+    let f = fixture();
+    create(&f.engine, "s", "", 0).unwrap();
+    f.freezer.running.lock().insert(CGROUP.into());
+    let intent = restore_intent(RestoreStep::Stopping, "/fake/.rollpoint/db-1/restore-staging-1", String::new());
     f.engine.store().begin_intent(&Intent::Restore(intent)).unwrap();
     let report = f.engine.recover().unwrap();
     assert_eq!(report.restores_rolled_back.len(), 1);
@@ -530,7 +553,7 @@ fn the_timeline_records_each_action_in_order() {
     f.engine.expire_due().unwrap();
     let events = f.engine.store().events_after(0, 100).unwrap();
     let steps: Vec<_> = events.iter().filter(|e| e.kind == "restore.step").map(|e| e.detail.as_str()).collect();
-    assert_eq!(steps, ["prepare", "stop", "swap", "record", "start"]);
+    assert_eq!(steps, ["prepare", "stop", "swap", "start", "record"]);
     let events: Vec<_> = events.into_iter().filter(|e| e.kind != "restore.step").collect();
     let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(

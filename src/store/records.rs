@@ -345,6 +345,11 @@ pub struct RestoreIntent {
     pub cgroup: PathBuf,
     pub step: RestoreStep,
     pub request_id: String,
+    /// The volume's generation once the exchange is committed, read before
+    /// the container starts writing (what `already_restored` compares
+    /// with); None until then.
+    #[serde(default)]
+    pub generation: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,9 +361,10 @@ pub enum RestoreStep {
     Cloning,
     /// Exchanging `staging` and the volume, atomically.
     Exchanging,
-    /// Moving the old state to `aside`, read-only, and recording it.
+    /// Moving the old state to `aside`, read-only, and recording it: after
+    /// the start (before it in 0.1.0, whose intents recovery reads alike).
     Recording,
-    /// Starting the container again.
+    /// Starting the container again, right after the exchange is committed.
     Starting,
 }
 

@@ -367,6 +367,13 @@ pub const GROUP_RESTORE_FAULT_POINTS: [&str; 5] = [
 ];
 /// The restore fault points of `engine/restore.rs`, in the order a restore
 /// reaches them: before the stop, before the clone, before the exchange,
-/// right after it, after the record.
-pub const RESTORE_FAULT_POINTS: [&str; 5] =
-    ["restore.stopping", "restore.cloning", "restore.exchanging", "restore.exchanged", "restore.recorded"];
+/// right after it, before the start, after it, after the record.
+pub const RESTORE_FAULT_POINTS: [&str; 7] = [
+    "restore.stopping",
+    "restore.cloning",
+    "restore.exchanging",
+    "restore.exchanged",
+    "restore.starting",
+    "restore.started",
+    "restore.recorded",
+];

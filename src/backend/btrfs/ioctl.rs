@@ -226,6 +226,15 @@ nix::ioctl_write_ptr!(subvol_setflags, BTRFS_IOCTL_MAGIC, 26, u64);
 // thread that frees the space of deleted subvolumes.
 nix::ioctl_none!(sync, BTRFS_IOCTL_MAGIC, 8);
 
+// include/uapi/linux/btrfs.h: #define BTRFS_IOC_START_SYNC _IOR(BTRFS_IOCTL_MAGIC, 24, __u64)
+// Starts committing the running transaction (if any) without writing back
+// file data first (unless mounted flushoncommit); writes its transid.
+nix::ioctl_read!(start_sync, BTRFS_IOCTL_MAGIC, 24, u64);
+
+// include/uapi/linux/btrfs.h: #define BTRFS_IOC_WAIT_SYNC _IOW(BTRFS_IOCTL_MAGIC, 22, __u64)
+// Waits until the transaction `*transid` has committed.
+nix::ioctl_write_ptr!(wait_sync, BTRFS_IOCTL_MAGIC, 22, u64);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +251,8 @@ mod tests {
         assert_eq!(nix::request_code_read!(BTRFS_IOCTL_MAGIC, 25, size_of::<u64>()) as u64, 0x8008_9419);
         assert_eq!(nix::request_code_write!(BTRFS_IOCTL_MAGIC, 26, size_of::<u64>()) as u64, 0x4008_941a);
         assert_eq!(nix::request_code_none!(BTRFS_IOCTL_MAGIC, 8), 0x9408);
+        assert_eq!(nix::request_code_read!(BTRFS_IOCTL_MAGIC, 24, size_of::<u64>()) as u64, 0x8008_9418);
+        assert_eq!(nix::request_code_write!(BTRFS_IOCTL_MAGIC, 22, size_of::<u64>()) as u64, 0x4008_9416);
     }
 
     #[test]

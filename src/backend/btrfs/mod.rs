@@ -161,6 +161,23 @@ impl Backend for BtrfsBackend {
         volume.snapshot_dir.parent().map(Path::to_path_buf)
     }
 
+    /// One transaction commit (BTRFS_IOC_START_SYNC, then WAIT_SYNC for its
+    /// transid): the file data still in the page cache stays there.
+    fn commit(&self, volume: &VolumeInfo) -> Result<(), BackendError> {
+        let fd = subvol::open_dir(&volume.path).map_err(|err| fs_error("open", &volume.path, err))?;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let mut transid: u64 = 0;
+        // SAFETY: START_SYNC writes one u64 through the pointer, which points
+        // at `transid`, alive for the call; `fd` is open for its length.
+        unsafe { ioctl::start_sync(raw, &mut transid) }
+            .map_err(|errno| BackendError::io("BTRFS_IOC_START_SYNC", &volume.path, errno.into()))?;
+        // SAFETY: WAIT_SYNC reads one u64 through the pointer, which points
+        // at `transid`, alive for the call; `fd` is open for its length.
+        unsafe { ioctl::wait_sync(raw, &transid) }
+            .map(drop)
+            .map_err(|errno| BackendError::io("BTRFS_IOC_WAIT_SYNC", &volume.path, errno.into()))
+    }
+
     fn reclaim(&self, volume: &VolumeInfo) -> Result<(), BackendError> {
         let fd = subvol::open_dir(&volume.path).map_err(|err| fs_error("open", &volume.path, err))?;
         // SAFETY: BTRFS_IOC_SYNC takes no argument; `fd` is an open directory
