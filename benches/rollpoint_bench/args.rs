@@ -13,7 +13,7 @@ USAGE: sudo scripts/bench [--quick] [--json FILE] [--markdown FILE] [--compare O
   --json FILE      also write the results and the machine as JSON to FILE
   --markdown FILE  also write the table as Markdown to FILE (for the README)
   --compare FILE   print each case's change against an earlier --json FILE
-  --only GROUPS    comma-separated subset of freeze,sizes,burst,metadata,remote,diff,hosts
+  --only GROUPS    comma-separated subset of freeze,sizes,burst,metadata,remote,diff,hosts,busy
   --largest-gib N  size of the largest data case (default: 10, less if the
                    disk holding the temp folder is too small; 2 with --quick)";
 
@@ -34,11 +34,21 @@ pub enum Group {
     Diff,
     /// 9. Group snapshots of 10 containers, discovery of 100 machines.
     Hosts,
+    /// 10. A restore with dirty data, a snapshot beside busy neighbours.
+    Busy,
 }
 
 impl Group {
-    pub const ALL: [Group; 7] =
-        [Group::Freeze, Group::Sizes, Group::Burst, Group::Metadata, Group::Remote, Group::Diff, Group::Hosts];
+    pub const ALL: [Group; 8] = [
+        Group::Freeze,
+        Group::Sizes,
+        Group::Burst,
+        Group::Metadata,
+        Group::Remote,
+        Group::Diff,
+        Group::Hosts,
+        Group::Busy,
+    ];
 
     fn parse(text: &str) -> Result<Group, String> {
         match text {
@@ -49,8 +59,9 @@ impl Group {
             "remote" => Ok(Group::Remote),
             "diff" => Ok(Group::Diff),
             "hosts" => Ok(Group::Hosts),
+            "busy" => Ok(Group::Busy),
             other => {
-                Err(format!("--only: unknown group {other:?} (freeze, sizes, burst, metadata, remote, diff, hosts)"))
+                Err(format!("--only: unknown group {other:?} (freeze, sizes, burst, metadata, remote, diff, hosts, busy)"))
             }
         }
     }

@@ -110,14 +110,19 @@ impl Floor {
     }
 
     /// Replaces `volume` with a writable snapshot of `target` (a read-only
-    /// snapshot path) by one exchange, as a restore's swap does; the old
-    /// volume is deleted afterwards.
-    pub fn revert(&self, target: &str, volume: &Path, scratch: &Path) -> Fallible<Duration> {
-        let volume = volume.to_str().ok_or("volume path is not UTF-8")?;
+    /// snapshot path) by one exchange, as a restore's swap does, and with
+    /// `sync` then a `syncfs` of its filesystem inside the timing (two
+    /// renames' worth of swap and a sync: the least a restore that makes
+    /// its swap durable can do); the old volume is deleted afterwards.
+    pub fn revert(&self, target: &str, volume: &Path, scratch: &Path, sync: bool) -> Fallible<Duration> {
+        let volume_text = volume.to_str().ok_or("volume path is not UTF-8")?;
         let staging = self.location(scratch, "stage")?;
         let started = Instant::now();
         self.backend.create_snapshot(target, &staging, false)?;
-        self.backend.exchange(&staging, volume)?;
+        self.backend.exchange(&staging, volume_text)?;
+        if sync {
+            crate::setup::sync_fs(volume)?;
+        }
         let took = started.elapsed();
         self.backend.delete_snapshot(&staging)?;
         Ok(took)

@@ -24,6 +24,9 @@ USAGE:
       Busy-loop on one CPU until killed.
   rollpoint-workload serve --watch FILE --status FILE
       Every 50 ms copy the watched file's contents to the status file.
+  rollpoint-workload stream --dir DIR --mib-per-second N
+      Write N MiB/s (buffered, never synced) into two 64 MiB files in DIR, in
+      turn, until killed: a busy neighbour.
   rollpoint-workload --help
 ";
 
@@ -89,6 +92,12 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             let status = flags.path("--status")?;
             flags.finish()?;
             busy(&BusyKind::Serve { watch, status })
+        }
+        "stream" => {
+            let dir = flags.path("--dir")?;
+            let mib_per_second = flags.number("--mib-per-second")?;
+            flags.finish()?;
+            busy(&BusyKind::Stream { dir, mib_per_second })
         }
         other => Err(format!("unknown command {other:?}\n\n{HELP}")),
     }

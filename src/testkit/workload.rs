@@ -30,7 +30,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, ErrorKind, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Size of one record on disk.
 pub const RECORD_SIZE: usize = 64;
@@ -357,6 +357,8 @@ pub enum BusyKind {
     Spin,
     /// See [`serve_file`].
     Serve { watch: PathBuf, status: PathBuf },
+    /// See [`stream_into`].
+    Stream { dir: PathBuf, mib_per_second: u64 },
 }
 
 /// Runs a busy workload until killed. Returns only on error.
@@ -365,6 +367,33 @@ pub fn run_busy(kind: &BusyKind) -> io::Result<Infallible> {
         BusyKind::Sleep => sleep_forever(),
         BusyKind::Spin => spin(),
         BusyKind::Serve { watch, status } => serve_file(watch, status),
+        BusyKind::Stream { dir, mib_per_second } => stream_into(dir, *mib_per_second),
+    }
+}
+
+/// Size of each file [`stream_into`] writes before it starts the next.
+const STREAM_FILE_BYTES: u64 = 64 << 20;
+
+/// A busy neighbour: buffered writes (never synced: the kernel writes them
+/// back when it will) of 1 MiB blocks into `dir`, paced to `mib_per_second`,
+/// into two files in turn, each truncated when it is taken up again, so
+/// that the filesystem never holds more than 128 MiB of it.
+pub fn stream_into(dir: &Path, mib_per_second: u64) -> io::Result<Infallible> {
+    let block = vec![0x5au8; 1 << 20];
+    let pace = Duration::from_secs(1) / u32::try_from(mib_per_second.max(1)).unwrap_or(u32::MAX);
+    let started = Instant::now();
+    let mut written: u32 = 0;
+    let mut turn = 0u64;
+    loop {
+        let mut file = File::create(dir.join(format!("stream-{}", turn % 2)))?;
+        turn += 1;
+        for _ in 0..STREAM_FILE_BYTES >> 20 {
+            file.write_all(&block)?;
+            written += 1;
+            if let Some(wait) = (pace * written).checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
     }
 }
 

@@ -1,10 +1,12 @@
 //! The cases, in the order of the issue: freeze window (1), snapshot latency,
 //! revert, raw tool and copy per data size (2-4), burst (5), metadata scale
-//! and memory (6), off-host copies against restic (7). One daemon serves
+//! and memory (6), off-host copies against restic (7), diff (8), container
+//! hosts (9), restores and snapshots under pressure (10). One daemon serves
 //! cases 1-6, so its memory is measured idle, after the burst and with every
 //! snapshot recorded; case 7 starts a second one, configured with its remote.
 
 mod burst;
+mod busy;
 mod diff;
 mod freeze;
 mod hosts;
@@ -33,6 +35,7 @@ pub const METADATA: &str = "6 metadata scale and daemon memory";
 pub const REMOTE: &str = "7 off-host copies (export/import vs restic 0.14, same SeaweedFS)";
 pub const DIFF: &str = "8 diff of two snapshots (DiffSnapshots vs diff -rq)";
 pub const HOSTS: &str = "9 container hosts: group snapshots and discovery";
+pub const BUSY: &str = "10 under pressure: a restore with dirty data, a snapshot beside busy neighbours";
 
 /// The daemon's configuration for the suite. A burst of 100 calls would
 /// otherwise meet the default in-flight limit of 64 (RESOURCE_EXHAUSTED);
@@ -94,6 +97,7 @@ pub async fn run_suite(options: Options) -> Fallible<()> {
             Group::Remote => remote::run(&mut bench).await,
             Group::Diff => diff::run(&mut bench).await,
             Group::Hosts => hosts::run(&mut bench).await,
+            Group::Busy => busy::run(&mut bench).await,
         };
         if let Err(error) = result {
             let line = format!("{group:?} failed: {error}");

@@ -252,7 +252,7 @@ async fn one_size(bench: &mut Bench, case: &SizeCase) -> Fallible<()> {
         if reply.already_restored {
             return Err(format!("restore {} of {id} did nothing: the alternation is broken", target.name).into());
         }
-        let floor_took = bench.floor.revert(&target.location, Path::new(&volume), &floor_dir)?;
+        let floor_took = bench.floor.revert(&target.location, Path::new(&volume), &floor_dir, false)?;
         if round >= 2 {
             daemon_part.push(proto_ms(reply.daemon_time.as_ref()));
             end_to_end.push(ms(took));
