@@ -62,9 +62,6 @@ impl Backend for HostBackends {
         self.for_info(volume).reclaim(volume)
     }
 
-    fn flush_scope(&self, volume: &VolumeInfo) -> Option<std::path::PathBuf> {
-        self.for_info(volume).flush_scope(volume)
-    }
 
     fn free_space(&self, volume: &VolumeInfo) -> Result<super::FreeSpace, BackendError> {
         self.for_info(volume).free_space(volume)

@@ -11,6 +11,11 @@ pub mod host;
 pub mod lvm;
 pub use error::BackendError;
 
+/// Name prefix of the short-lived volumes a backend makes in a snapshot
+/// folder for its own use (btrfs: the snapshot a write-back takes and
+/// deletes at once); one a crash left behind is removed at the next start.
+pub const WRITE_BACK_PREFIX: &str = "write-back-";
+
 /// A container volume the backend accepted at registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeInfo {
@@ -74,8 +79,9 @@ pub trait Backend: Send + Sync + 'static {
     /// the snapshots of `container` will live. Does not create anything.
     fn inspect(&self, volume: &str, container: &str) -> Result<VolumeInfo, BackendError>;
 
-    /// Writes back the volume's dirty data, so that the freeze window that
-    /// follows only covers the last instant's writes.
+    /// Writes back the volume's dirty data (its own: not the rest of its
+    /// filesystem, where the backend can tell them apart), so that the
+    /// freeze window that follows only covers the last instant's writes.
     fn flush(&self, volume: &VolumeInfo) -> Result<(), BackendError>;
 
     /// Makes the metadata changes made so far durable (a rename, a new
@@ -84,13 +90,6 @@ pub trait Backend: Send + Sync + 'static {
     /// the filesystem. By default a flush.
     fn commit(&self, volume: &VolumeInfo) -> Result<(), BackendError> {
         self.flush(volume)
-    }
-
-    /// What one flush of `volume` writes back, when it is more than the
-    /// volume: volumes with the same key need one flush between them (btrfs:
-    /// syncfs writes the whole filesystem). `None`: each its own.
-    fn flush_scope(&self, _volume: &VolumeInfo) -> Option<PathBuf> {
-        None
     }
 
     /// Commits, and has the space of deleted snapshots given back to the

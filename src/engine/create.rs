@@ -185,16 +185,9 @@ impl Engine {
         Ok(records)
     }
 
-    /// Writes back the dirty data of every volume, once per filesystem.
+    /// Writes back the dirty data of every volume (each its own).
     fn flush_all(&self, volumes: &[VolumeInfo]) -> Result<(), crate::backend::BackendError> {
-        let mut flushed = std::collections::HashSet::new();
-        for volume in volumes {
-            let scope = self.backend.flush_scope(volume);
-            if scope.is_none() || flushed.insert(scope) {
-                self.backend.flush(volume)?;
-            }
-        }
-        Ok(())
+        volumes.iter().try_for_each(|volume| self.backend.flush(volume))
     }
 
     /// The snapshot's name: the one asked for, free in every member (store

@@ -146,7 +146,9 @@ pub const LIVE_VIEW_PREFIX: &str = "diff-live-";
 /// Whether a volume in a snapshot folder is one the daemon makes for the
 /// length of one operation (never a snapshot with a record).
 pub fn is_temporary_volume(name: &str) -> bool {
-    name.starts_with(RESTORE_STAGING_PREFIX) || name.starts_with(LIVE_VIEW_PREFIX)
+    [RESTORE_STAGING_PREFIX, LIVE_VIEW_PREFIX, crate::backend::WRITE_BACK_PREFIX]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
 }
 
 #[cfg(test)]

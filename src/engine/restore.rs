@@ -284,9 +284,11 @@ impl Engine {
             return Ok(None);
         }
         // btrfs moves a subvolume's generation only when a transaction
-        // commits (up to 30 s after a write): write back first, or a write
-        // made just before this call goes unseen and the restore is skipped.
-        self.backend.flush(&volume_of(container))?;
+        // commits (up to 30 s after a write): commit first, or a write made
+        // just before this call goes unseen and the restore is skipped. (A
+        // write updates the file's times, in the subvolume's tree, at once:
+        // a commit is enough, its data need not be on disk.)
+        self.backend.commit(&volume_of(container))?;
         let current = self.backend.details(&container.volume.to_string_lossy())?;
         if current.generation != last.generation {
             return Ok(None);
@@ -335,6 +337,14 @@ impl Engine {
         if self.backend.snapshot_exists(&intent.staging)? {
             self.backend.rename(&intent.staging, &intent.aside)?;
         }
+        // The old state's data dirtied between the write-back before the
+        // stop and the stop goes to disk before the answer: the pre-restore
+        // snapshot is acknowledged with it.
+        let aside = crate::backend::VolumeInfo {
+            path: std::path::PathBuf::from(&intent.aside),
+            snapshot_dir: volume_of(container).snapshot_dir,
+        };
+        self.backend.flush(&aside)?;
         let aside = self.backend.details(&intent.aside)?;
         if !aside.read_only {
             self.backend.set_read_only(&intent.aside, true)?;
@@ -367,10 +377,6 @@ impl Engine {
             Some(generation) => generation,
             None => self.committed_generation(container)?,
         };
-        // The old state's data, dirtied between the write-back before the
-        // stop and the stop, goes to disk before the answer: the
-        // pre-restore snapshot is acknowledged with it.
-        self.backend.flush(&volume_of(container))?;
         let mut container = container.clone();
         container.last_restore = Some(LastRestore {
             snapshot: intent.target.clone(),

@@ -6,8 +6,10 @@
 //!   same dirty data, in the same run;
 //! - one container (10 writers) snapshotted while 10 neighbours on the same
 //!   filesystem each write 20 MiB/s: request -> landed and the freeze
-//!   window, beside `btrfs subvolume snapshot -r` of the same volume under
-//!   the same load.
+//!   window, beside `btrfs subvolume snapshot -r` of the same volume and a
+//!   `syncfs` of the filesystem (what a write-back of the whole filesystem
+//!   costs) under the same load, each after the neighbours wrote for a
+//!   second.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -31,6 +33,10 @@ const NEIGHBOURS: usize = 10;
 const NEIGHBOUR_MIB_PER_SECOND: u64 = 20;
 /// How long the neighbours write before the first timed snapshot.
 const NEIGHBOUR_WARM_UP: Duration = Duration::from_secs(5);
+/// How long the neighbours write before each timed operation: snapshots
+/// come minutes apart, not back to back, and in between the neighbours'
+/// dirty data piles up (200 MiB in this second).
+const NEIGHBOUR_PAUSE: Duration = Duration::from_secs(1);
 
 pub async fn run(bench: &mut Bench) -> Fallible<()> {
     let fs = LoopBtrfs::create(8 * GIB)?;
@@ -231,23 +237,30 @@ async fn snapshot_beside_busy_neighbours(bench: &mut Bench, fs: &LoopBtrfs) -> F
     std::fs::create_dir_all(&raw_dir)?;
     let volume = container.volume.to_string_lossy().into_owned();
 
-    let (mut latency, mut frozen, mut raw) = (vec![], vec![], vec![]);
+    let (mut latency, mut frozen, mut raw, mut syncfs) = (vec![], vec![], vec![], vec![]);
     for round in 0..n + 2 {
         check_interrupted()?;
         let name = format!("busy-{round}");
+        tokio::time::sleep(NEIGHBOUR_PAUSE).await;
         let sent = Instant::now();
         let snapshot = create_snapshot(&mut bench.clients, &container.id, &name).await?;
         let took = sent.elapsed();
         let location = raw_dir.join(format!("raw-{round}"));
+        tokio::time::sleep(NEIGHBOUR_PAUSE).await;
         let started = Instant::now();
         btrfs_command(&["subvolume", "snapshot", "-r", &volume, &location.to_string_lossy()])?;
         let raw_took = started.elapsed();
+        tokio::time::sleep(NEIGHBOUR_PAUSE).await;
+        let started = Instant::now();
+        setup::sync_fs(fs.mount_point())?;
+        let syncfs_took = started.elapsed();
         delete_snapshot(&mut bench.clients, &container.id, &name).await?;
         btrfs_command(&["subvolume", "delete", &location.to_string_lossy()])?;
         if round >= 2 {
             latency.push(ms(took));
             frozen.push(proto_ms(snapshot.frozen_for.as_ref()));
             raw.push(ms(raw_took));
+            syncfs.push(ms(syncfs_took));
         }
     }
     drop(neighbours);
@@ -284,6 +297,16 @@ async fn snapshot_beside_busy_neighbours(bench: &mut Bench, fs: &LoopBtrfs) -> F
         None,
         Target::info(),
         "the btrfs command alone (process start included), same volume, same load, right after each daemon snapshot",
+    );
+    bench.report.add(
+        BUSY,
+        "busy.snapshot.syncfs",
+        "snapshot beside 10 busy neighbours: syncfs of the filesystem",
+        Unit::Ms,
+        syncfs,
+        None,
+        Target::info(),
+        "what a write-back of the whole filesystem before the freeze would wait for (the daemon's before this section)",
     );
     bench.report.add(
         BUSY,
