@@ -99,6 +99,9 @@ pub struct Config {
     /// Finding containers from their managers: `[discovery]` (see
     /// [`DiscoverySettings`]).
     pub discovery: DiscoverySettings,
+    /// The store's page cache, in MiB (at least 1): more keeps more of a
+    /// large store's records in memory, less keeps the daemon smaller.
+    pub store_cache_mib: u64,
 }
 
 /// `[discovery]`: which managers `rollpoint discover` asks, and which of
@@ -200,6 +203,7 @@ impl Default for Config {
             pre_restore_retention: engine.pre_restore_retention,
             space_floor_percent: engine.space_floor_percent,
             discovery: DiscoverySettings::default(),
+            store_cache_mib: crate::store::DEFAULT_CACHE_BYTES >> 20,
         }
     }
 }
@@ -240,6 +244,9 @@ impl Config {
         }
         if !(0.0..=90.0).contains(&config.space_floor_percent) {
             return Err("space_floor_percent: must be between 0 and 90".into());
+        }
+        if !(1..=1 << 20).contains(&config.store_cache_mib) {
+            return Err("store_cache_mib: must be between 1 and 1048576".into());
         }
         if config.freeze_budget_ms == 0 {
             return Err("freeze_budget_ms: must be at least 1".into());
@@ -307,6 +314,8 @@ mod tests {
     fn unknown_keys_and_bad_values_are_named() {
         assert!(Config::parse("frezee_budget_ms = 3").unwrap_err().contains("frezee_budget_ms"));
         assert!(Config::parse("freeze_budget_ms = 0").unwrap_err().contains("freeze_budget_ms"));
+        assert!(Config::parse("store_cache_mib = 0").unwrap_err().contains("store_cache_mib"));
+        assert_eq!(Config::parse("store_cache_mib = 64").unwrap().store_cache_mib, 64);
         assert!(Config::parse("listen = \"nowhere\"").unwrap_err().contains("listen"));
         assert!(Config::parse("schedule_listen = \"0.0.0.0:80\"").unwrap_err().contains("loopback"));
         assert!(Config::parse("schedule_listen = \"nope\"").unwrap_err().contains("schedule_listen"));

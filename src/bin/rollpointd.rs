@@ -7,6 +7,7 @@ use rollpoint::config::Config;
 use rollpoint::daemon::Args;
 
 fn main() -> ExitCode {
+    rollpoint::sys::memory::limit_arenas();
     let args = Args::parse();
     rollpoint::daemon::logging::init(args.log_level.as_deref());
     let mut config = match Config::load(&args.config) {

@@ -56,7 +56,7 @@ pub enum DaemonError {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let store = Store::open(&config.state_dir)
+    let store = Store::open_with_cache(&config.state_dir, config.store_cache_mib << 20)
         .map_err(|source| DaemonError::Store { path: config.state_dir.clone(), source })?;
     let store = Arc::new(store);
     let freezer = CgroupFreezer::from_mountinfo()?;
@@ -147,6 +147,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tasks.spawn(until_stopped(Box::pin(expiry_timer(engine.clone()))));
     tasks.spawn(until_stopped(Box::pin(daily_store_export(store.clone(), config.state_dir.clone()))));
     tasks.spawn(until_stopped(Box::pin(measure_sizes(engine.clone()))));
+    tasks.spawn(until_stopped(Box::pin(give_back_memory())));
     let (followed, interval) = config.discovery.following().map_err(DaemonError::Config)?;
     if !followed.is_empty() {
         let scan = DiscoveryConfig { sources: followed, ..engine.discovery_config().clone() };
@@ -227,9 +228,22 @@ async fn wait_for_signal() -> Result<(), DaemonError> {
 /// when a snapshot gets an expiry, or once an hour to notice clock jumps.
 /// How often the daemon looks whether today's store export is written.
 const DAILY_EXPORT_CHECK: Duration = Duration::from_secs(3600);
+/// How often freed heap memory is handed back to the kernel.
+const MEMORY_TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Keeps a copy of the whole record in the state directory, one a day, the
 /// newest 7 (`store::export`); a failure is logged and tried again later.
+/// Every [`MEMORY_TRIM_INTERVAL`], hands what the heap freed back to the
+/// kernel, so that the daemon's memory falls back after a burst.
+async fn give_back_memory() {
+    loop {
+        tokio::time::sleep(MEMORY_TRIM_INTERVAL).await;
+        if let Err(error) = tokio::task::spawn_blocking(crate::sys::memory::give_back_freed).await {
+            tracing::error!(%error, "memory trim task failed");
+        }
+    }
+}
+
 async fn daily_store_export(store: Arc<Store>, state_dir: PathBuf) {
     loop {
         let (store_now, dir) = (store.clone(), state_dir.clone());

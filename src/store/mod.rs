@@ -57,18 +57,24 @@ pub struct Store {
 
 const GENERATION_KEY: &[u8] = b"generation";
 
-/// sled's page cache. Its default, 1 GiB, lets a daemon with thousands of
-/// snapshots grow by hundreds of MiB, and above a cgroup's memory limit
-/// sled logs an error at every start; the store's hot set (the containers,
-/// one container's index pages, the intents) is far smaller.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// sled's page cache by default (the daemon's `store_cache_mib`). sled's own
+/// default, 1 GiB, lets a daemon with thousands of snapshots grow by
+/// hundreds of MiB, and above a cgroup's memory limit sled logs an error at
+/// every start; the store's hot set (the containers, one container's index
+/// pages, the intents) is far smaller.
+pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 impl Store {
     /// Opens (creating when missing) the store in `dir`, and rebuilds the
     /// snapshot indexes if they are out of step with the records.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with a page cache of at most `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { op: "create", path: dir.to_owned(), source })?;
-        let db = sled::Config::new().path(dir.join("db")).cache_capacity(CACHE_BYTES).open()?;
+        let db = sled::Config::new().path(dir.join("db")).cache_capacity(cache_bytes).open()?;
         let store = Store {
             containers: db.open_tree("containers")?,
             snapshots: db.open_tree("snapshots")?,
