@@ -5,7 +5,8 @@
 //! `engine` holds the logic over the `backend` (btrfs) and `freezer` (cgroup)
 //! traits and the `store` (sled). `testkit` holds fixtures shared by the
 //! integration tests and the benchmarks (loop-backed btrfs, test cgroups,
-//! workload processes).
+//! workload processes), behind the `testkit` feature: never in a release
+//! binary.
 
 pub mod api;
 pub mod backend;
@@ -27,5 +28,6 @@ pub mod remote;
 pub mod scheduler;
 pub mod store;
 pub mod sys;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod units;
