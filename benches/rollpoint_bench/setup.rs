@@ -253,6 +253,20 @@ impl Container {
     }
 }
 
+/// RestoreSnapshot of `container` to `snapshot`.
+pub async fn restore(clients: &mut Clients, container: &str, snapshot: &str) -> Fallible<proto::RestoreSnapshotResponse> {
+    let reply = clients
+        .snapshots
+        .restore_snapshot(proto::RestoreSnapshotRequest {
+            container: container.into(),
+            snapshot: snapshot.into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| format!("RestoreSnapshot {container}/{snapshot}: {:?}: {}", s.code(), s.message()))?;
+    Ok(reply.into_inner())
+}
+
 /// CreateSnapshot with a name (empty: the daemon's default name).
 pub async fn create_snapshot(clients: &mut Clients, container: &str, name: &str) -> Fallible<proto::Snapshot> {
     let reply = clients

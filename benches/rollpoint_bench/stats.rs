@@ -56,3 +56,27 @@ pub fn ms(duration: Duration) -> f64 {
 pub fn proto_ms(duration: Option<&prost_types::Duration>) -> f64 {
     duration.map_or(f64::NAN, |d| d.seconds as f64 * 1e3 + f64::from(d.nanos) / 1e6)
 }
+
+/// The steps a restore reports (`RestoreSnapshotResponse.steps`), sampled
+/// over many restores, in the order they first came.
+#[derive(Debug, Default)]
+pub struct StepTimes(Vec<(String, Vec<f64>)>);
+
+impl StepTimes {
+    pub fn add(&mut self, steps: &[rollpoint::api::proto::RestoreStep]) {
+        for step in steps {
+            let took = proto_ms(step.took.as_ref());
+            match self.0.iter_mut().find(|(name, _)| *name == step.name) {
+                Some((_, samples)) => samples.push(took),
+                None => self.0.push((step.name.clone(), vec![took])),
+            }
+        }
+    }
+
+    /// "prepare 1.2 ms, stop 3.4 ms, ...": each step's median.
+    pub fn medians(&self) -> String {
+        let text: Vec<String> =
+            self.0.iter().map(|(name, samples)| format!("{name} {:.1} ms", median(samples))).collect();
+        text.join(", ")
+    }
+}

@@ -24,7 +24,7 @@ use crate::setup::{
     self, check_interrupted, create_snapshot, delete_snapshot, progress, run_program, write_data, Container, Fallible,
     GIB, MIB, WORKLOAD, WRITER_PAUSE_US,
 };
-use crate::stats::{median, ms, proto_ms};
+use crate::stats::{median, ms, proto_ms, StepTimes};
 
 /// "500 MB written and not yet flushed when the restore is asked for".
 const DIRTY_BYTES: u64 = 500 * MIB;
@@ -116,7 +116,7 @@ async fn restore_with_dirty_data(bench: &mut Bench, fs: &LoopBtrfs) -> Fallible<
     std::fs::create_dir_all(&scratch)?;
 
     let (mut daemon_part, mut downtime, mut floor, mut total) = (vec![], vec![], vec![], vec![]);
-    let mut steps: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut steps = StepTimes::default();
     for round in 0..n + 1 {
         check_interrupted()?;
         let target = if round % 2 == 0 { &a } else { &b };
@@ -124,17 +124,7 @@ async fn restore_with_dirty_data(bench: &mut Bench, fs: &LoopBtrfs) -> Fallible<
         // The daemon: 500 MiB dirty, writers running, then the restore.
         remove_dirty_files(&container.volume)?;
         write_data(&container.volume, &format!("dirty-{round}"), DIRTY_BYTES)?;
-        let reply = bench
-            .clients
-            .snapshots
-            .restore_snapshot(proto::RestoreSnapshotRequest {
-                container: container.id.clone(),
-                snapshot: target.name.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| format!("RestoreSnapshot: {:?}: {}", s.code(), s.message()))?
-            .into_inner();
+        let reply = setup::restore(&mut bench.clients, &container.id, &target.name).await?;
         if reply.already_restored {
             return Err("the restore did nothing: the alternation is broken".into());
         }
@@ -158,19 +148,12 @@ async fn restore_with_dirty_data(bench: &mut Bench, fs: &LoopBtrfs) -> Fallible<
             downtime.push(proto_ms(reply.downtime.as_ref()));
             total.push(proto_ms(reply.total.as_ref()));
             floor.push(ms(floor_took));
-            for step in &reply.steps {
-                match steps.iter_mut().find(|(name, _)| *name == step.name) {
-                    Some((_, samples)) => samples.push(proto_ms(step.took.as_ref())),
-                    None => steps.push((step.name.clone(), vec![proto_ms(step.took.as_ref())])),
-                }
-            }
+            steps.add(&reply.steps);
         }
     }
-    let steps_text: Vec<String> =
-        steps.iter().map(|(name, samples)| format!("{name} {:.1} ms", median(samples))).collect();
     let note = format!(
         "500 MiB written into the volume (not synced) and {WRITERS} writers running when each restore is asked; median steps: {}",
-        steps_text.join(", ")
+        steps.medians()
     );
     bench.report.add(
         BUSY,

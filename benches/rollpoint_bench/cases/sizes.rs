@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::time::Instant;
 
-use rollpoint::api::proto;
 use rollpoint::backend::btrfs::BtrfsBackend;
 use rollpoint::backend::Backend;
 use rollpoint::testkit::loop_btrfs::{btrfs_command, LoopBtrfs};
@@ -20,7 +19,7 @@ use crate::setup::{
     Container, Fallible, GIB, MIB,
 };
 use crate::stats::median;
-use crate::stats::{ms, proto_ms};
+use crate::stats::{ms, proto_ms, StepTimes};
 
 const SNAPSHOT_GOAL_MS: f64 = 100.0;
 const REVERT_GOAL_MS: f64 = 250.0;
@@ -242,12 +241,12 @@ async fn one_size(bench: &mut Bench, case: &SizeCase) -> Fallible<()> {
     std::fs::write(container.volume.join("marker"), "b")?;
     let b = create_snapshot(&mut bench.clients, &id, "rev-b").await?;
     let (mut daemon_part, mut end_to_end, mut downtime, mut floor) = (vec![], vec![], vec![], vec![]);
-    let mut steps: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut steps = StepTimes::default();
     for round in 0..n + 2 {
         check_interrupted()?;
         let target = if round % 2 == 0 { &a } else { &b };
         let sent = Instant::now();
-        let reply = restore(bench, &id, &target.name).await?;
+        let reply = setup::restore(&mut bench.clients, &id, &target.name).await?;
         let took = sent.elapsed();
         if reply.already_restored {
             return Err(format!("restore {} of {id} did nothing: the alternation is broken", target.name).into());
@@ -258,16 +257,9 @@ async fn one_size(bench: &mut Bench, case: &SizeCase) -> Fallible<()> {
             end_to_end.push(ms(took));
             downtime.push(proto_ms(reply.downtime.as_ref()));
             floor.push(ms(floor_took));
-            for step in &reply.steps {
-                match steps.iter_mut().find(|(name, _)| *name == step.name) {
-                    Some((_, samples)) => samples.push(proto_ms(step.took.as_ref())),
-                    None => steps.push((step.name.clone(), vec![proto_ms(step.took.as_ref())])),
-                }
-            }
+            steps.add(&reply.steps);
         }
     }
-    let steps_text: Vec<String> =
-        steps.iter().map(|(name, samples)| format!("{name} {:.1} ms", median(samples))).collect();
     let downtime_median = median(&downtime);
     bench.report.add(
         REVERT,
@@ -279,7 +271,7 @@ async fn one_size(bench: &mut Bench, case: &SizeCase) -> Fallible<()> {
         Target::goal("p99 <= 250 ms (goal); 30 s (target)", Goal::P99(REVERT_GOAL_MS)),
         format!(
             "floor: writable snapshot of the target + RENAME_EXCHANGE + fsync of the folders; median steps: {}",
-            steps_text.join(", ")
+            steps.medians()
         ),
     );
     bench.report.add(
@@ -332,20 +324,6 @@ fn ratios(bench: &mut Bench, case: &SizeCase) {
     );
 }
 
-async fn restore(bench: &mut Bench, container: &str, snapshot: &str) -> Fallible<proto::RestoreSnapshotResponse> {
-    let reply = bench
-        .clients
-        .snapshots
-        .restore_snapshot(proto::RestoreSnapshotRequest {
-            container: container.into(),
-            snapshot: snapshot.into(),
-            request_id: String::new(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|s| format!("RestoreSnapshot {container}/{snapshot}: {:?}: {}", s.code(), s.message()))?;
-    Ok(reply.into_inner())
-}
 
 /// Deletes every subvolume directly in `dir` (the raw tool's snapshots).
 fn delete_subvolumes(dir: &Path) -> Fallible<()> {
