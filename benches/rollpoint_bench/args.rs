@@ -60,9 +60,9 @@ impl Group {
             "diff" => Ok(Group::Diff),
             "hosts" => Ok(Group::Hosts),
             "busy" => Ok(Group::Busy),
-            other => {
-                Err(format!("--only: unknown group {other:?} (freeze, sizes, burst, metadata, remote, diff, hosts, busy)"))
-            }
+            other => Err(format!(
+                "--only: unknown group {other:?} (freeze, sizes, burst, metadata, remote, diff, hosts, busy)"
+            )),
         }
     }
 }

@@ -254,7 +254,11 @@ impl Container {
 }
 
 /// RestoreSnapshot of `container` to `snapshot`.
-pub async fn restore(clients: &mut Clients, container: &str, snapshot: &str) -> Fallible<proto::RestoreSnapshotResponse> {
+pub async fn restore(
+    clients: &mut Clients,
+    container: &str,
+    snapshot: &str,
+) -> Fallible<proto::RestoreSnapshotResponse> {
     let reply = clients
         .snapshots
         .restore_snapshot(proto::RestoreSnapshotRequest {

@@ -94,7 +94,10 @@ fn entry_message(engine: &Engine, entry: &EntryRecord) -> Entry {
 
 #[tonic::async_trait]
 impl ScheduleService for Schedules {
-    async fn create_entry(&self, request: Request<CreateEntryRequest>) -> Result<Response<CreateEntryResponse>, Status> {
+    async fn create_entry(
+        &self,
+        request: Request<CreateEntryRequest>,
+    ) -> Result<Response<CreateEntryResponse>, Status> {
         let user = request.get_ref().user.clone();
         let entry =
             request.get_ref().entry.clone().ok_or_else(|| from_engine(EngineError::invalid("entry", "is required")))?;
@@ -144,7 +147,10 @@ impl ScheduleService for Schedules {
         Ok(Response::new(response))
     }
 
-    async fn update_entry(&self, request: Request<UpdateEntryRequest>) -> Result<Response<UpdateEntryResponse>, Status> {
+    async fn update_entry(
+        &self,
+        request: Request<UpdateEntryRequest>,
+    ) -> Result<Response<UpdateEntryResponse>, Status> {
         let name = request.get_ref().name.clone();
         // Authorized for the entry as it is and as it will be.
         let (current, _) = self.entry_as_authorized(&request, &name).await?;

@@ -62,7 +62,6 @@ impl Backend for HostBackends {
         self.for_info(volume).reclaim(volume)
     }
 
-
     fn free_space(&self, volume: &VolumeInfo) -> Result<super::FreeSpace, BackendError> {
         self.for_info(volume).free_space(volume)
     }

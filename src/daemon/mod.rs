@@ -231,8 +231,6 @@ const DAILY_EXPORT_CHECK: Duration = Duration::from_secs(3600);
 /// How often freed heap memory is handed back to the kernel.
 const MEMORY_TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Keeps a copy of the whole record in the state directory, one a day, the
-/// newest 7 (`store::export`); a failure is logged and tried again later.
 /// Every [`MEMORY_TRIM_INTERVAL`], hands what the heap freed back to the
 /// kernel, so that the daemon's memory falls back after a burst.
 async fn give_back_memory() {
@@ -244,6 +242,8 @@ async fn give_back_memory() {
     }
 }
 
+/// Keeps a copy of the whole record in the state directory, one a day, the
+/// newest 7 (`store::export`); a failure is logged and tried again later.
 async fn daily_store_export(store: Arc<Store>, state_dir: PathBuf) {
     loop {
         let (store_now, dir) = (store.clone(), state_dir.clone());

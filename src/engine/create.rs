@@ -8,13 +8,13 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 
 use super::error::{EngineError, EngineResult};
-use crate::fault;
 use super::freeze_window::{Freeze, Window};
 use super::names;
 use super::snapshots::{expiry_from, origin_entry, volume_of, CreateRequest};
 use super::Engine;
 use crate::backend::VolumeInfo;
 use crate::events::Event;
+use crate::fault;
 use crate::freezer::FreezeState;
 use crate::hooks::HookPoint;
 use crate::store::{ContainerRecord, CreateMember, GroupCreateIntent, Intent, SnapshotRecord, SnapshotState};

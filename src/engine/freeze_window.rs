@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::error::{EngineError, EngineResult};
-use crate::fault;
 use crate::backend::{Backend, SnapshotDetails};
+use crate::fault;
 use crate::freezer::Freezer;
 
 /// What happened inside the window.

@@ -14,11 +14,11 @@
 use std::time::{Duration, Instant};
 
 use super::error::{EngineError, EngineResult};
-use crate::fault;
 use super::names;
 use super::snapshots::{ensure_ready, volume_of};
 use super::Engine;
 use crate::events::Event;
+use crate::fault;
 use crate::hooks::HookPoint;
 use crate::store::{
     ContainerRecord, GroupRestoreIntent, GroupRestorePhase, Intent, IntentId, RestoreIntent, RestoreStep,
@@ -239,11 +239,7 @@ impl Engine {
         let mut failed = Vec::new();
         for member in members {
             // Killed after some starts ran, recovery starts only the rest.
-            if let Ok(true) = self.freezer.populated(&member.cgroup) {
-                continue;
-            }
-            if let Err(error) = self.lifecycle.start(member) {
-                tracing::error!(container = %member.id, %error, "could not start a restored member");
+            if let Err(error) = self.start_unless_running(member, "as a restored group member") {
                 failed.push(format!("{}: {error}", member.id));
             }
         }

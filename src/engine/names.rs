@@ -146,9 +146,15 @@ pub const LIVE_VIEW_PREFIX: &str = "diff-live-";
 /// Whether a volume in a snapshot folder is one the daemon makes for the
 /// length of one operation (never a snapshot with a record).
 pub fn is_temporary_volume(name: &str) -> bool {
-    [RESTORE_STAGING_PREFIX, LIVE_VIEW_PREFIX, crate::backend::WRITE_BACK_PREFIX]
-        .iter()
-        .any(|prefix| name.starts_with(prefix))
+    name.starts_with(RESTORE_STAGING_PREFIX) || is_disposable_volume(name)
+}
+
+/// Whether a temporary volume is one nothing else needs once the operation
+/// that made it is gone (a diff's view of a live volume, a write-back's
+/// snapshot): one left by a stop half-way is deleted at the next start.
+/// (A restore's staging copy is its intent's to finish or undo.)
+pub fn is_disposable_volume(name: &str) -> bool {
+    name.starts_with(LIVE_VIEW_PREFIX) || name.starts_with(crate::backend::WRITE_BACK_PREFIX)
 }
 
 #[cfg(test)]

@@ -198,9 +198,7 @@ impl Engine {
         let volume = super::snapshots::volume_of(container);
         for location in self.backend.list_snapshots(&volume)? {
             let name = location.rsplit('/').next().unwrap_or_default();
-            if name.starts_with(super::names::LIVE_VIEW_PREFIX) || name.starts_with(crate::backend::WRITE_BACK_PREFIX) {
-                // A diff's temporary view or a write-back's snapshot, left
-                // by a stop half-way.
+            if super::names::is_disposable_volume(name) {
                 self.backend.delete_snapshot(&location)?;
             } else if !records.iter().any(|r| r.location == location) {
                 report.unknown.push(location);

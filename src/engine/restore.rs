@@ -30,12 +30,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, EngineResult};
-use crate::fault;
 use super::names;
 use super::sidecars::Mirror;
 use super::snapshots::{expiry_from, volume_of};
 use super::Engine;
 use crate::events::Event;
+use crate::fault;
 use crate::freezer::FreezerError;
 use crate::hooks::HookPoint;
 use crate::store::{
@@ -411,21 +411,26 @@ impl Engine {
     /// happened or failed): starting it would start a second copy.
     pub(super) fn undo_unswapped(&self, container: &ContainerRecord, intent: &RestoreIntent) -> EngineResult<()> {
         self.backend.delete_snapshot(&intent.staging)?;
-        self.start_unless_running(container, "again after a failed restore");
+        let _ = self.start_unless_running(container, "again after a failed restore");
         Ok(())
     }
 
     /// Starts the container unless its cgroup has processes: then the stop
     /// never happened (or failed), or the start already ran, and a start
     /// would make a second copy. A cgroup that is gone counts as empty.
-    pub(super) fn start_unless_running(&self, container: &ContainerRecord, when: &str) {
+    /// A start that fails is logged (`when` says after what) and returned.
+    pub(super) fn start_unless_running(
+        &self,
+        container: &ContainerRecord,
+        when: &str,
+    ) -> Result<(), crate::lifecycle::LifecycleError> {
         if let Ok(true) = self.freezer.populated(&container.cgroup) {
             tracing::info!(container = %container.id, "the container runs; not started {when}");
-            return;
+            return Ok(());
         }
-        if let Err(error) = self.lifecycle.start(container) {
+        self.lifecycle.start(container).inspect_err(|error| {
             tracing::error!(container = %container.id, %error, "could not start the container {when}");
-        }
+        })
     }
 
     /// Finishes or rolls back a restore found in an intent at start-up;
@@ -445,7 +450,7 @@ impl Engine {
             return Ok(false);
         }
         self.record_restore(&container, intent, None)?;
-        self.start_unless_running(&container, "after finishing its restore");
+        let _ = self.start_unless_running(&container, "after finishing its restore");
         self.store.end_intent(id)?;
         Ok(true)
     }

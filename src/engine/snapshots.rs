@@ -5,13 +5,13 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 
 use super::error::{EngineError, EngineResult};
-use crate::fault;
 use super::names;
 use super::paging::{page_of, Page, PageRequest};
 use super::sidecars::Mirror;
 use super::Engine;
 use crate::backend::VolumeInfo;
 use crate::events::Event;
+use crate::fault;
 use crate::store::{ContainerRecord, Intent, SnapshotHold, SnapshotOrigin, SnapshotRecord, SnapshotState};
 
 #[derive(Debug, Clone)]

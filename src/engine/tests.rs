@@ -478,11 +478,7 @@ fn recovery_finishes_or_rolls_back_a_restore_at_every_step() {
 }
 
 /// The intent of a restore of db-1 to `s`, killed at `step`.
-fn restore_intent(
-    step: crate::store::RestoreStep,
-    staging: &str,
-    staging_uuid: String,
-) -> crate::store::RestoreIntent {
+fn restore_intent(step: crate::store::RestoreStep, staging: &str, staging_uuid: String) -> crate::store::RestoreIntent {
     crate::store::RestoreIntent {
         container: "db-1".into(),
         target: "s".into(),

@@ -191,9 +191,7 @@ async fn restore_with_dirty_data(bench: &mut Bench, fs: &LoopBtrfs) -> Fallible<
 
 async fn snapshot_beside_busy_neighbours(bench: &mut Bench, fs: &LoopBtrfs) -> Fallible<()> {
     let n = bench.options.pick(10, 50);
-    progress(format!(
-        "snapshot beside {NEIGHBOURS} neighbours writing {NEIGHBOUR_MIB_PER_SECOND} MiB/s each: {n}"
-    ));
+    progress(format!("snapshot beside {NEIGHBOURS} neighbours writing {NEIGHBOUR_MIB_PER_SECOND} MiB/s each: {n}"));
     let container = Container::create(fs, "busy-target", 90, WRITERS)?;
     container.wait_for_processes(100)?;
     write_data(&container.volume, "data", 10 * MIB)?;

@@ -324,7 +324,6 @@ fn ratios(bench: &mut Bench, case: &SizeCase) {
     );
 }
 
-
 /// Deletes every subvolume directly in `dir` (the raw tool's snapshots).
 fn delete_subvolumes(dir: &Path) -> Fallible<()> {
     let backend = BtrfsBackend::new();
