@@ -40,7 +40,8 @@ struct Member {
 }
 
 /// The two members, their writers' pipes, and a file where their
-/// lifecycle commands note each stop and start.
+/// lifecycle commands note each stop and start (a start leaves a sleeping
+/// process in the member's cgroup).
 struct Shop {
     app: Member,
     db: Member,
@@ -78,6 +79,12 @@ impl Shop {
     fn register(&self, daemon: &TestDaemon) {
         for (name, member) in [("app", &self.app), ("db", &self.db)] {
             let note = |verb: &str| format!("/bin/sh -c 'echo {verb}-{name} >> {}'", self.order.display());
+            // The start leaves a process in the member's cgroup (the
+            // lifecycle runs it there), for its post_restore hook to run in.
+            let start = format!(
+                "/bin/sh -c 'echo start-{name} >> {}; sleep 600 </dev/null >/dev/null 2>&1 &'",
+                self.order.display()
+            );
             succeeded(cli(
                 daemon,
                 &[
@@ -92,7 +99,7 @@ impl Shop {
                     "--stop-command",
                     &note("stop"),
                     "--start-command",
-                    &note("start"),
+                    &start,
                 ],
             ));
         }
@@ -259,6 +266,13 @@ async fn a_crash_at_any_step_leaves_the_group_whole() {
         let shop = Shop::new("rcrash");
         let mut daemon = TestDaemon::start(daemon_binary()).await.expect("daemon");
         shop.register(&daemon);
+        // Each member's restore hooks note that they ran, with the key.
+        let hooks = shop.pipes.path().join("hooks");
+        for name in ["app", "db"] {
+            let note = format!(r#"/bin/sh -c 'echo "$ROLLPOINT_HOOK-{name} $ROLLPOINT_RESTORE_ID" >> {}'"#, hooks.display());
+            let args = ["--json", "container", "update", name, "--pre-restore", &note, "--post-restore", &note];
+            succeeded(cli(&daemon, &args));
+        }
         shop.start_writers();
         wait_records(&shop, 50);
         let taken = succeeded(cli(&daemon, &["--json", "group", "snapshot", "shop", "--name", "target"]));
@@ -274,7 +288,17 @@ async fn a_crash_at_any_step_leaves_the_group_whole() {
         daemon.restart_with(DaemonOptions::default()).await.expect("restart");
         let after = shop.records();
         let restored = after == target;
-        println!("{point}: {}", if restored { "finished" } else { "rolled back" });
+        let ran = std::fs::read_to_string(&hooks).unwrap_or_default();
+        let key = format!(" group-shop-{}", ran.lines().next().and_then(|l| l.split("group-shop-").nth(1)).unwrap_or("?"));
+        let ran: Vec<String> = ran.lines().map(|line| line.replace(&key, " K")).collect();
+        println!("{point}: {}, hooks {ran:?}", if restored { "finished" } else { "rolled back" });
+        // Each hook once per member, whatever the point: recovery runs the
+        // post_restore hooks of the restore it finishes, with its key.
+        let mut want = vec!["pre_restore-db K", "pre_restore-app K"];
+        if restored {
+            want.extend(["post_restore-db K", "post_restore-app K"]);
+        }
+        assert_eq!(ran, want, "{point}: the hooks run by the restore and its recovery");
         if !restored {
             assert!(after.0 >= now.0 && after.1 >= now.1, "{point}: rolled back, yet the volumes went back");
             assert_ne!(after.0, target.0, "{point}: the app was restored without the db");

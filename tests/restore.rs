@@ -455,7 +455,7 @@ async fn recovery_after_a_crash_at_every_restore_fault_point() {
 
     println!();
     println!(
-        "{:<19} {:<12} {:<8} {:<16} {:<16} {:<16} {:<14} {:<7} {:<26} {:<12} {:<44} retry",
+        "{:<19} {:<12} {:<8} {:<16} {:<16} {:<16} {:<14} {:<7} {:<26} {:<52} {:<44} retry",
         "fault point",
         "call",
         "died",
@@ -465,13 +465,13 @@ async fn recovery_after_a_crash_at_every_restore_fault_point() {
         "staging@rest.",
         "frozen",
         "process",
-        "commands run",
+        "commands and hooks run",
         "listed@restart"
     );
     for (point, row) in &rows {
         match row {
             Ok(row) => println!(
-                "{point:<19} {:<12} {:<8} {:<16} {:<16} {:<16} {:<14} {:<7} {:<26} {:<12} {:<44} {}",
+                "{point:<19} {:<12} {:<8} {:<16} {:<16} {:<16} {:<14} {:<7} {:<26} {:<52} {:<44} {}",
                 row.call,
                 row.died,
                 row.volume_at_crash,
@@ -524,6 +524,10 @@ async fn crash_in_restore(fs: &LoopBtrfs, point: &'static str) -> Row {
     register_with_lifecycle(&mut clients, &id, served.cgroup.relative_name(), &volume, Some(served.lifecycle()))
         .await
         .expect("RegisterContainer");
+    // The restore hooks note in the same file as the lifecycle commands
+    // that they ran, and with which restore key.
+    let hook = format!(r#"/bin/sh -c 'echo "$ROLLPOINT_HOOK $ROLLPOINT_RESTORE_ID" >> {}'"#, served.commands_file().display());
+    succeeded(cli(&daemon, &["--json", "container", "update", &id, "--pre-restore", &hook, "--post-restore", &hook]));
     create_snapshot(&mut clients, &id, "target", "").await.expect("snapshot");
     let restored_state = file_tree(&volume);
     write_second_state(&volume);
@@ -570,12 +574,23 @@ async fn crash_in_restore(fs: &LoopBtrfs, point: &'static str) -> Row {
         row.process = format!("new {pid_after}");
     }
 
-    // Each lifecycle command ran once for the restore, whatever the point:
-    // recovery never runs a stop, and never a start beside a running copy.
-    let commands = served.commands_run();
+    // Each lifecycle command and hook ran once for the restore, whatever the
+    // point: recovery never runs a stop, never a start beside a running
+    // copy, and runs the post_restore hook of a finished restore that the
+    // crash came before (with the restore's key the pre_restore hook had).
+    let mut commands = served.commands_run();
+    let key = commands.first().and_then(|line| line.strip_prefix("pre_restore ")).unwrap_or_default().to_owned();
+    assert!(key.starts_with(&format!("{id}-")), "{point}: the restore key given to the hooks: {commands:?}");
+    for line in &mut commands {
+        *line = line.replace(&key, "K");
+    }
     row.commands = commands.join(",");
-    let want: &[&str] = if point == "restore.stopping" { &[] } else { &["stop", "start"] };
-    assert_eq!(commands, want, "{point}: lifecycle commands run by the restore and its recovery");
+    let want: &[&str] = match point {
+        "restore.stopping" => &["pre_restore K"],
+        _ if swapped => &["pre_restore K", "stop", "start", "post_restore K"],
+        _ => &["pre_restore K", "stop", "start"],
+    };
+    assert_eq!(commands, want, "{point}: lifecycle commands and hooks run by the restore and its recovery");
 
     let listed = list_snapshots(&mut clients, &id).await;
     row.listed_after = names(&listed);

@@ -72,6 +72,7 @@ impl Engine {
         let targets = self.group_targets(group, &members, reference)?;
         let now = self.clock.now();
         let pre_restore_name = self.free_default_name("pre-restore", &members, now)?;
+        let restore_id = format!("group-{group}-{}", now.timestamp_millis());
         let mut intent = GroupRestoreIntent {
             group: group.to_owned(),
             target: targets[0].name.clone(),
@@ -95,6 +96,8 @@ impl Engine {
                         step: RestoreStep::Stopping,
                         request_id: String::new(),
                         generation: None,
+                        restore_id: restore_id.clone(),
+                        post_restore_ran: false,
                     }
                 })
                 .collect(),
@@ -103,8 +106,8 @@ impl Engine {
         for ((member, target), part) in members.iter().zip(&targets).zip(&intent.members) {
             self.backend.check_restore(&volume_of(member), &target.location, &part.staging)?;
         }
-        for (member, target) in members.iter().zip(&targets) {
-            self.run_hook(member, HookPoint::PreRestore, &target.name, actor)?;
+        for (member, part) in members.iter().zip(&intent.members) {
+            self.run_restore_hook(member, HookPoint::PreRestore, part, actor)?;
         }
         for member in &members {
             self.emit(
@@ -156,10 +159,8 @@ impl Engine {
             fault::point("group-restore.exchanged-one");
         }
 
-        self.finish_group(id, &mut intent, &members)?;
-        let downtime = down.elapsed();
+        let downtime = self.finish_group(id, &mut intent, &members, actor)? - down;
         for (member, target) in members.iter().zip(&targets) {
-            self.run_hook(member, HookPoint::PostRestore, &target.name, actor)?;
             self.emit(
                 Event::new("restore.finished", "ok")
                     .container(&member.id)
@@ -220,7 +221,8 @@ impl Engine {
         id: IntentId,
         intent: &mut GroupRestoreIntent,
         members: &[ContainerRecord],
-    ) -> EngineResult<()> {
+        actor: &str,
+    ) -> EngineResult<Instant> {
         if intent.phase == GroupRestorePhase::Exchanging {
             for part in &intent.members {
                 if !self.has_swapped(part)? {
@@ -237,16 +239,29 @@ impl Engine {
             self.advance_group(id, intent, GroupRestorePhase::Starting)?;
         }
         let mut failed = Vec::new();
+        let mut started = Vec::with_capacity(members.len());
         for member in members {
             // Killed after some starts ran, recovery starts only the rest.
-            if let Err(error) = self.start_unless_running(member, "as a restored group member") {
+            let start = self.start_unless_running(member, "as a restored group member");
+            if let Err(error) = &start {
                 failed.push(format!("{}: {error}", member.id));
+            }
+            started.push(start.is_ok());
+        }
+        let all_started = Instant::now();
+        // Each member's post_restore hook once, recorded in the intent as it
+        // runs (see `post_restore_hook`).
+        for (i, member) in members.iter().enumerate() {
+            if started[i] && !intent.members[i].post_restore_ran {
+                self.post_restore_hook(member, &intent.members[i], actor)?;
+                intent.members[i].post_restore_ran = true;
+                self.store.advance_intent(id, &Intent::GroupRestore(intent.clone()))?;
             }
         }
         self.store.end_intent(id)?;
         self.store.make_durable()?;
         if failed.is_empty() {
-            Ok(())
+            Ok(all_started)
         } else {
             Err(EngineError::FailedPrecondition {
                 reason: format!(
@@ -306,7 +321,7 @@ impl Engine {
                 Ok(false)
             }
             GroupRestorePhase::Exchanging | GroupRestorePhase::Recording | GroupRestorePhase::Starting => {
-                if let Err(error) = self.finish_group(id, &mut intent, &members) {
+                if let Err(error) = self.finish_group(id, &mut intent, &members, "daemon") {
                     match error {
                         // The members that did not start are logged; the
                         // restore itself is finished.

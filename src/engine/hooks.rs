@@ -27,10 +27,33 @@ impl Engine {
         snapshot: &str,
         actor: &str,
     ) -> EngineResult<()> {
+        self.run_hook_in(container, point, &context(container, snapshot), actor)
+    }
+
+    /// Runs the container's `pre_restore` or `post_restore` hook, if it has
+    /// one, with the restore's key in `ROLLPOINT_RESTORE_ID`.
+    pub(super) fn run_restore_hook(
+        &self,
+        container: &ContainerRecord,
+        point: HookPoint,
+        restore: &crate::store::RestoreIntent,
+        actor: &str,
+    ) -> EngineResult<()> {
+        let context = HookContext { restore_id: Some(restore.restore_id.clone()), ..context(container, &restore.target) };
+        self.run_hook_in(container, point, &context, actor)
+    }
+
+    fn run_hook_in(
+        &self,
+        container: &ContainerRecord,
+        point: HookPoint,
+        context: &HookContext,
+        actor: &str,
+    ) -> EngineResult<()> {
         let Some(spec) = point.of(&container.hooks) else { return Ok(()) };
         let started = Instant::now();
-        let result = hooks::run(container, point, spec, &context(container, snapshot));
-        self.hook_done(container, point, spec, snapshot, actor, started, result)
+        let result = hooks::run(container, point, spec, context);
+        self.hook_done(container, point, spec, &context.snapshot, actor, started, result)
     }
 
     /// Starts the container's hold hook, if it has one, and waits until it
@@ -100,7 +123,7 @@ impl Engine {
 }
 
 fn context(container: &ContainerRecord, snapshot: &str) -> HookContext {
-    HookContext { container: container.id.clone(), snapshot: snapshot.to_owned() }
+    HookContext { container: container.id.clone(), snapshot: snapshot.to_owned(), restore_id: None }
 }
 
 /// Checks a container's hooks as given at registration or update; the

@@ -165,11 +165,16 @@ impl Engine {
             step: RestoreStep::Stopping,
             request_id: request_id.to_owned(),
             generation: None,
+            restore_id: match request_id {
+                "" => format!("{}-{}", container.id, now.timestamp_millis()),
+                given => given.to_owned(),
+            },
+            post_restore_ran: false,
         };
         // Everything that can be checked without touching the container,
         // before it is stopped: a restore that cannot swap leaves it running.
         self.backend.check_restore(&volume, &target.location, &intent.staging)?;
-        self.run_hook(&container, HookPoint::PreRestore, &target.name, actor)?;
+        self.run_restore_hook(&container, HookPoint::PreRestore, &intent, actor)?;
         // Written back while the container runs: inside the downtime only
         // what it writes from here to its stop is still dirty.
         self.backend.flush(&volume)?;
@@ -225,6 +230,10 @@ impl Engine {
         fault::point("restore.recorded");
         let took = steps.done("record", false);
         self.emit_step(&container.id, "record", took);
+        let total = steps.started.elapsed();
+        if started.is_ok() {
+            self.post_restore_hook(&container, &intent, actor)?;
+        }
         self.store.end_intent(intent_id)?;
         self.expiry_changed.notify_one();
         self.sizes_stale.notify_one();
@@ -237,8 +246,6 @@ impl Engine {
                 ),
             });
         }
-        let total = steps.started.elapsed();
-        self.run_hook(&container, HookPoint::PostRestore, &target.name, actor)?;
         let outcome = RestoreOutcome {
             restored: target,
             pre_restore_snapshot: pre_restore_name,
@@ -450,9 +457,28 @@ impl Engine {
             return Ok(false);
         }
         self.record_restore(&container, intent, None)?;
-        let _ = self.start_unless_running(&container, "after finishing its restore");
+        if self.start_unless_running(&container, "after finishing its restore").is_ok() {
+            self.post_restore_hook(&container, intent, "daemon")?;
+        }
         self.store.end_intent(id)?;
         Ok(true)
+    }
+
+    /// Runs the `post_restore` hook of a restored, started container unless
+    /// its intent records that it ran. The intent ends only after the hook,
+    /// so recovery runs a hook the daemon died before: at least once per
+    /// restore, and once unless the daemon dies while it runs (the rerun
+    /// gets the same `ROLLPOINT_RESTORE_ID`, for the hook to tell).
+    pub(super) fn post_restore_hook(
+        &self,
+        container: &ContainerRecord,
+        restore: &RestoreIntent,
+        actor: &str,
+    ) -> EngineResult<()> {
+        if restore.post_restore_ran {
+            return Ok(());
+        }
+        self.run_restore_hook(container, HookPoint::PostRestore, restore, actor)
     }
 }
 

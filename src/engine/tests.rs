@@ -491,6 +491,8 @@ fn restore_intent(step: crate::store::RestoreStep, staging: &str, staging_uuid: 
         step,
         request_id: String::new(),
         generation: None,
+        restore_id: "db-1-1".into(),
+        post_restore_ran: false,
     }
 }
 

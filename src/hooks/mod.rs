@@ -99,6 +99,10 @@ pub struct HookContext {
     pub container: String,
     /// The snapshot taken or restored.
     pub snapshot: String,
+    /// For restore hooks: the restore's key, the same on every run of a
+    /// hook for one restore (a rerun after the daemon died mid-hook, a
+    /// client's retry with the same request id), so a hook can tell.
+    pub restore_id: Option<String>,
 }
 
 /// Runs `spec` inside `container` to completion within its timeout.
@@ -204,13 +208,16 @@ fn start(
     let pid = main_process(&container.cgroup)?;
     let user = credentials(pid, &spec.user)?;
     let argv = nsenter_argv(pid, user, &spec.command);
-    let env = [
+    let mut env = vec![
         ("PATH".to_owned(), HOOK_PATH.to_owned()),
         ("HOME".to_owned(), "/".to_owned()),
         ("ROLLPOINT_HOOK".to_owned(), point.name().to_owned()),
         ("ROLLPOINT_CONTAINER".to_owned(), context.container.clone()),
         ("ROLLPOINT_SNAPSHOT".to_owned(), context.snapshot.clone()),
     ];
+    if let Some(restore_id) = &context.restore_id {
+        env.push(("ROLLPOINT_RESTORE_ID".to_owned(), restore_id.clone()));
+    }
     Ok(spawn(&Program { what: point.what(), argv: &argv, env: &env, cgroup: None }, stdin, stdout)?)
 }
 

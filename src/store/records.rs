@@ -350,6 +350,14 @@ pub struct RestoreIntent {
     /// with); None until then.
     #[serde(default)]
     pub generation: Option<u64>,
+    /// The restore's key, given to its hooks as `ROLLPOINT_RESTORE_ID`: the
+    /// request id when the call carried one, else made for this restore.
+    #[serde(default)]
+    pub restore_id: String,
+    /// The `post_restore` hook has run (or there is none to run): the
+    /// intent lasts until it has, so recovery runs a hook a crash skipped.
+    #[serde(default)]
+    pub post_restore_ran: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
