@@ -1,5 +1,5 @@
 //! Admission on a real daemon (loop-backed btrfs, real cgroups with real
-//! processes): a burst far past `max_concurrent_operations` all lands,
+//! processes): a burst of 500 on the default configuration all lands,
 //! nothing refused, because calls past the limit wait their turn; and a call
 //! whose deadline passes while it waits gets DEADLINE_EXCEEDED and never
 //! runs later.
@@ -48,18 +48,16 @@ fn make_containers(fs: &LoopBtrfs, prefix: &str, count: usize) -> (Containers, V
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_200_creates_past_the_limit_all_lands() {
-    if !root_or_skip("a_burst_of_200_creates_past_the_limit_all_lands") {
+async fn a_burst_of_500_creates_on_the_default_config_all_lands() {
+    if !root_or_skip("a_burst_of_500_creates_on_the_default_config_all_lands") {
         return;
     }
-    const BURST: usize = 200;
+    const BURST: usize = 500;
     const CONNECTIONS: usize = 8;
     let fs = LoopBtrfs::create(1 << 30).expect("loop btrfs");
     let (containers, volumes) = make_containers(&fs, "burst", BURST);
-    // Low, so that nearly the whole burst waits in the queue; the queue
-    // limit and the wait are the defaults.
-    let options = DaemonOptions::default().config("max_concurrent_operations = 4\n");
-    let daemon = TestDaemon::start_with(daemon_binary(), options).await.expect("start rollpointd");
+    // The default configuration: 64 in flight, the rest of the burst waits.
+    let daemon = TestDaemon::start(daemon_binary()).await.expect("start rollpointd");
     let mut root = daemon.clients().await.expect("connect");
     for (index, (id, volume)) in containers.ids.iter().zip(&volumes).enumerate() {
         register(&mut root, id, containers.cgroups[index].relative_name(), volume).await.expect("register");
@@ -70,24 +68,46 @@ async fn a_burst_of_200_creates_past_the_limit_all_lands() {
     }
 
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(BURST + 1));
+    let landed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut calls = Vec::new();
     for (index, id) in containers.ids.iter().enumerate() {
         let mut clients = connections[index % CONNECTIONS].clone();
-        let (id, start) = (id.clone(), start.clone());
+        let (id, start, landed) = (id.clone(), start.clone(), landed.clone());
         calls.push(tokio::spawn(async move {
             start.wait().await;
             let created = tokio::time::timeout(HANG_GUARD, create_snapshot(&mut clients, &id, "nightly", "")).await;
+            landed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             (id, created)
         }));
     }
     start.wait().await;
-    // Reads are answered while the burst waits for its turn.
+    let fired = std::time::Instant::now();
+    // Reads are answered while the burst waits for its turn: asked once
+    // calls are seen queued, the reply comes before the last create lands.
+    let socket = Via::Socket(daemon.socket().to_owned());
+    let queued = |text: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix("rollpoint_admission_queued_calls{kind=\"change\"} "))
+            .and_then(|count| count.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut waiting = 0;
+    while waiting == 0 && landed.load(std::sync::atomic::Ordering::SeqCst) < BURST {
+        waiting = queued(&metrics(&socket));
+    }
+    let asked = std::time::Instant::now();
     let read = root
         .containers
-        .get_container(proto::GetContainerRequest { id: containers.ids[0].clone() })
+        .get_container(proto::GetContainerRequest { id: containers.ids[BURST - 1].clone() })
         .await
         .expect("GetContainer during the burst");
-    assert_eq!(read.into_inner().container.expect("container").id, containers.ids[0]);
+    let answered_in = asked.elapsed();
+    let landed_before_read = landed.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(read.into_inner().container.expect("container").id, containers.ids[BURST - 1]);
+    println!(
+        "GetContainer during the burst ({waiting} calls queued) answered in {answered_in:?}, {landed_before_read} of {BURST} creates landed by then"
+    );
+    assert!(landed_before_read < BURST, "the read was answered only after the whole burst had landed");
 
     let mut failures = Vec::new();
     for call in calls {
@@ -98,6 +118,7 @@ async fn a_burst_of_200_creates_past_the_limit_all_lands() {
             Ok(Ok(snapshot)) => assert_eq!(snapshot.name, "nightly"),
         }
     }
+    println!("the last of {BURST} landed {:?} after they were sent", fired.elapsed());
     if !failures.is_empty() {
         daemon.print_log();
     }
@@ -111,6 +132,63 @@ async fn a_burst_of_200_creates_past_the_limit_all_lands() {
         let on_disk = subvolumes_in(&snapshot_folder(fs.mount_point(), id));
         assert_eq!(on_disk.into_iter().collect::<Vec<_>>(), ["nightly"], "{id}: the snapshot is on disk");
     }
+    // The daemon goes before the cgroups, and they before the filesystem.
+    drop(daemon);
+    drop(containers);
+}
+
+/// How long the test waits for `* * * * *` entries to fire by the clock.
+const CLOCK_TIMEOUT: Duration = Duration::from_secs(150);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_minutely_entries_calling_the_cli_all_land_in_the_same_minute() {
+    if !root_or_skip("a_hundred_minutely_entries_calling_the_cli_all_land_in_the_same_minute") {
+        return;
+    }
+    const ENTRIES: usize = 100;
+    let fs = LoopBtrfs::create(512 << 20).expect("loop btrfs");
+    let (containers, volumes) = make_containers(&fs, "minutely", ENTRIES);
+    let daemon = TestDaemon::start(daemon_binary()).await.expect("start rollpointd");
+    let mut root = daemon.clients().await.expect("connect");
+    let socket = Via::Socket(daemon.socket().to_owned());
+    let cli = env!("CARGO_BIN_EXE_rollpoint");
+    for (index, (id, volume)) in containers.ids.iter().zip(&volumes).enumerate() {
+        register(&mut root, id, containers.cgroups[index].relative_name(), volume).await.expect("register");
+        let command = format!("{cli} --socket {} snapshot create {id} --name by-the-clock", daemon.socket().display());
+        let body = serde_json::json!({"id": id, "schedule": "* * * * *", "command": command}).to_string();
+        let (code, entry) = curl(&socket, "POST", "/api/v1/users/root/entries", Some(&body));
+        assert_eq!(code, 200, "{entry}");
+    }
+
+    // Every entry fires at the next minute, all in the same second.
+    let deadline = std::time::Instant::now() + CLOCK_TIMEOUT;
+    let mut missing = containers.ids.clone();
+    while !missing.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut still = Vec::new();
+        for id in missing {
+            if !names(&list_snapshots(&mut root, &id).await).contains(&"by-the-clock".to_string()) {
+                still.push(id);
+            }
+        }
+        missing = still;
+    }
+    if !missing.is_empty() {
+        daemon.print_log();
+    }
+    assert!(missing.is_empty(), "{} of {ENTRIES} snapshots missing after {CLOCK_TIMEOUT:?}: {missing:?}", missing.len());
+    let mut minutes = std::collections::BTreeSet::new();
+    for id in &containers.ids {
+        let snapshot = list_snapshots(&mut root, id).await.into_iter().find(|s| s.name == "by-the-clock").unwrap();
+        minutes.insert(snapshot.create_time.expect("create time").seconds / 60);
+    }
+    assert_eq!(minutes.len(), 1, "the {ENTRIES} snapshots landed in the minute they fired: {minutes:?}");
+    let (code, events) = curl(&socket, "GET", "/api/v1/events?limit=1000", None);
+    assert_eq!(code, 200, "{events}");
+    let commands: Vec<&serde_json::Value> =
+        events["events"].as_array().expect("events").iter().filter(|event| event["kind"] == "schedule.command").collect();
+    let failed: Vec<&&serde_json::Value> = commands.iter().filter(|event| event["outcome"] != "ok").collect();
+    assert_eq!((commands.len(), failed.len()), (ENTRIES, 0), "commands that failed: {failed:?}");
     // The daemon goes before the cgroups, and they before the filesystem.
     drop(daemon);
     drop(containers);
@@ -238,6 +316,72 @@ async fn the_cli_retries_a_busy_daemon_until_a_slot_frees_and_says_when_it_gives
     delete.await.expect("delete task").expect("the stalled delete succeeds");
     let listed = names(&list_snapshots(&mut root, &other).await);
     assert_eq!(listed, ["patient"], "the refused call never ran; the retried one ran once");
+    // The daemon goes before the cgroups, and they before the filesystem.
+    drop(daemon);
+    drop(containers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_at_once_and_a_caller_gone_while_waiting_leaves_nothing() {
+    if !root_or_skip("a_full_queue_refuses_at_once_and_a_caller_gone_while_waiting_leaves_nothing") {
+        return;
+    }
+    const QUEUE: usize = 10;
+    let HeldSlot { daemon, mut root, delete, other, containers, fs } =
+        hold_the_only_slot("queue", &format!("max_queued_operations = {QUEUE}\n"), 8000).await;
+    let socket = Via::Socket(daemon.socket().to_owned());
+    let wait_for_queued = |count: usize| {
+        let wanted = format!("rollpoint_admission_queued_calls{{kind=\"change\"}} {count}\n");
+        while !metrics(&socket).contains(&wanted) {
+            assert!(!delete.is_finished(), "the slot was freed before {count} calls were seen queued");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // Nine callers wait in the queue; the tenth is a CLI process, killed
+    // while it waits.
+    let mut waiting = Vec::new();
+    for index in 0..QUEUE - 1 {
+        let (mut root, other) = (root.clone(), other.clone());
+        waiting.push(tokio::spawn(async move { create_snapshot(&mut root, &other, &format!("queued-{index}"), "").await }));
+        wait_for_queued(index + 1);
+    }
+    let mut gone = Command::new(env!("CARGO_BIN_EXE_rollpoint"))
+        .arg("--socket")
+        .arg(daemon.socket())
+        .args(["--retries", "0", "snapshot", "create", &other, "--name", "caller-gone"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run rollpoint");
+    wait_for_queued(QUEUE);
+
+    // The queue is full: the next call is refused at once (the slot is
+    // still held), with RetryInfo saying when to come back.
+    let refused = create_snapshot(&mut root, &other, "one-too-many", "").await.expect_err("the queue is full");
+    assert!(!delete.is_finished(), "refused only after the slot freed: not at once");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{}", refused.message());
+    assert!(refused.message().contains("max_queued_operations"), "{}", refused.message());
+    use tonic_types::StatusExt as _;
+    let retry = refused.get_details_retry_info().expect("RetryInfo in the status details");
+    assert!(retry.retry_delay.is_some(), "{retry:?}");
+
+    // The killed caller leaves the queue: its call never runs.
+    gone.kill().expect("kill the waiting CLI");
+    gone.wait().expect("reap the CLI");
+    wait_for_queued(QUEUE - 1);
+    delete.await.expect("delete task").expect("the stalled delete still succeeds");
+    for call in waiting {
+        call.await.expect("create task").expect("a queued create lands once the slot frees");
+    }
+    let mut expected: Vec<String> = (0..QUEUE - 1).map(|index| format!("queued-{index}")).collect();
+    expected.sort();
+    let mut listed = names(&list_snapshots(&mut root, &other).await);
+    listed.sort();
+    assert_eq!(listed, expected, "neither the refused call nor the killed caller's ran");
+    let on_disk: Vec<String> = subvolumes_in(&snapshot_folder(fs.mount_point(), &other)).into_iter().collect();
+    assert_eq!(on_disk, expected);
     // The daemon goes before the cgroups, and they before the filesystem.
     drop(daemon);
     drop(containers);
