@@ -118,13 +118,15 @@ fn story(via: &Via, container: &str, volume: &Path) {
     assert_eq!(restored["restored"]["name"], name.as_str(), "{restored}");
     assert!(restored["pre_restore_snapshot"].is_string(), "{restored}");
     assert!(restored["downtime_ms"].is_number(), "{restored}");
-    assert_eq!(std::fs::read_to_string(volume.join("db.txt")).unwrap(), "before the migration");
-    // Repeating the same restore lands on the same snapshot. (Whether the
-    // engine answers it without a second swap depends on the volume's btrfs
-    // generation, which the first restore's own commit may still move.)
+    assert_eq!(restored["already_restored"], false, "{restored}");
+    // Repeating the same restore, nothing written since, is answered as
+    // already done: no second swap, no second pre-restore snapshot. (The
+    // file is read only after: a read that updates its atime is a write to
+    // btrfs, which moves the volume's generation: the README's noatime note.)
     let (code, again) = curl(via, "PATCH", &format!("{snapshots}/rollback-point"), None);
     assert_eq!(code, 200, "{again}");
     assert_eq!(again["restored"]["name"], name.as_str(), "{again}");
+    assert_eq!(again["already_restored"], true, "{again}");
     assert_eq!(std::fs::read_to_string(volume.join("db.txt")).unwrap(), "before the migration");
 
     let seen = sse.wait_for("restore.finished");
@@ -238,6 +240,9 @@ async fn rest_refuses_whom_grpc_refuses_and_changes_nothing() {
         (tcp(None), "GET", "/metrics", None, 401, "UNAUTHENTICATED"),
         (tcp(Some(&reader)), "GET", "/metrics", None, 403, "PERMISSION_DENIED"),
         (tcp(Some(&scraper)), "GET", snapshots, None, 403, "PERMISSION_DENIED"),
+        (tcp(Some(&reader)), "POST", "/api/v1/tokens", Some(r#"{"name": "x", "scopes": ["admin"]}"#), 403, "PERMISSION_DENIED"),
+        (tcp(Some(&reader)), "GET", "/api/v1/tokens", None, 403, "PERMISSION_DENIED"),
+        (tcp(Some(&reader)), "DELETE", "/api/v1/tokens/reader", None, 403, "PERMISSION_DENIED"),
     ] {
         let (got, error) = curl(&via, method, path, body);
         assert_eq!(got, status, "{method} {path}: {error}");
@@ -250,6 +255,32 @@ async fn rest_refuses_whom_grpc_refuses_and_changes_nothing() {
     let (code, metrics) = curl(&tcp(Some(&scraper)), "GET", "/metrics", None);
     assert_eq!(code, 200, "{metrics}");
     assert!(metrics.as_str().unwrap().contains("rollpoint_container_snapshots{container=\"alpha\"} 0"), "{metrics}");
+
+    // Tokens over REST: made by root on the socket (the secret shown once),
+    // listed without secrets, used over TCP, revoked, refused from then on.
+    let socket = Via::Socket(setup.daemon.socket().to_owned());
+    let body = r#"{"name": "ci", "scopes": ["snapshot"], "containers": ["alpha"]}"#;
+    let (code, created) = curl(&socket, "POST", "/api/v1/tokens", Some(body));
+    assert_eq!(code, 200, "{created}");
+    assert_eq!((&created["name"], &created["containers"]), (&json!("ci"), &json!(["alpha"])), "{created}");
+    let secret = created["secret"].as_str().expect("the secret, once").to_owned();
+    let (code, again) = curl(&socket, "POST", "/api/v1/tokens", Some(body));
+    assert_eq!((code, again["code"].as_str()), (409, Some("ALREADY_EXISTS")), "{again}");
+    let (code, bad) = curl(&socket, "POST", "/api/v1/tokens", Some(r#"{"name": "x", "scopes": ["everything"]}"#));
+    assert_eq!((code, bad["field"].as_str()), (400, Some("scopes")), "{bad}");
+    let (code, listed) = curl(&socket, "GET", "/api/v1/tokens", None);
+    assert_eq!(code, 200, "{listed}");
+    let names: Vec<&str> = listed.as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(names.contains(&"ci") && names.contains(&"reader"), "{listed}");
+    assert!(!listed.to_string().contains(&secret) && !listed.to_string().contains("secret"), "{listed}");
+    let (code, snapshot) = curl(&tcp(Some(&secret)), "POST", snapshots, Some(r#"{"alias": "by-ci"}"#));
+    assert_eq!(code, 200, "{snapshot}");
+    let (code, revoked) = curl(&socket, "DELETE", "/api/v1/tokens/ci", None);
+    assert_eq!((code, &revoked), (200, &json!({"name": "ci"})), "{revoked}");
+    let (code, refused) = curl(&tcp(Some(&secret)), "GET", snapshots, None);
+    assert_eq!((code, refused["code"].as_str()), (401, Some("UNAUTHENTICATED")), "{refused}");
+    let (code, gone) = curl(&socket, "DELETE", "/api/v1/tokens/ci", None);
+    assert_eq!((code, gone["code"].as_str()), (404, Some("NOT_FOUND")), "{gone}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

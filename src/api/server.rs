@@ -168,6 +168,7 @@ impl Services {
             engine: self.engine.clone(),
             metrics: self.metrics.clone(),
             events: Arc::new(Events { engine: self.engine.clone(), stop: self.stop.clone() }),
+            tokens: Arc::new(Tokens { book: self.gate.tokens.clone() }),
         }
     }
 

@@ -11,6 +11,7 @@ mod error;
 mod groups;
 mod handlers;
 pub mod openapi;
+mod tokens;
 
 use std::time::Duration;
 
@@ -44,6 +45,7 @@ pub struct RestState {
     pub(super) engine: std::sync::Arc<crate::engine::Engine>,
     pub(super) metrics: std::sync::Arc<super::metrics::Metrics>,
     pub(super) daemon: std::sync::Arc<super::daemon_service::Daemon>,
+    pub(super) tokens: std::sync::Arc<super::token_service::Tokens>,
 }
 
 /// The REST routes, to be merged with tonic's gRPC routes.
@@ -78,6 +80,8 @@ pub fn router(state: RestState) -> axum::Router {
         .route("/api/v1/groups/{name}", get(groups::get_group).put(groups::put_group).delete(groups::delete_group))
         .route("/api/v1/groups/{name}/snapshots", axum::routing::post(groups::create_group_snapshot))
         .route("/api/v1/groups/{name}/snapshots/{snapshot}", axum::routing::patch(groups::restore_group))
+        .route("/api/v1/tokens", get(tokens::list_tokens).post(tokens::create_token))
+        .route("/api/v1/tokens/{name}", axum::routing::delete(tokens::revoke_token))
         .route("/api/v1/events", get(handlers::events))
         .route("/api/v1/status", get(handlers::status))
         .route("/metrics", get(handlers::metrics))

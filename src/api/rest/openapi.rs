@@ -5,7 +5,7 @@
 
 use utoipa::OpenApi;
 
-use super::{groups, handlers};
+use super::{groups, handlers, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -45,6 +45,9 @@ use super::{groups, handlers};
         groups::delete_group,
         groups::create_group_snapshot,
         groups::restore_group,
+        tokens::create_token,
+        tokens::list_tokens,
+        tokens::revoke_token,
     )
 )]
 struct ApiDoc;
