@@ -83,6 +83,12 @@ pub struct Config {
     /// (port 0: one the kernel picks at each start); `off`: no run listener,
     /// and runs get no `SNAP_URL`.
     pub schedule_listen: String,
+    /// Loopback address of a listener that serves only `GET /metrics` and
+    /// `GET /healthz`, without credentials, for a local Prometheus (or its
+    /// agent) that holds no token; `off` (the default): none. The socket
+    /// and the TCP listener (with the `metrics:read` scope) serve
+    /// `/metrics` either way.
+    pub metrics_listen: String,
     /// Retention of the snapshots of containers without a policy of their
     /// own: `[retention]` with `last`, `hourly`, `daily`, `weekly`,
     /// `monthly`, `yearly`, `min` (counts; see README "Retention"). Empty:
@@ -171,8 +177,8 @@ fn sources(field: &str, names: &[String]) -> Result<Vec<Source>, String> {
         .collect()
 }
 
-/// `schedule_listen = "off"`.
-pub const RUNS_OFF: &str = "off";
+/// `schedule_listen = "off"`, `metrics_listen = "off"`.
+pub const LISTENER_OFF: &str = "off";
 
 impl Default for Config {
     fn default() -> Self {
@@ -199,6 +205,7 @@ impl Default for Config {
             max_queued_operations: engine.max_queued_operations,
             admission_wait_ms: millis(engine.admission_wait),
             schedule_listen: "127.0.0.1:0".into(),
+            metrics_listen: LISTENER_OFF.into(),
             retention: engine.retention,
             pre_restore_retention: engine.pre_restore_retention,
             space_floor_percent: engine.space_floor_percent,
@@ -206,6 +213,20 @@ impl Default for Config {
             store_cache_mib: crate::store::DEFAULT_CACHE_BYTES >> 20,
         }
     }
+}
+
+/// A loopback `address:port` of the setting `field`, or none for `off`;
+/// `why` says why only loopback is taken.
+fn loopback_listener(field: &str, value: &str, why: &str) -> Result<Option<SocketAddr>, String> {
+    if value == LISTENER_OFF {
+        return Ok(None);
+    }
+    let address: SocketAddr =
+        value.parse().map_err(|_| format!("{field}: {value:?} is not an address:port (or \"off\")"))?;
+    if !address.ip().is_loopback() {
+        return Err(format!("{field}: {address} is not a loopback address ({why})"));
+    }
+    Ok(Some(address))
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -252,6 +273,7 @@ impl Config {
             return Err("freeze_budget_ms: must be at least 1".into());
         }
         config.run_listener()?;
+        config.metrics_listener()?;
         config.discovery.scan()?;
         config.discovery.following()?;
         Ok(config)
@@ -259,19 +281,12 @@ impl Config {
 
     /// The address of the run listener; none when `schedule_listen = "off"`.
     pub fn run_listener(&self) -> Result<Option<SocketAddr>, String> {
-        if self.schedule_listen == RUNS_OFF {
-            return Ok(None);
-        }
-        let address: SocketAddr = self
-            .schedule_listen
-            .parse()
-            .map_err(|_| format!("schedule_listen: {:?} is not an address:port (or \"off\")", self.schedule_listen))?;
-        if !address.ip().is_loopback() {
-            return Err(format!(
-                "schedule_listen: {address} is not a loopback address (runs' credentials stay on this host)"
-            ));
-        }
-        Ok(Some(address))
+        loopback_listener("schedule_listen", &self.schedule_listen, "runs' credentials stay on this host")
+    }
+
+    /// The address of the metrics listener; none when `metrics_listen = "off"`.
+    pub fn metrics_listener(&self) -> Result<Option<SocketAddr>, String> {
+        loopback_listener("metrics_listen", &self.metrics_listen, "it serves without credentials")
     }
 
     pub fn engine(&self) -> EngineConfig {
@@ -319,6 +334,11 @@ mod tests {
         assert!(Config::parse("listen = \"nowhere\"").unwrap_err().contains("listen"));
         assert!(Config::parse("schedule_listen = \"0.0.0.0:80\"").unwrap_err().contains("loopback"));
         assert!(Config::parse("schedule_listen = \"nope\"").unwrap_err().contains("schedule_listen"));
+        assert_eq!(Config::parse("").unwrap().metrics_listener(), Ok(None));
+        let local = Config::parse("metrics_listen = \"127.0.0.1:9947\"").unwrap().metrics_listener();
+        assert_eq!(local, Ok(Some("127.0.0.1:9947".parse().unwrap())));
+        let error = Config::parse("metrics_listen = \"0.0.0.0:9947\"").unwrap_err();
+        assert!(error.contains("metrics_listen") && error.contains("loopback"), "{error}");
         assert_eq!(Config::parse("schedule_listen = \"off\"").unwrap().run_listener(), Ok(None));
         assert_eq!(Config::default().run_listener(), Ok(Some(SocketAddr::from(([127, 0, 0, 1], 0)))));
     }

@@ -193,6 +193,8 @@ async fn the_pages_story_with_curl_over_the_socket_and_tcp() {
         "rollpoint_container_last_snapshot_timestamp_seconds{container=\"db-1\"}",
         "rollpoint_container_snapshots{container=\"db-1\"}",
         "rollpoint_expiry_backlog_snapshots 0",
+        "rollpoint_container_snapshot_delta_bytes{container=\"db-1\"}",
+        "rollpoint_store_bytes ",
     ] {
         assert!(metrics.contains(wanted), "{wanted} missing from:\n{metrics}");
     }
@@ -316,4 +318,43 @@ async fn bad_input_gets_a_clear_4xx_and_the_daemon_keeps_serving() {
     assert_eq!(code, 200, "{listed}");
     assert!(listed["snapshots"].as_array().unwrap().is_empty(), "{listed}");
     assert_eq!(curl(&socket, "GET", "/healthz", None).0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_listener_serves_metrics_and_health_without_credentials_and_nothing_else() {
+    if !root_or_skip("the_metrics_listener_serves_metrics_and_health_without_credentials_and_nothing_else") {
+        return;
+    }
+    let port = free_loopback_port();
+    let options = rollpoint::testkit::daemon::DaemonOptions::default()
+        .config(format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
+    let daemon = TestDaemon::start_with(daemon_binary(), options).await.expect("start rollpointd");
+    let listener = Via::Url(format!("http://127.0.0.1:{port}"));
+    let (code, metrics) = curl(&listener, "GET", "/metrics", None);
+    assert_eq!(code, 200, "{metrics}");
+    let text = metrics.as_str().expect("metrics are text");
+    assert!(text.contains("rollpoint_store_bytes ") && text.ends_with("# EOF\n"), "{text}");
+    let (code, health) = curl(&listener, "GET", "/healthz", None);
+    assert_eq!((code, health), (200, json!({"status": "SERVING"})));
+    // Nothing else: not the API, not a token's calls.
+    for path in ["/api/v1/containers", "/api/v1/tokens", "/api/v1/events"] {
+        let (code, refused) = curl(&listener, "GET", path, None);
+        assert_eq!((code, refused["code"].as_str()), (404, Some("NOT_FOUND")), "{path}: {refused}");
+    }
+    // Only loopback addresses are taken: a daemon told otherwise does not start.
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("bad.toml"), "metrics_listen = \"0.0.0.0:9947\"\n").unwrap();
+    let refused = Command::new(daemon_binary())
+        .arg("--config")
+        .arg(dir.path().join("bad.toml"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--socket")
+        .arg(dir.path().join("sock"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rollpointd");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("metrics_listen") && stderr.contains("loopback"), "{stderr}");
+    drop(daemon);
 }

@@ -124,6 +124,8 @@ impl Metrics {
         let mut now_registry = Registry::with_prefix("rollpoint");
         let last_snapshot = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let snapshots = Family::<Labels, Gauge>::default();
+        let delta_bytes = Family::<Labels, Gauge>::default();
+        let exclusive_bytes = Family::<Labels, Gauge>::default();
         let expiry_backlog = Gauge::<i64>::default();
         let free_ratio = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let now = chrono::Utc::now();
@@ -135,13 +137,24 @@ impl Metrics {
             let records = engine.store().snapshots_of(&container.id)?;
             snapshots.get_or_create(&labels).set(i64::try_from(records.len()).unwrap_or(i64::MAX));
             let mut last = None;
+            let (mut delta, mut exclusive) = (0_u64, None::<u64>);
             for record in &records {
                 if record.state == SnapshotState::Ready {
                     last = last.max(Some(record.create_time));
+                    if let Some(sizes) = &record.sizes {
+                        delta = delta.saturating_add(sizes.delta_bytes);
+                        if let Some(bytes) = sizes.exclusive_bytes {
+                            exclusive = Some(exclusive.unwrap_or(0).saturating_add(bytes));
+                        }
+                    }
                     if record.expire_time.is_some_and(|expire| expire <= now) {
                         expiry_backlog.inc();
                     }
                 }
+            }
+            delta_bytes.get_or_create(&labels).set(i64::try_from(delta).unwrap_or(i64::MAX));
+            if let Some(exclusive) = exclusive {
+                exclusive_bytes.get_or_create(&labels).set(i64::try_from(exclusive).unwrap_or(i64::MAX));
             }
             if let Some(last) = last {
                 #[allow(clippy::cast_precision_loss, reason = "seconds since 1970 fit an f64's mantissa")]
@@ -155,6 +168,19 @@ impl Metrics {
             last_snapshot,
         );
         now_registry.register("container_snapshots", "Snapshots a container has", snapshots);
+        now_registry.register(
+            "container_snapshot_delta_bytes",
+            "Sum of the deltas of a container's measured snapshots: file data each wrote since the one before (the page's \"412 MB delta\")",
+            delta_bytes,
+        );
+        now_registry.register(
+            "container_snapshot_exclusive_bytes",
+            "Sum of the bytes only each snapshot holds (what deleting them gives back), where the filesystem tells (btrfs simple quotas)",
+            exclusive_bytes,
+        );
+        let store_bytes = Gauge::<i64>::default();
+        store_bytes.set(i64::try_from(engine.store().size_on_disk()?).unwrap_or(i64::MAX));
+        now_registry.register("store_bytes", "Bytes the daemon's store (its record) takes on disk", store_bytes);
         now_registry.register(
             "container_free_space_ratio",
             "Free space of the filesystem holding a container's volume (0-1)",

@@ -55,8 +55,8 @@ pub enum ServerError {
     SocketInUse(PathBuf),
     #[error("refusing to listen on {0} without TLS: configure tls_cert and tls_key, use a loopback address, or set insecure_listen = true")]
     NotLoopback(SocketAddr),
-    #[error("schedule_listen = {0}: the run listener takes loopback addresses only")]
-    RunsNotLoopback(SocketAddr),
+    #[error("{what} = {address}: that listener takes loopback addresses only")]
+    LoopbackOnly { what: &'static str, address: SocketAddr },
     #[error("reading {path}: {source}")]
     TlsFile { path: PathBuf, source: std::io::Error },
     #[error("listening on {address}: {source}")]
@@ -179,10 +179,28 @@ impl Services {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        self.serve_loopback(listener, super::rest::run_router(self.rest_state()), shutdown).await
+    }
+
+    /// Serves the metrics listener (HTTP/1.1, `/metrics` and `/healthz`
+    /// only, no credentials) until `shutdown` resolves.
+    pub async fn serve_metrics(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        self.serve_loopback(listener, super::rest::metrics_router(self.rest_state()), shutdown).await
+    }
+
+    async fn serve_loopback(
+        &self,
+        listener: tokio::net::TcpListener,
+        routes: axum::Router,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
         let address = listener
             .local_addr()
             .map_err(|source| ServerError::Tcp { address: SocketAddr::from(([127, 0, 0, 1], 0)), source })?;
-        let routes = super::rest::run_router(self.rest_state());
         axum::serve(listener, routes.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
@@ -244,11 +262,12 @@ pub async fn bind_tcp(address: SocketAddr, tls: bool, insecure: bool) -> Result<
     tokio::net::TcpListener::bind(address).await.map_err(|source| ServerError::Tcp { address, source })
 }
 
-/// Binds the run listener: loopback only, whatever the configuration says
-/// (a run's credential must not cross a network).
-pub async fn bind_runs(address: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
+/// Binds the run or metrics listener (`what` names its setting): loopback
+/// only, whatever the configuration says (a run's credential must not cross
+/// a network; the metrics listener asks for none).
+pub async fn bind_loopback(what: &'static str, address: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
     if !address.ip().is_loopback() {
-        return Err(ServerError::RunsNotLoopback(address));
+        return Err(ServerError::LoopbackOnly { what, address });
     }
     tokio::net::TcpListener::bind(address).await.map_err(|source| ServerError::Tcp { address, source })
 }

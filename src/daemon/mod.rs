@@ -101,13 +101,21 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         tasks.spawn(async move { services.serve_tcp(tcp, tls, stop).await });
     }
     if let Some(address) = config.run_listener().map_err(DaemonError::Config)? {
-        let runs = server::bind_runs(address).await?;
+        let runs = server::bind_loopback("schedule_listen", address).await?;
         let bound = runs.local_addr().map_err(|source| server::ServerError::Tcp { address, source })?;
         engine.serve_run_urls(format!("http://{bound}"));
         tracing::info!(%bound, "run listener ($SNAP_URL of schedule entries bound to a container)");
         let services = services.clone();
         let stop = stopped(stop.clone());
         tasks.spawn(async move { services.serve_runs(runs, stop).await });
+    }
+    if let Some(address) = config.metrics_listener().map_err(DaemonError::Config)? {
+        let listener = server::bind_loopback("metrics_listen", address).await?;
+        let bound = listener.local_addr().map_err(|source| server::ServerError::Tcp { address, source })?;
+        tracing::info!(%bound, "metrics listener (/metrics and /healthz, no credentials)");
+        let services = services.clone();
+        let stop = stopped(stop.clone());
+        tasks.spawn(async move { services.serve_metrics(listener, stop).await });
     }
     tracing::info!(socket = %config.socket.display(), listen = ?config.listen.map(|a: SocketAddr| a.to_string()), "listening; recovering");
 

@@ -93,6 +93,11 @@ impl Store {
         Ok(store)
     }
 
+    /// Bytes the store's files take on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
     /// Flushes every write so far and makes it durable (see the module doc).
     pub fn make_durable(&self) -> Result<(), StoreError> {
         self.db.flush()?;

@@ -66,6 +66,12 @@ pub async fn metrics(
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, RestError> {
     crate::api::auth::authorize(&request(caller, ()), Scope::MetricsRead, None)?;
+    open_metrics(State(state)).await
+}
+
+/// `GET /metrics` on the metrics listener (`metrics_listen`, loopback
+/// only), which asks for no credentials.
+pub async fn open_metrics(State(state): State<RestState>) -> Result<Response, RestError> {
     let text = tokio::task::spawn_blocking(move || state.metrics.render(&state.engine))
         .await
         .map_err(|join| tonic::Status::internal(format!("metrics task failed: {join}")))?

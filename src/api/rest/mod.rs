@@ -95,6 +95,17 @@ pub fn router(state: RestState) -> axum::Router {
         .with_state(state)
 }
 
+/// The routes of the metrics listener (`metrics_listen`): `/metrics` and
+/// `/healthz`, no credentials; anything else is a 404.
+pub fn metrics_router(state: RestState) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", get(handlers::open_metrics))
+        .route("/healthz", get(handlers::healthz))
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn(time_limit))
+        .with_state(state)
+}
+
 /// The routes of the run listener: what a command run's `$SNAP_URL` may
 /// do (take and read snapshots of its container), for its credential only.
 /// Anything else is 403, whatever the path.
