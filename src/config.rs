@@ -64,6 +64,10 @@ pub struct Config {
     /// for its turn before it is refused with RESOURCE_EXHAUSTED, in
     /// milliseconds.
     pub admission_wait_ms: u64,
+    /// Longest a REST request may take, reading its body included (the live
+    /// event stream excepted), in milliseconds: past it the client is
+    /// answered 408 and the connection's slot freed.
+    pub rest_request_timeout_ms: u64,
     /// Events older than this many days are pruned (0 = keep forever).
     pub event_retention_days: u32,
     /// This host's name in the manifests it exports; default: the kernel's
@@ -204,6 +208,7 @@ impl Default for Config {
             filesystems: Vec::new(),
             max_queued_operations: engine.max_queued_operations,
             admission_wait_ms: millis(engine.admission_wait),
+            rest_request_timeout_ms: millis(crate::api::rest::REQUEST_TIMEOUT),
             schedule_listen: "127.0.0.1:0".into(),
             metrics_listen: LISTENER_OFF.into(),
             retention: engine.retention,
@@ -268,6 +273,9 @@ impl Config {
         }
         if !(1..=1 << 20).contains(&config.store_cache_mib) {
             return Err("store_cache_mib: must be between 1 and 1048576".into());
+        }
+        if !(100..=3_600_000).contains(&config.rest_request_timeout_ms) {
+            return Err("rest_request_timeout_ms: must be between 100 and 3600000".into());
         }
         if config.freeze_budget_ms == 0 {
             return Err("freeze_budget_ms: must be at least 1".into());

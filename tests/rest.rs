@@ -81,7 +81,7 @@ struct Setup {
     volume: PathBuf,
     // Dropped after the daemon, in this order: cgroup, then filesystem.
     _cgroup: TestCgroup,
-    _fs: LoopBtrfs,
+    fs: LoopBtrfs,
 }
 
 async fn setup(name: &str) -> Setup {
@@ -94,7 +94,7 @@ async fn setup(name: &str) -> Setup {
     let (code, container) = curl(&socket, "POST", "/api/v1/containers", Some(&body));
     assert_eq!(code, 200, "{container}");
     assert_eq!(container["id"], name);
-    Setup { daemon, port, volume, _cgroup: cgroup, _fs: fs }
+    Setup { daemon, port, volume, _cgroup: cgroup, fs }
 }
 
 fn story(via: &Via, container: &str, volume: &Path) {
@@ -305,6 +305,34 @@ async fn bad_input_gets_a_clear_4xx_and_the_daemon_keeps_serving() {
         assert_eq!(error["code"], "INVALID_ARGUMENT", "{body}: {error}");
         assert_eq!(error["field"], field, "{body}: {error}");
     }
+    // Registration takes the lifecycle and the hooks, as the CLI and gRPC do.
+    let cgroup = TestCgroup::create("rest-with-lifecycle").expect("cgroup");
+    let volume = setup.fs.create_subvolume("with-lifecycle").expect("subvolume");
+    let body = json!({
+        "id": "with-lifecycle", "cgroup": cgroup.relative_name(), "subvolume": volume,
+        "lifecycle": {"kind": "command", "stop": ["/bin/true"], "start": ["/bin/true"], "timeout_seconds": 5},
+        "hooks": {"pre_freeze": {"command": ["sync"], "on_failure": "continue"}},
+    });
+    let (code, registered) = curl(&socket, "POST", "/api/v1/containers", Some(&body.to_string()));
+    assert_eq!(code, 200, "{registered}");
+    let (code, shown) = curl(&socket, "GET", "/api/v1/containers/with-lifecycle", None);
+    assert_eq!(code, 200, "{shown}");
+    assert_eq!(
+        shown["lifecycle"],
+        json!({"kind": "command", "stop": ["/bin/true"], "start": ["/bin/true"], "timeout_seconds": 5}),
+        "{shown}"
+    );
+    assert_eq!(shown["hooks"]["pre_freeze"]["on_failure"], "continue", "{shown}");
+    for (lifecycle, wanted) in [(json!({"kind": "teleport"}), "`command`"), (json!({"kind": "systemd"}), "unit")] {
+        let body = json!({"id": "x", "cgroup": "x", "subvolume": "/x", "lifecycle": lifecycle}).to_string();
+        let (code, error) = curl(&socket, "POST", "/api/v1/containers", Some(&body));
+        assert_eq!((code, error["field"].as_str()), (400, Some("body")), "{error}");
+        assert!(error["message"].as_str().unwrap().contains(wanted), "{error}");
+    }
+    let (code, _) = curl(&socket, "DELETE", "/api/v1/containers/with-lifecycle", None);
+    assert_eq!(code, 200);
+    drop(cgroup);
+
     let (code, error) = curl(&socket, "GET", "/api/v1/containers/nope/snapshots/x", None);
     assert_eq!((code, error["code"].as_str()), (404, Some("NOT_FOUND")), "{error}");
     let (code, error) = curl_with(&socket, "POST", snapshots, Some(vec![b' '; 8 << 20]), &[]);
@@ -357,4 +385,81 @@ async fn the_metrics_listener_serves_metrics_and_health_without_credentials_and_
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && stderr.contains("metrics_listen") && stderr.contains("loopback"), "{stderr}");
     drop(daemon);
+}
+
+/// Writes `request` on a new connection to the daemon's socket and returns
+/// the first `want` bytes it answers (fewer if it closes first).
+async fn raw_exchange(daemon: &TestDaemon, request: &[u8], want: usize) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::UnixStream::connect(daemon.socket()).await.expect("connect");
+    stream.write_all(request).await.expect("send");
+    let mut answer = vec![0_u8; want];
+    let mut read = 0;
+    while read < want {
+        match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut answer[read..])).await {
+            Ok(Ok(0)) | Err(_) => break,
+            Ok(Ok(count)) => read += count,
+            Ok(Err(error)) => panic!("reading the answer: {error}"),
+        }
+    }
+    String::from_utf8_lossy(&answer[..read]).into_owned()
+}
+
+/// Open file descriptors of a process.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(Iterator::count).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_requests_time_out_and_dropped_event_streams_leak_nothing() {
+    if !root_or_skip("unfinished_requests_time_out_and_dropped_event_streams_leak_nothing") {
+        return;
+    }
+    const DROPS: usize = 1000;
+    let options = rollpoint::testkit::daemon::DaemonOptions::default().config("rest_request_timeout_ms = 500\n");
+    let daemon = TestDaemon::start_with(daemon_binary(), options).await.expect("start rollpointd");
+    let pid = daemon.pid().expect("daemon pid");
+    let socket = Via::Socket(daemon.socket().to_owned());
+
+    // A body announced and never sent: 408 once the limit passes, and the
+    // daemon serves on.
+    let unfinished = b"POST /api/v1/containers/x/snapshots HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+    let answer = raw_exchange(&daemon, unfinished, 400).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("DEADLINE_EXCEEDED") && answer.contains("rest_request_timeout_ms"), "{answer}");
+    assert_eq!(curl(&socket, "GET", "/healthz", None).0, 200);
+
+    // The live event stream, opened and dropped mid-flight again and again:
+    // the daemon's descriptors and threads come back to where they were.
+    let subscribe = b"GET /api/v1/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";
+    let head = raw_exchange(&daemon, subscribe, 12).await;
+    assert_eq!(head, "HTTP/1.1 200", "the stream opens");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (fds_before, threads_before) = (open_fds(pid), process_threads(pid));
+    for _ in 0..DROPS {
+        let head = raw_exchange(&daemon, subscribe, 12).await;
+        assert_eq!(head, "HTTP/1.1 200");
+    }
+    // Something happens after the drops: a stream left behind would get it.
+    let entry = r#"{"id": "after-the-drops", "schedule": "55 2 * * *", "command": "true"}"#;
+    let (code, created) = curl(&socket, "POST", "/api/v1/users/root/entries", Some(entry));
+    assert_eq!(code, 200, "{created}");
+    let mut settled = (open_fds(pid), process_threads(pid));
+    for _ in 0..50 {
+        if settled.0 <= fds_before + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        settled = (open_fds(pid), process_threads(pid));
+    }
+    println!("after {DROPS} dropped streams: fds {fds_before} -> {}, threads {threads_before} -> {}", settled.0, settled.1);
+    assert!(settled.0 <= fds_before + 2, "descriptors leaked: {fds_before} -> {}", settled.0);
+    assert!(settled.1 <= threads_before + 8, "threads grew: {threads_before} -> {}", settled.1);
+    assert_eq!(curl(&socket, "GET", "/healthz", None).0, 200);
+    drop(daemon);
+}
+
+/// Threads of a process.
+fn process_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map(Iterator::count).unwrap_or(0)
 }

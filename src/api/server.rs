@@ -79,6 +79,8 @@ pub struct Services {
     /// Set at shutdown: ends the live event streams, which graceful
     /// shutdown would otherwise wait for.
     stop: tokio::sync::watch::Receiver<bool>,
+    /// How long a REST request may take.
+    request_timeout: std::time::Duration,
 }
 
 type HealthService = tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
@@ -106,7 +108,22 @@ impl Services {
         }
         super::metrics::spawn_recorder(engine.clone(), metrics.clone(), stop.clone());
         let gate = Gate { policy: Arc::new(policy), tokens, ready, runs: engine.run_grants().clone() };
-        (Services { engine, gate, health, metrics, started: chrono::Utc::now(), stop }, reporter)
+        let services = Services {
+            engine,
+            gate,
+            health,
+            metrics,
+            started: chrono::Utc::now(),
+            stop,
+            request_timeout: super::rest::REQUEST_TIMEOUT,
+        };
+        (services, reporter)
+    }
+
+    /// The same, with REST requests limited to `limit` (`rest_request_timeout_ms`).
+    pub fn with_request_timeout(mut self, limit: std::time::Duration) -> Services {
+        self.request_timeout = limit;
+        self
     }
 
     fn router(&self, tls: Option<ServerTlsConfig>) -> Result<tonic::transport::server::Router, ServerError> {
@@ -169,6 +186,7 @@ impl Services {
             metrics: self.metrics.clone(),
             events: Arc::new(Events { engine: self.engine.clone(), stop: self.stop.clone() }),
             tokens: Arc::new(Tokens { book: self.gate.tokens.clone() }),
+            request_timeout: self.request_timeout,
         }
     }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api::proto;
 
@@ -319,14 +319,49 @@ impl From<proto::Container> for ContainerView {
 }
 
 /// `{"kind": "none"}`, `{"kind": "command", "stop": [...], ...}` or
-/// `{"kind": "systemd", "unit": ..., ...}`.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+/// `{"kind": "systemd", "unit": ..., ...}`; also what `POST
+/// /api/v1/containers` takes (`timeout_seconds` 0 or absent: 30 s).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum LifecycleView {
     None,
-    Command { stop: Vec<String>, start: Vec<String>, timeout_seconds: u32 },
-    Systemd { unit: String, timeout_seconds: u32 },
-    Podman { container: String, command: Vec<String>, timeout_seconds: u32 },
+    Command {
+        stop: Vec<String>,
+        start: Vec<String>,
+        #[serde(default)]
+        timeout_seconds: u32,
+    },
+    Systemd {
+        unit: String,
+        #[serde(default)]
+        timeout_seconds: u32,
+    },
+    Podman {
+        container: String,
+        #[serde(default)]
+        command: Vec<String>,
+        #[serde(default)]
+        timeout_seconds: u32,
+    },
+}
+
+impl From<LifecycleView> for proto::Lifecycle {
+    fn from(view: LifecycleView) -> proto::Lifecycle {
+        use proto::lifecycle::Kind;
+        let kind = match view {
+            LifecycleView::None => Kind::None(proto::NoLifecycle {}),
+            LifecycleView::Command { stop, start, timeout_seconds } => {
+                Kind::Command(proto::CommandLifecycle { stop, start, timeout_seconds })
+            }
+            LifecycleView::Systemd { unit, timeout_seconds } => {
+                Kind::Systemd(proto::SystemdLifecycle { unit, timeout_seconds })
+            }
+            LifecycleView::Podman { container, command, timeout_seconds } => {
+                Kind::Podman(proto::PodmanLifecycle { container, command, timeout_seconds })
+            }
+        };
+        proto::Lifecycle { kind: Some(kind) }
+    }
 }
 
 impl From<Option<proto::Lifecycle>> for LifecycleView {

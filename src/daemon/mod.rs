@@ -79,6 +79,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let tokens = Arc::new(TokenBook::open(store.clone(), &key_file)?);
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
     let (services, health) = Services::new(engine.clone(), policy, tokens, ready.clone(), stop.clone()).await;
+    let services = services.with_request_timeout(Duration::from_millis(config.rest_request_timeout_ms));
 
     let unix = server::bind_unix(&config.socket, group).await?;
     let tls = match (&config.tls_cert, &config.tls_key) {

@@ -41,11 +41,11 @@ impl RestError {
         RestError::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, message, Some("body"))
     }
 
-    pub fn timeout() -> RestError {
+    pub fn timeout(limit: std::time::Duration) -> RestError {
         RestError::new(
             StatusCode::REQUEST_TIMEOUT,
             Code::DeadlineExceeded,
-            format!("the request was not complete within {} s", super::REQUEST_TIMEOUT.as_secs()),
+            format!("the request was not complete within {:.1} s (rest_request_timeout_ms)", limit.as_secs_f64()),
             None,
         )
     }

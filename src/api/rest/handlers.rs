@@ -27,7 +27,7 @@ use crate::api::proto::schedule_service_server::ScheduleService;
 use crate::api::proto::snapshot_service_server::SnapshotService;
 use crate::api::tokens::Scope;
 use crate::cli::views::{
-    ContainerView, DeletedEntryView, EntryView, EventView, FilesRestoredView, PathDiffView, PruneDecisionView,
+    ContainerView, DeletedEntryView, LifecycleView, EntryView, EventView, FilesRestoredView, PathDiffView, PruneDecisionView,
     PruneView, RestoreView, RunView, SnapshotView, StatusView, UnregisterView,
 };
 use crate::store::RetentionPolicy;
@@ -117,6 +117,12 @@ pub struct RegisterBody {
     subvolume: String,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    /// How a restore stops and starts it; absent: `{"kind": "none"}`.
+    #[serde(default)]
+    lifecycle: Option<LifecycleView>,
+    /// Its hooks, as in `PATCH /api/v1/containers/{id}`.
+    #[serde(default)]
+    hooks: Option<BTreeMap<String, HookBody>>,
 }
 
 #[utoipa::path(post, path = "/api/v1/containers", request_body = RegisterBody, responses((status = 200, body = ContainerView), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -128,12 +134,12 @@ pub async fn register_container(
 ) -> Reply<ContainerView> {
     let body: RegisterBody = body::parse(&headers, body)?.ok_or_else(|| RestError::bad_body("body: required"))?;
     let message = proto::RegisterContainerRequest {
+        hooks: hooks_to_proto(body.hooks)?,
         id: body.id,
         cgroup: body.cgroup,
         subvolume: body.subvolume,
-        lifecycle: None,
+        lifecycle: body.lifecycle.map(proto::Lifecycle::from),
         labels: body.labels.into_iter().collect(),
-        hooks: None,
     };
     let reply = state.containers.register_container(request(caller, message)).await?.into_inner();
     Ok(Json(reply.container.unwrap_or_default().into()))
@@ -203,46 +209,45 @@ impl PatchContainerBody {
             })
             .transpose()
         };
-        let hooks = match self.hooks {
-            None => None,
-            Some(hooks) => {
-                let mut message = proto::Hooks::default();
-                for (point, hook) in hooks {
-                    let slot = match point.as_str() {
-                        "pre_freeze" => &mut message.pre_freeze,
-                        "post_thaw" => &mut message.post_thaw,
-                        "pre_restore" => &mut message.pre_restore,
-                        "post_restore" => &mut message.post_restore,
-                        "hold" => &mut message.hold,
-                        other => return Err(RestError::bad_body(format!("hooks: no moment {other:?}"))),
-                    };
-                    let on_failure = match hook.on_failure.as_deref() {
-                        None | Some("abort") => proto::HookFailure::Abort,
-                        Some("continue") => proto::HookFailure::Continue,
-                        Some(other) => {
-                            return Err(RestError::bad_body(format!(
-                                "hooks.{point}.on_failure: {other:?} is not abort or continue"
-                            )))
-                        }
-                    };
-                    *slot = Some(proto::Hook {
-                        command: hook.command,
-                        user: hook.user,
-                        timeout_seconds: hook.timeout_seconds,
-                        on_failure: on_failure as i32,
-                    });
-                }
-                Some(message)
-            }
-        };
         Ok(proto::UpdateContainerRequest {
             id,
-            hooks,
+            hooks: hooks_to_proto(self.hooks)?,
             retention: policy("retention", self.retention)?,
             pre_restore_retention: policy("pre_restore_retention", self.pre_restore_retention)?,
             default_retention: self.default_retention,
         })
     }
+}
+
+/// The hooks of a register or update body, by moment (`pre_freeze`, `hold`,
+/// `post_thaw`, `pre_restore`, `post_restore`).
+fn hooks_to_proto(hooks: Option<BTreeMap<String, HookBody>>) -> Result<Option<proto::Hooks>, RestError> {
+    let Some(hooks) = hooks else { return Ok(None) };
+    let mut message = proto::Hooks::default();
+    for (point, hook) in hooks {
+        let slot = match point.as_str() {
+            "pre_freeze" => &mut message.pre_freeze,
+            "post_thaw" => &mut message.post_thaw,
+            "pre_restore" => &mut message.pre_restore,
+            "post_restore" => &mut message.post_restore,
+            "hold" => &mut message.hold,
+            other => return Err(RestError::bad_body(format!("hooks: no moment {other:?}"))),
+        };
+        let on_failure = match hook.on_failure.as_deref() {
+            None | Some("abort") => proto::HookFailure::Abort,
+            Some("continue") => proto::HookFailure::Continue,
+            Some(other) => {
+                return Err(RestError::bad_body(format!("hooks.{point}.on_failure: {other:?} is not abort or continue")))
+            }
+        };
+        *slot = Some(proto::Hook {
+            command: hook.command,
+            user: hook.user,
+            timeout_seconds: hook.timeout_seconds,
+            on_failure: on_failure as i32,
+        });
+    }
+    Ok(Some(message))
 }
 
 #[utoipa::path(patch, path = "/api/v1/containers/{id}", params(("id" = String, Path)), request_body = PatchContainerBody, responses((status = 200, body = ContainerView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -29,9 +29,9 @@ use super::events::Events;
 use super::server::MAX_MESSAGE_BYTES;
 use super::snapshots::Snapshots;
 
-/// Longest a REST call (reading its body included) may take, the live event
-/// stream excepted: a client that never finishes its request is answered
-/// 408 and its slot freed.
+/// Longest a REST call (reading its body included) may take by default
+/// (`rest_request_timeout_ms`), the live event stream excepted: a client
+/// that never finishes its request is answered 408 and its slot freed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the handlers call: the gRPC services themselves.
@@ -46,6 +46,8 @@ pub struct RestState {
     pub(super) metrics: std::sync::Arc<super::metrics::Metrics>,
     pub(super) daemon: std::sync::Arc<super::daemon_service::Daemon>,
     pub(super) tokens: std::sync::Arc<super::token_service::Tokens>,
+    /// How long a request may take ([`REQUEST_TIMEOUT`] by default).
+    pub(super) request_timeout: Duration,
 }
 
 /// The REST routes, to be merged with tonic's gRPC routes.
@@ -91,7 +93,7 @@ pub fn router(state: RestState) -> axum::Router {
         .route("/healthz", get(handlers::healthz))
         .route("/api/v1/openapi.json", get(openapi_json))
         .merge(calls)
-        .layer(axum::middleware::from_fn(time_limit))
+        .layer(axum::middleware::from_fn_with_state(state.request_timeout, time_limit))
         .with_state(state)
 }
 
@@ -102,7 +104,7 @@ pub fn metrics_router(state: RestState) -> axum::Router {
         .route("/metrics", get(handlers::open_metrics))
         .route("/healthz", get(handlers::healthz))
         .fallback(fallback)
-        .layer(axum::middleware::from_fn(time_limit))
+        .layer(axum::middleware::from_fn_with_state(state.request_timeout, time_limit))
         .with_state(state)
 }
 
@@ -117,7 +119,7 @@ pub fn run_router(state: RestState) -> axum::Router {
         .method_not_allowed_fallback(beyond_a_run)
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate_run))
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
-        .layer(axum::middleware::from_fn(time_limit))
+        .layer(axum::middleware::from_fn_with_state(state.request_timeout, time_limit))
         .with_state(state)
 }
 
@@ -187,11 +189,11 @@ async fn authenticate(State(state): State<RestState>, mut request: Request, next
     }
 }
 
-/// Ends a request that has not been answered within [`REQUEST_TIMEOUT`];
-/// the live event stream is answered at once and lives on.
-async fn time_limit(request: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+/// Ends a request that has not been answered within `limit`; the live
+/// event stream is answered at once and lives on.
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => RestError::timeout().into_response(),
+        Err(_) => RestError::timeout(limit).into_response(),
     }
 }
