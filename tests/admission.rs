@@ -176,7 +176,11 @@ async fn a_hundred_minutely_entries_calling_the_cli_all_land_in_the_same_minute(
     if !missing.is_empty() {
         daemon.print_log();
     }
-    assert!(missing.is_empty(), "{} of {ENTRIES} snapshots missing after {CLOCK_TIMEOUT:?}: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} of {ENTRIES} snapshots missing after {CLOCK_TIMEOUT:?}: {missing:?}",
+        missing.len()
+    );
     let mut minutes = std::collections::BTreeSet::new();
     for id in &containers.ids {
         let snapshot = list_snapshots(&mut root, id).await.into_iter().find(|s| s.name == "by-the-clock").unwrap();
@@ -185,8 +189,12 @@ async fn a_hundred_minutely_entries_calling_the_cli_all_land_in_the_same_minute(
     assert_eq!(minutes.len(), 1, "the {ENTRIES} snapshots landed in the minute they fired: {minutes:?}");
     let (code, events) = curl(&socket, "GET", "/api/v1/events?limit=1000", None);
     assert_eq!(code, 200, "{events}");
-    let commands: Vec<&serde_json::Value> =
-        events["events"].as_array().expect("events").iter().filter(|event| event["kind"] == "schedule.command").collect();
+    let commands: Vec<&serde_json::Value> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|event| event["kind"] == "schedule.command")
+        .collect();
     let failed: Vec<&&serde_json::Value> = commands.iter().filter(|event| event["outcome"] != "ok").collect();
     assert_eq!((commands.len(), failed.len()), (ENTRIES, 0), "commands that failed: {failed:?}");
     // The daemon goes before the cgroups, and they before the filesystem.
@@ -343,7 +351,9 @@ async fn a_full_queue_refuses_at_once_and_a_caller_gone_while_waiting_leaves_not
     let mut waiting = Vec::new();
     for index in 0..QUEUE - 1 {
         let (mut root, other) = (root.clone(), other.clone());
-        waiting.push(tokio::spawn(async move { create_snapshot(&mut root, &other, &format!("queued-{index}"), "").await }));
+        waiting.push(tokio::spawn(
+            async move { create_snapshot(&mut root, &other, &format!("queued-{index}"), "").await },
+        ));
         wait_for_queued(index + 1);
     }
     let mut gone = Command::new(env!("CARGO_BIN_EXE_rollpoint"))

@@ -269,7 +269,8 @@ async fn a_crash_at_any_step_leaves_the_group_whole() {
         // Each member's restore hooks note that they ran, with the key.
         let hooks = shop.pipes.path().join("hooks");
         for name in ["app", "db"] {
-            let note = format!(r#"/bin/sh -c 'echo "$ROLLPOINT_HOOK-{name} $ROLLPOINT_RESTORE_ID" >> {}'"#, hooks.display());
+            let note =
+                format!(r#"/bin/sh -c 'echo "$ROLLPOINT_HOOK-{name} $ROLLPOINT_RESTORE_ID" >> {}'"#, hooks.display());
             let args = ["--json", "container", "update", name, "--pre-restore", &note, "--post-restore", &note];
             succeeded(cli(&daemon, &args));
         }
@@ -289,7 +290,8 @@ async fn a_crash_at_any_step_leaves_the_group_whole() {
         let after = shop.records();
         let restored = after == target;
         let ran = std::fs::read_to_string(&hooks).unwrap_or_default();
-        let key = format!(" group-shop-{}", ran.lines().next().and_then(|l| l.split("group-shop-").nth(1)).unwrap_or("?"));
+        let key =
+            format!(" group-shop-{}", ran.lines().next().and_then(|l| l.split("group-shop-").nth(1)).unwrap_or("?"));
         let ran: Vec<String> = ran.lines().map(|line| line.replace(&key, " K")).collect();
         println!("{point}: {}, hooks {ran:?}", if restored { "finished" } else { "rolled back" });
         // Each hook once per member, whatever the point: recovery runs the

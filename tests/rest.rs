@@ -242,7 +242,14 @@ async fn rest_refuses_whom_grpc_refuses_and_changes_nothing() {
         (tcp(None), "GET", "/metrics", None, 401, "UNAUTHENTICATED"),
         (tcp(Some(&reader)), "GET", "/metrics", None, 403, "PERMISSION_DENIED"),
         (tcp(Some(&scraper)), "GET", snapshots, None, 403, "PERMISSION_DENIED"),
-        (tcp(Some(&reader)), "POST", "/api/v1/tokens", Some(r#"{"name": "x", "scopes": ["admin"]}"#), 403, "PERMISSION_DENIED"),
+        (
+            tcp(Some(&reader)),
+            "POST",
+            "/api/v1/tokens",
+            Some(r#"{"name": "x", "scopes": ["admin"]}"#),
+            403,
+            "PERMISSION_DENIED",
+        ),
         (tcp(Some(&reader)), "GET", "/api/v1/tokens", None, 403, "PERMISSION_DENIED"),
         (tcp(Some(&reader)), "DELETE", "/api/v1/tokens/reader", None, 403, "PERMISSION_DENIED"),
     ] {
@@ -354,8 +361,8 @@ async fn the_metrics_listener_serves_metrics_and_health_without_credentials_and_
         return;
     }
     let port = free_loopback_port();
-    let options = rollpoint::testkit::daemon::DaemonOptions::default()
-        .config(format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
+    let options =
+        rollpoint::testkit::daemon::DaemonOptions::default().config(format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
     let daemon = TestDaemon::start_with(daemon_binary(), options).await.expect("start rollpointd");
     let listener = Via::Url(format!("http://127.0.0.1:{port}"));
     let (code, metrics) = curl(&listener, "GET", "/metrics", None);
@@ -452,7 +459,10 @@ async fn unfinished_requests_time_out_and_dropped_event_streams_leak_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         settled = (open_fds(pid), process_threads(pid));
     }
-    println!("after {DROPS} dropped streams: fds {fds_before} -> {}, threads {threads_before} -> {}", settled.0, settled.1);
+    println!(
+        "after {DROPS} dropped streams: fds {fds_before} -> {}, threads {threads_before} -> {}",
+        settled.0, settled.1
+    );
     assert!(settled.0 <= fds_before + 2, "descriptors leaked: {fds_before} -> {}", settled.0);
     assert!(settled.1 <= threads_before + 8, "threads grew: {threads_before} -> {}", settled.1);
     assert_eq!(curl(&socket, "GET", "/healthz", None).0, 200);

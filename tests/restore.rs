@@ -526,7 +526,8 @@ async fn crash_in_restore(fs: &LoopBtrfs, point: &'static str) -> Row {
         .expect("RegisterContainer");
     // The restore hooks note in the same file as the lifecycle commands
     // that they ran, and with which restore key.
-    let hook = format!(r#"/bin/sh -c 'echo "$ROLLPOINT_HOOK $ROLLPOINT_RESTORE_ID" >> {}'"#, served.commands_file().display());
+    let hook =
+        format!(r#"/bin/sh -c 'echo "$ROLLPOINT_HOOK $ROLLPOINT_RESTORE_ID" >> {}'"#, served.commands_file().display());
     succeeded(cli(&daemon, &["--json", "container", "update", &id, "--pre-restore", &hook, "--post-restore", &hook]));
     create_snapshot(&mut clients, &id, "target", "").await.expect("snapshot");
     let restored_state = file_tree(&volume);

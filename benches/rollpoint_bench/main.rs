@@ -17,6 +17,7 @@
 mod args;
 mod cases;
 mod floor;
+mod http;
 mod report;
 mod setup;
 mod stats;

@@ -39,7 +39,8 @@ impl Engine {
         restore: &crate::store::RestoreIntent,
         actor: &str,
     ) -> EngineResult<()> {
-        let context = HookContext { restore_id: Some(restore.restore_id.clone()), ..context(container, &restore.target) };
+        let context =
+            HookContext { restore_id: Some(restore.restore_id.clone()), ..context(container, &restore.target) };
         self.run_hook_in(container, point, &context, actor)
     }
 

@@ -1,7 +1,9 @@
 //! Case 6, metadata scale: one container with 10,000 real snapshots recorded
 //! (1,000 with --quick), made through the API; then ListSnapshots, a first
 //! page of 1,000, the default first page, and every page of 1,000 followed
-//! to the end; and the daemon's memory with all of it recorded.
+//! to the end; and the daemon's memory with all of it recorded. Then, with
+//! 99 more containers registered, a `/metrics` scrape, and a snapshot taken
+//! over REST against the same over gRPC, in alternating rounds.
 
 use std::time::Instant;
 
@@ -9,9 +11,10 @@ use rollpoint::api::proto;
 use rollpoint::testkit::loop_btrfs::LoopBtrfs;
 
 use super::{Bench, METADATA, SNAPSHOT};
-use crate::report::{Target, Unit};
+use crate::http::Connection;
+use crate::report::{Goal, Target, Unit};
 use crate::setup::{self, check_interrupted, create_snapshot, progress, write_data, Container, Fallible, GIB, MIB};
-use crate::stats::ms;
+use crate::stats::{median, ms};
 
 pub async fn run(bench: &mut Bench) -> Fallible<()> {
     let count = bench.options.pick(1_000, 10_000);
@@ -126,7 +129,100 @@ pub async fn run(bench: &mut Bench) -> Fallible<()> {
         "",
     );
     bench.record_rss("rss.metadata", &format!("daemon RSS, {count} more snapshots recorded"))?;
+    let more = scrape_and_rest(bench, &fs, count, n).await;
     drop(container);
+    more
+}
+
+/// With 99 more containers registered (100 in all, one of them holding
+/// `count` snapshots): `GET /metrics` timed `n` times, and CreateSnapshot
+/// over gRPC against `POST /api/v1/containers/{id}/snapshots` on a fresh
+/// container, alternating, `n` of each (one kept-alive connection each).
+async fn scrape_and_rest(bench: &mut Bench, fs: &LoopBtrfs, count: usize, n: usize) -> Fallible<()> {
+    progress("metadata: /metrics with 100 containers, and REST against gRPC");
+    let mut others = Vec::with_capacity(99);
+    for i in 0..99 {
+        check_interrupted()?;
+        let other = Container::create(fs, &format!("meta-{i:02}"), 1, 0)?;
+        other.register(&mut bench.clients, None).await?;
+        others.push(other);
+    }
+    let mut http = Connection::open(bench.daemon.socket()).await?;
+    let mut scrapes = Vec::with_capacity(n);
+    for round in 0..=n {
+        let sent = Instant::now();
+        let (status, text) = http.call("GET", "/metrics", None).await?;
+        let took = sent.elapsed();
+        if status != 200 || !text.contains("rollpoint_container_snapshots{container=\"meta\"}") {
+            return Err(format!("GET /metrics: {status}: {}", text.chars().take(200).collect::<String>()).into());
+        }
+        if round > 0 {
+            scrapes.push(ms(took));
+        }
+    }
+    bench.report.add(
+        METADATA,
+        "metrics.scrape",
+        format!("GET /metrics, 100 containers, {count} snapshots in one"),
+        Unit::Ms,
+        scrapes,
+        None,
+        Target::goal("median <= 10 ms (goal)", Goal::Median(10.0)),
+        "one kept-alive HTTP/1.1 connection on the socket",
+    );
+
+    let target = &others[0].id;
+    let (mut grpc, mut rest) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for round in 0..=n {
+        check_interrupted()?;
+        let sent = Instant::now();
+        create_snapshot(&mut bench.clients, target, &format!("grpc-{round:03}")).await?;
+        let grpc_took = sent.elapsed();
+        let body = format!(r#"{{"name": "rest-{round:03}"}}"#);
+        let sent = Instant::now();
+        let (status, answer) =
+            http.call("POST", &format!("/api/v1/containers/{target}/snapshots"), Some(&body)).await?;
+        let rest_took = sent.elapsed();
+        if status != 200 {
+            return Err(format!("REST create: {status}: {answer}").into());
+        }
+        if round > 0 {
+            grpc.push(ms(grpc_took));
+            rest.push(ms(rest_took));
+        }
+    }
+    let ratio = median(&rest) / median(&grpc);
+    bench.report.add(
+        SNAPSHOT,
+        "snapshot.grpc",
+        "1 container at rest, CreateSnapshot over gRPC",
+        Unit::Ms,
+        grpc,
+        None,
+        Target::info(),
+        "alternating with the REST row",
+    );
+    bench.report.add(
+        SNAPSHOT,
+        "snapshot.rest",
+        "the same, POST .../snapshots over REST (HTTP/1.1)",
+        Unit::Ms,
+        rest,
+        None,
+        Target::info(),
+        "",
+    );
+    bench.report.add(
+        SNAPSHOT,
+        "snapshot.rest-over-grpc",
+        "REST / gRPC, medians",
+        Unit::Ratio,
+        vec![ratio],
+        None,
+        Target::goal("<= 1.1x (goal)", Goal::Max(1.1)),
+        "",
+    );
+    drop(others);
     Ok(())
 }
 

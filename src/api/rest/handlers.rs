@@ -27,8 +27,8 @@ use crate::api::proto::schedule_service_server::ScheduleService;
 use crate::api::proto::snapshot_service_server::SnapshotService;
 use crate::api::tokens::Scope;
 use crate::cli::views::{
-    ContainerView, DeletedEntryView, LifecycleView, EntryView, EventView, FilesRestoredView, PathDiffView, PruneDecisionView,
-    PruneView, RestoreView, RunView, SnapshotView, StatusView, UnregisterView,
+    ContainerView, DeletedEntryView, EntryView, EventView, FilesRestoredView, LifecycleView, PathDiffView,
+    PruneDecisionView, PruneView, RestoreView, RunView, SnapshotView, StatusView, UnregisterView,
 };
 use crate::store::RetentionPolicy;
 
@@ -237,7 +237,9 @@ fn hooks_to_proto(hooks: Option<BTreeMap<String, HookBody>>) -> Result<Option<pr
             None | Some("abort") => proto::HookFailure::Abort,
             Some("continue") => proto::HookFailure::Continue,
             Some(other) => {
-                return Err(RestError::bad_body(format!("hooks.{point}.on_failure: {other:?} is not abort or continue")))
+                return Err(RestError::bad_body(format!(
+                    "hooks.{point}.on_failure: {other:?} is not abort or continue"
+                )))
             }
         };
         *slot = Some(proto::Hook {

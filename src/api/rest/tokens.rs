@@ -46,7 +46,10 @@ pub async fn create_token(
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, body = Vec<TokenView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list_tokens(State(state): State<RestState>, Extension(caller): Extension<Caller>) -> Reply<Vec<TokenView>> {
+pub async fn list_tokens(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+) -> Reply<Vec<TokenView>> {
     let reply = state.tokens.list_tokens(request(caller, proto::ListTokensRequest {})).await?.into_inner();
     Ok(Json(reply.tokens.into_iter().map(TokenView::from).collect()))
 }
