@@ -170,8 +170,8 @@ async fn defaults(bench: &mut Bench) -> Fallible<()> {
         }
         bench.report.add(
             BURST,
-            &format!("burst.defaults-{size}.last"),
-            &format!("default config: time until the last of {size} lands"),
+            format!("burst.defaults-{size}.last"),
+            format!("default config: time until the last of {size} lands"),
             Unit::Ms,
             bursts,
             None,
@@ -180,8 +180,8 @@ async fn defaults(bench: &mut Bench) -> Fallible<()> {
         );
         bench.report.add(
             BURST,
-            &format!("burst.defaults-{size}.sequence"),
-            &format!("default config: the same {size} one after another"),
+            format!("burst.defaults-{size}.sequence"),
+            format!("default config: the same {size} one after another"),
             Unit::Ms,
             sequences,
             None,
@@ -190,8 +190,8 @@ async fn defaults(bench: &mut Bench) -> Fallible<()> {
         );
         bench.report.add(
             BURST,
-            &format!("burst.defaults-{size}.ratio"),
-            &format!("default config: {size} at once / one after another"),
+            format!("burst.defaults-{size}.ratio"),
+            format!("default config: {size} at once / one after another"),
             Unit::Ratio,
             ratios,
             None,
@@ -200,8 +200,8 @@ async fn defaults(bench: &mut Bench) -> Fallible<()> {
         );
         bench.report.add(
             BURST,
-            &format!("burst.defaults-{size}.refused"),
-            &format!("default config: calls refused of {size}"),
+            format!("burst.defaults-{size}.refused"),
+            format!("default config: calls refused of {size}"),
             Unit::Count,
             refused,
             None,
@@ -213,7 +213,7 @@ async fn defaults(bench: &mut Bench) -> Fallible<()> {
     bench.report.add(
         METADATA,
         "rss.defaults-bursts",
-        &format!("daemon RSS, second daemon after the bursts of {DEFAULT_BURSTS:?}"),
+        format!("daemon RSS, second daemon after the bursts of {DEFAULT_BURSTS:?}"),
         Unit::MiB,
         vec![rss],
         None,
