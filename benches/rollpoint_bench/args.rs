@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 pub const USAGE: &str = "\
 USAGE: sudo scripts/bench [--quick] [--json FILE] [--markdown FILE] [--compare OLD.json] [--only GROUPS]
-                         [--largest-gib N]
+                         [--largest-gib N] [--minutes N]
 
   --quick          small n, the largest data case at 2 GiB, 20,000 small files,
                    1,000 snapshots for the listing, 200 MB in 20,000 files
@@ -13,9 +13,11 @@ USAGE: sudo scripts/bench [--quick] [--json FILE] [--markdown FILE] [--compare O
   --json FILE      also write the results and the machine as JSON to FILE
   --markdown FILE  also write the table as Markdown to FILE (for the README)
   --compare FILE   print each case's change against an earlier --json FILE
-  --only GROUPS    comma-separated subset of freeze,sizes,burst,metadata,remote,diff,hosts,busy
+  --only GROUPS    comma-separated subset of freeze,sizes,burst,metadata,remote,diff,hosts,busy,
+                   or soak (never run unless named: 50 clients for --minutes)
   --largest-gib N  size of the largest data case (default: 10, less if the
-                   disk holding the temp folder is too small; 2 with --quick)";
+                   disk holding the temp folder is too small; 2 with --quick)
+  --minutes N      how long the soak runs (default 60)";
 
 /// The parts of the suite, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,10 +38,12 @@ pub enum Group {
     Hosts,
     /// 10. A restore with dirty data, a snapshot beside busy neighbours.
     Busy,
+    /// 11. Soak: 50 clients for an hour (only with `--only soak`).
+    Soak,
 }
 
 impl Group {
-    pub const ALL: [Group; 8] = [
+    pub const ALL: [Group; 9] = [
         Group::Freeze,
         Group::Sizes,
         Group::Burst,
@@ -48,6 +52,7 @@ impl Group {
         Group::Diff,
         Group::Hosts,
         Group::Busy,
+        Group::Soak,
     ];
 
     fn parse(text: &str) -> Result<Group, String> {
@@ -60,8 +65,9 @@ impl Group {
             "diff" => Ok(Group::Diff),
             "hosts" => Ok(Group::Hosts),
             "busy" => Ok(Group::Busy),
+            "soak" => Ok(Group::Soak),
             other => Err(format!(
-                "--only: unknown group {other:?} (freeze, sizes, burst, metadata, remote, diff, hosts, busy)"
+                "--only: unknown group {other:?} (freeze, sizes, burst, metadata, remote, diff, hosts, busy, soak)"
             )),
         }
     }
@@ -75,6 +81,8 @@ pub struct Options {
     pub compare: Option<PathBuf>,
     pub groups: BTreeSet<Group>,
     pub largest_gib: Option<u64>,
+    /// How long the soak runs.
+    pub minutes: u64,
     pub help: bool,
 }
 
@@ -87,8 +95,9 @@ impl Options {
             json: None,
             markdown: None,
             compare: None,
-            groups: Group::ALL.into_iter().collect(),
+            groups: Group::ALL.into_iter().filter(|group| *group != Group::Soak).collect(),
             largest_gib: None,
+            minutes: 60,
             help: false,
         };
         let mut args = argv.iter();
@@ -110,6 +119,14 @@ impl Options {
                         return Err("--largest-gib must be at least 1".into());
                     }
                     options.largest_gib = Some(gib);
+                }
+                "--minutes" => {
+                    let text = value("--minutes")?;
+                    options.minutes = text
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|minutes| *minutes > 0)
+                        .ok_or_else(|| format!("--minutes: {text:?} is not a whole number of minutes above 0"))?;
                 }
                 "-h" | "--help" => options.help = true,
                 other => return Err(format!("unknown argument {other:?}")),

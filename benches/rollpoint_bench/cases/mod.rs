@@ -13,6 +13,7 @@ mod hosts;
 mod metadata;
 mod remote;
 mod sizes;
+mod soak;
 
 use std::path::Path;
 use std::time::Instant;
@@ -36,6 +37,7 @@ pub const REMOTE: &str = "7 off-host copies (export/import vs restic 0.14, same 
 pub const DIFF: &str = "8 diff of two snapshots (DiffSnapshots vs diff -rq)";
 pub const HOSTS: &str = "9 container hosts: group snapshots and discovery";
 pub const BUSY: &str = "10 under pressure: a restore with dirty data, a snapshot beside busy neighbours";
+pub const SOAK: &str = "11 soak: 50 clients, the daemon's memory over time";
 
 /// The daemon's configuration for the suite: 256 in flight, so that the
 /// burst of 100 runs all at once, as in the runs before calls past the limit
@@ -99,6 +101,7 @@ pub async fn run_suite(options: Options) -> Fallible<()> {
             Group::Diff => diff::run(&mut bench).await,
             Group::Hosts => hosts::run(&mut bench).await,
             Group::Busy => busy::run(&mut bench).await,
+            Group::Soak => soak::run(&mut bench).await,
         };
         if let Err(error) = result {
             let line = format!("{group:?} failed: {error}");
