@@ -290,6 +290,19 @@ async fn rest_refuses_whom_grpc_refuses_and_changes_nothing() {
     assert_eq!((code, refused["code"].as_str()), (401, Some("UNAUTHENTICATED")), "{refused}");
     let (code, gone) = curl(&socket, "DELETE", "/api/v1/tokens/ci", None);
     assert_eq!((code, gone["code"].as_str()), (404, Some("NOT_FOUND")), "{gone}");
+
+    // The scrape before the snapshot said 0; the one after says 1 (the
+    // summary kept between scrapes follows the records), and 0 once the
+    // snapshot is deleted again.
+    let count_of = |text: &Value| {
+        let text = text.as_str().expect("metrics are text").to_owned();
+        let line = text.lines().find(|l| l.starts_with("rollpoint_container_snapshots{container=\"alpha\"}"));
+        line.and_then(|l| l.rsplit(' ').next()).map(str::to_owned).unwrap_or_default()
+    };
+    assert_eq!(count_of(&curl(&socket, "GET", "/metrics", None).1), "1");
+    let (code, _) = curl(&socket, "DELETE", &format!("{snapshots}/by-ci"), None);
+    assert_eq!(code, 200);
+    assert_eq!(count_of(&curl(&socket, "GET", "/metrics", None).1), "0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

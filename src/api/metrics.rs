@@ -2,8 +2,10 @@
 //! they happen, from the events the engine appends (snapshot duration,
 //! freeze window, schedule lateness, failures by kind) and from the restore
 //! replies of the service layer (downtime, which no event carries as a
-//! number); per-container state and the expiry backlog are read from the
-//! store at each scrape, so they are never stale.
+//! number); per-container state and the expiry backlog come from the
+//! store's records at each scrape, so they are never stale: the summary of
+//! each container's snapshots is kept between scrapes and made again only
+//! after a snapshot record changed (the store counts the changes).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -33,6 +35,43 @@ pub struct Metrics {
     /// Its two series, looked up once: every admitted call observes one, so
     /// no label is built per call.
     admission_wait_by_kind: Vec<(&'static str, Histogram)>,
+    /// Each container's snapshots summed up, and the store's count of
+    /// snapshot changes they were read at.
+    tallies: parking_lot::Mutex<(u64, std::collections::HashMap<String, Tally>)>,
+}
+
+/// What a scrape says of one container's ready snapshots.
+#[derive(Debug, Default)]
+struct Tally {
+    count: usize,
+    newest: Option<chrono::DateTime<chrono::Utc>>,
+    delta_bytes: u64,
+    exclusive_bytes: Option<u64>,
+    /// Expiry times, sorted: the backlog at a moment is a binary search.
+    expiries: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Tally {
+    fn of(records: &[crate::store::SnapshotRecord]) -> Tally {
+        let mut tally = Tally { count: records.len(), ..Tally::default() };
+        for record in records.iter().filter(|record| record.state == SnapshotState::Ready) {
+            tally.newest = tally.newest.max(Some(record.create_time));
+            tally.expiries.extend(record.expire_time);
+            if let Some(sizes) = &record.sizes {
+                tally.delta_bytes = tally.delta_bytes.saturating_add(sizes.delta_bytes);
+                if let Some(bytes) = sizes.exclusive_bytes {
+                    tally.exclusive_bytes = Some(tally.exclusive_bytes.unwrap_or(0).saturating_add(bytes));
+                }
+            }
+        }
+        tally.expiries.sort_unstable();
+        tally
+    }
+
+    /// Ready snapshots past their expiry at `now`.
+    fn expired(&self, now: chrono::DateTime<chrono::Utc>) -> usize {
+        self.expiries.partition_point(|expire| *expire <= now)
+    }
 }
 
 /// Buckets from 100 µs to about 100 s: a COW snapshot takes milliseconds,
@@ -53,6 +92,7 @@ impl Metrics {
             admission_wait: Family::new_with_constructor(seconds_buckets),
             admission_wait_by_kind: Vec::new(),
             registry: Registry::default(),
+            tallies: parking_lot::Mutex::new((u64::MAX, std::collections::HashMap::new())),
         };
         for (name, help, histogram) in [
             ("snapshot_duration_seconds", "Time to take a snapshot, freeze to reply", &metrics.snapshot_duration),
@@ -129,34 +169,34 @@ impl Metrics {
         let expiry_backlog = Gauge::<i64>::default();
         let free_ratio = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let now = chrono::Utc::now();
-        for container in engine.store().containers()? {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        let mut tallies = self.tallies.lock();
+        // Read before the records: a change made while they are read makes
+        // the next scrape read them again.
+        let changes = engine.store().snapshot_changes();
+        if tallies.0 != changes {
+            tallies.1.clear();
+            tallies.0 = changes;
+        }
+        let containers = engine.store().containers()?;
+        tallies.1.retain(|id, _| containers.iter().any(|container| &container.id == id));
+        for container in containers {
             let labels = vec![("container", container.id.clone())];
             if let Some(free) = engine.free_space(&container) {
                 free_ratio.get_or_create(&labels).set(free.percent() / 100.0);
             }
-            let records = engine.store().snapshots_of(&container.id)?;
-            snapshots.get_or_create(&labels).set(i64::try_from(records.len()).unwrap_or(i64::MAX));
-            let mut last = None;
-            let (mut delta, mut exclusive) = (0_u64, None::<u64>);
-            for record in &records {
-                if record.state == SnapshotState::Ready {
-                    last = last.max(Some(record.create_time));
-                    if let Some(sizes) = &record.sizes {
-                        delta = delta.saturating_add(sizes.delta_bytes);
-                        if let Some(bytes) = sizes.exclusive_bytes {
-                            exclusive = Some(exclusive.unwrap_or(0).saturating_add(bytes));
-                        }
-                    }
-                    if record.expire_time.is_some_and(|expire| expire <= now) {
-                        expiry_backlog.inc();
-                    }
-                }
+            if !tallies.1.contains_key(&container.id) {
+                let tally = Tally::of(&engine.store().snapshots_of(&container.id)?);
+                tallies.1.insert(container.id.clone(), tally);
             }
-            delta_bytes.get_or_create(&labels).set(i64::try_from(delta).unwrap_or(i64::MAX));
-            if let Some(exclusive) = exclusive {
-                exclusive_bytes.get_or_create(&labels).set(i64::try_from(exclusive).unwrap_or(i64::MAX));
+            let tally = &tallies.1[&container.id];
+            snapshots.get_or_create(&labels).set(gauge(tally.count as u64));
+            expiry_backlog.inc_by(gauge(tally.expired(now) as u64));
+            delta_bytes.get_or_create(&labels).set(gauge(tally.delta_bytes));
+            if let Some(exclusive) = tally.exclusive_bytes {
+                exclusive_bytes.get_or_create(&labels).set(gauge(exclusive));
             }
-            if let Some(last) = last {
+            if let Some(last) = tally.newest {
                 #[allow(clippy::cast_precision_loss, reason = "seconds since 1970 fit an f64's mantissa")]
                 let seconds = last.timestamp_millis() as f64 / 1000.0;
                 last_snapshot.get_or_create(&labels).set(seconds);

@@ -53,6 +53,10 @@ pub struct Store {
     entries: sled::Tree,
     /// `generation` -> the count of changes mirrored in sidecars (u64 BE).
     meta: sled::Tree,
+    /// Snapshot records written or removed since the store was opened, for
+    /// readers that keep a summary of them (the metrics) to know when it is
+    /// stale.
+    snapshot_changes: std::sync::atomic::AtomicU64,
 }
 
 const GENERATION_KEY: &[u8] = b"generation";
@@ -88,6 +92,7 @@ impl Store {
             meta: db.open_tree("meta")?,
             dir: dir.join("db"),
             db,
+            snapshot_changes: std::sync::atomic::AtomicU64::new(0),
         };
         store.check_snapshot_indexes()?;
         Ok(store)
@@ -283,7 +288,9 @@ impl Store {
                 }
                 Ok(())
             })
-            .map_err(from_transaction)
+            .map_err(from_transaction)?;
+        self.snapshot_changed();
+        Ok(())
     }
 
     pub fn remove_snapshot(&self, container: &str, name: &str) -> Result<(), StoreError> {
@@ -295,7 +302,20 @@ impl Store {
                 }
                 Ok(())
             })
-            .map_err(from_transaction)
+            .map_err(from_transaction)?;
+        self.snapshot_changed();
+        Ok(())
+    }
+
+    fn snapshot_changed(&self) {
+        self.snapshot_changes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// How many snapshot records were written or removed since the store
+    /// was opened: read it before reading the records, and a summary made
+    /// from them is current while the count stays the same.
+    pub fn snapshot_changes(&self) -> u64 {
+        self.snapshot_changes.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Compares the snapshot indexes with what the records say and rebuilds
