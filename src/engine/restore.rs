@@ -464,20 +464,18 @@ impl Engine {
         Ok(true)
     }
 
-    /// Runs the `post_restore` hook of a restored, started container unless
-    /// its intent records that it ran. The intent ends only after the hook,
-    /// so recovery runs a hook the daemon died before: at least once per
-    /// restore, and once unless the daemon dies while it runs (the rerun
-    /// gets the same `ROLLPOINT_RESTORE_ID`, for the hook to tell).
+    /// Runs the `post_restore` hook of a restored, started container. The
+    /// intent ends only after the hook (a group's intent records each
+    /// member's as it runs), so recovery runs a hook the daemon died before:
+    /// at least once per restore, and once unless the daemon dies while it
+    /// runs (the rerun gets the same `ROLLPOINT_RESTORE_ID`, for the hook to
+    /// tell).
     pub(super) fn post_restore_hook(
         &self,
         container: &ContainerRecord,
         restore: &RestoreIntent,
         actor: &str,
     ) -> EngineResult<()> {
-        if restore.post_restore_ran {
-            return Ok(());
-        }
         self.run_restore_hook(container, HookPoint::PostRestore, restore, actor)
     }
 }

@@ -354,8 +354,9 @@ pub struct RestoreIntent {
     /// request id when the call carried one, else made for this restore.
     #[serde(default)]
     pub restore_id: String,
-    /// The `post_restore` hook has run (or there is none to run): the
-    /// intent lasts until it has, so recovery runs a hook a crash skipped.
+    /// A group member's `post_restore` hook has run (or there is none to
+    /// run), so recovery of the group does not run it again; a single
+    /// restore's intent simply ends once its hook has run.
     #[serde(default)]
     pub post_restore_ran: bool,
 }
