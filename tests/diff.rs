@@ -10,6 +10,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
@@ -98,6 +99,21 @@ async fn a_diff_lists_the_changes_made_between_two_snapshots() {
     assert_eq!(got, expected, "{diff:#}");
     let table_changed = diff.as_array().unwrap().iter().find(|d| d["path"] == "data/table.dat").unwrap();
     assert_eq!(table_changed["changed_bytes"], 4096, "{table_changed}");
+
+    // The same changes found by walking both trees, as for LVM thin volumes
+    // (whose filesystem cannot say): the same paths, kinds and origins.
+    let folder = snapshot_folder(host.fs.mount_point(), "app");
+    let (before, after) = (folder.join("before"), folder.join("after"));
+    let changes = rollpoint::engine::tree_changes::walk_changes(&before, &after).expect("walk");
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    let walked: BTreeMap<String, (String, Option<String>)> =
+        rollpoint::engine::diff::fold(&changes, |path| before.join(std::ffi::OsStr::from_bytes(path)).exists())
+            .into_iter()
+            .map(|d| (text(d.path), (d.kind.name().to_owned(), d.from.or(d.link_to).map(text))))
+            .collect();
+    let sent: BTreeMap<String, (String, Option<String>)> =
+        expected.iter().map(|(path, (change, other, _))| (path.clone(), (change.clone(), other.clone()))).collect();
+    assert_eq!(walked, sent, "{changes:?}");
 
     // The table, and the same through REST; an unknown snapshot is a 404.
     let table = cli(&host.daemon, &["diff", "app", "before", "after"]);

@@ -114,7 +114,7 @@ impl Backend for HostBackends {
         self.for_info(volume).list_snapshots(volume)
     }
 
-    fn readable_root(&self, location: &str) -> Result<std::path::PathBuf, BackendError> {
+    fn readable_root(&self, location: &str) -> Result<super::ReadableRoot, BackendError> {
         self.for_volume(location).readable_root(location)
     }
 

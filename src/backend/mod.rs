@@ -3,7 +3,7 @@
 //! The engine only sees the [`Backend`] trait; `btrfs` is the real
 //! implementation (ioctls), and the engine's unit tests use an in-memory fake.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub mod btrfs;
 mod error;
@@ -48,6 +48,55 @@ impl FreeSpace {
             return 100.0;
         }
         self.free_bytes as f64 * 100.0 / self.total_bytes as f64
+    }
+}
+
+/// A directory where the files of a volume or snapshot can be read, for as
+/// long as this value lives: on btrfs the snapshot itself; on LVM thin a
+/// mount that is taken down (and its temporary volume removed) when this
+/// is dropped.
+pub struct ReadableRoot {
+    path: PathBuf,
+    release: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl ReadableRoot {
+    /// A folder that is there anyway; nothing to release.
+    pub fn plain(path: PathBuf) -> ReadableRoot {
+        ReadableRoot { path, release: None }
+    }
+
+    /// A folder made for the reader; `release` takes it down.
+    pub fn with_release(path: PathBuf, release: impl FnOnce() + Send + 'static) -> ReadableRoot {
+        ReadableRoot { path, release: Some(Box::new(release)) }
+    }
+}
+
+impl std::ops::Deref for ReadableRoot {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for ReadableRoot {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl std::fmt::Debug for ReadableRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadableRoot").field("path", &self.path).field("mounted", &self.release.is_some()).finish()
+    }
+}
+
+impl Drop for ReadableRoot {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
     }
 }
 
@@ -183,9 +232,11 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// A directory where the files of the volume or snapshot at `location`
-    /// can be read (for btrfs: the location itself). Export reads snapshots
-    /// through it.
-    fn readable_root(&self, location: &str) -> Result<PathBuf, BackendError> {
+    /// can be read while the returned value lives (for btrfs: the location
+    /// itself; LVM thin: a read-only mount of a throwaway snapshot of it).
+    /// Export, diff and file restore read snapshots through it; an import
+    /// writes into the new volume through it.
+    fn readable_root(&self, location: &str) -> Result<ReadableRoot, BackendError> {
         Err(BackendError::Unsupported { what: format!("reading the files of {location} (export and import)") })
     }
 

@@ -2,7 +2,9 @@
 //! changed (data or only metadata), deleted, renamed, from what the
 //! filesystem says changed (btrfs: the send stream with a parent, without
 //! file data), never by walking both trees. Sizes are read with one lstat
-//! per listed path.
+//! per listed path. Where the filesystem cannot say (LVM thin volumes),
+//! both trees are mounted read-only and walked (`tree_changes`): slower, an
+//! lstat per entry of each tree.
 //!
 //! The send stream is a recipe, not a list: new inodes appear under
 //! temporary names (`o257-12-0`) and are renamed into place, folders are
@@ -223,6 +225,10 @@ pub fn fold(changes: &[PathChange], in_parent: impl Fn(&[u8]) -> bool) -> Vec<Pa
     diff
 }
 
+fn newer_name(newer: &Option<crate::store::SnapshotRecord>) -> &str {
+    newer.as_ref().map_or("the live volume", |n| n.name.as_str())
+}
+
 fn lstat_size(root: &Path, path: &[u8]) -> Option<u64> {
     std::fs::symlink_metadata(root.join(std::ffi::OsStr::from_bytes(path))).ok().map(|m| m.len())
 }
@@ -232,8 +238,6 @@ fn lstat_size(root: &Path, path: &[u8]) -> Option<u64> {
 struct LiveView<'a> {
     engine: &'a Engine,
     location: String,
-    /// The live volume itself, where the sizes of what is there now are read.
-    volume: std::path::PathBuf,
 }
 
 impl Drop for LiveView<'_> {
@@ -255,7 +259,7 @@ impl Engine {
         let name = format!("{}{}-{unique}", super::names::LIVE_VIEW_PREFIX, self.clock.now().timestamp_millis());
         let location = self.backend.location(&volume, &name);
         self.backend.take_snapshot(&volume.path.to_string_lossy(), &location, true)?;
-        Ok(LiveView { engine: self, location, volume: record.volume })
+        Ok(LiveView { engine: self, location })
     }
 
     /// What changed from snapshot `from` to snapshot `to` of `container`
@@ -267,7 +271,8 @@ impl Engine {
         for snapshot in std::iter::once(&older).chain(&newer) {
             ensure_ready(snapshot, "nothing to compare")?;
         }
-        let (newer_location, live) = match &newer {
+        // Dropped last (locals go in reverse order): after the views read from it.
+        let (newer_location, _live) = match &newer {
             Some(newer) => (newer.location.clone(), None),
             None => {
                 let live = self.live_view(container)?;
@@ -275,19 +280,15 @@ impl Engine {
             }
         };
         let _pins = (self.pin_snapshot(&older.location)?, self.pin_snapshot(&newer_location)?);
-        let changes = self.backend.changes_between(Some(&older.location), &newer_location)?.ok_or_else(|| {
-            EngineError::FailedPrecondition {
-                reason: format!(
-                    "the backend of {container} cannot tell what changed between snapshots (btrfs can; LVM thin \
-                     volumes cannot yet)"
-                ),
-            }
-        })?;
-        let new_root = match &live {
-            Some(live) => live.volume.clone(),
-            None => self.backend.readable_root(&newer_location)?,
-        };
+        let new_root = self.backend.readable_root(&newer_location)?;
         let old_root = self.backend.readable_root(&older.location)?;
+        let changes = match self.backend.changes_between(Some(&older.location), &newer_location)? {
+            Some(changes) => changes,
+            // The filesystem cannot say (LVM thin): both trees are walked.
+            None => super::tree_changes::walk_changes(&old_root, &new_root).map_err(|error| EngineError::Internal {
+                reason: format!("comparing the trees of {} and {}: {error}", older.name, newer_name(&newer)),
+            })?,
+        };
         let mut diff = fold(&changes, |path| lstat_size(&old_root, path).is_some());
         for entry in &mut diff {
             let root = if entry.kind == DiffKind::Deleted { &old_root } else { &new_root };

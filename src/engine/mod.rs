@@ -34,6 +34,7 @@ mod sidecars;
 mod sizes;
 mod snapshots;
 pub mod space;
+pub mod tree_changes;
 
 #[cfg(test)]
 mod fakes;

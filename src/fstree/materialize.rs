@@ -44,7 +44,8 @@ fn check_path(rel: &[u8]) -> Result<(), FsTreeError> {
     Ok(())
 }
 
-fn parent_of(rel: &[u8]) -> &[u8] {
+/// The folder part of a relative path (empty at the top).
+pub fn parent_of(rel: &[u8]) -> &[u8] {
     match rel.iter().rposition(|b| *b == b'/') {
         Some(slash) => &rel[..slash],
         None => b"",

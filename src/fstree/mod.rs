@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 pub use compare::compare_trees;
 pub use error::FsTreeError;
 pub use holes::data_ranges;
-pub use materialize::Materializer;
+pub use materialize::{parent_of, Materializer};
 pub(crate) use metadata::nanos;
 pub use metadata::{read_metadata, Kind, Metadata};
 pub use walk::{entries, walk, Describe, SortedWalk};

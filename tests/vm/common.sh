@@ -18,7 +18,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=$ROOT/tests/vm/cache
 TIMEOUT=${ROLLPOINT_VM_TIMEOUT:-900}
 # Bump when the initramfs recipe changes, so old caches are rebuilt.
-RECIPE=4
+RECIPE=5
 
 log() { echo "tests/vm/$(basename "$0"): $*" >&2; }
 
@@ -125,7 +125,7 @@ build_initramfs() {
     depmod -b "$image" "$kver"
 
     copy_with_libs "$image" /usr/sbin/lvm /usr/sbin/dmsetup /usr/sbin/pdata_tools /usr/sbin/mke2fs
-    for tool in thin_check thin_dump thin_ls thin_repair thin_restore; do
+    for tool in thin_check thin_delta thin_dump thin_ls thin_repair thin_restore; do
         ln -sf pdata_tools "$image/usr/sbin/$tool"
     done
     ln -sf mke2fs "$image/usr/sbin/mkfs.ext4"

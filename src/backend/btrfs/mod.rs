@@ -336,9 +336,9 @@ impl Backend for BtrfsBackend {
     }
 
     /// A snapshot's files are under its location.
-    fn readable_root(&self, location: &str) -> Result<PathBuf, BackendError> {
+    fn readable_root(&self, location: &str) -> Result<super::ReadableRoot, BackendError> {
         open_subvolume(Path::new(location))?;
-        Ok(PathBuf::from(location))
+        Ok(super::ReadableRoot::plain(PathBuf::from(location)))
     }
 
     /// The send stream without data, parent to snapshot (both read-only).

@@ -28,6 +28,7 @@
 //! - list_snapshots: LVs of the VG named with the container's prefix and
 //!   tagged `rollpoint`.
 //! - exclusive_bytes: `thin_ls` over a metadata snapshot of the live pool.
+//! - readable_root: a read-only mount of a throwaway snapshot ([`views`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,7 @@ use report::{LvRow, PoolFill};
 pub mod mounts;
 pub mod names;
 pub mod report;
+pub mod views;
 
 /// The lvm2 multi-call binary (Debian: /sbin is /usr/sbin).
 pub const LVM: &str = "/usr/sbin/lvm";
@@ -764,6 +766,10 @@ impl Backend for LvmBackend {
     /// pool's own metadata cannot be read while it changes). `None` while the
     /// pool is inactive. Costs a pass over the pool's metadata: for one
     /// snapshot on request, not for listings.
+    fn readable_root(&self, location: &str) -> Result<super::ReadableRoot, BackendError> {
+        self.open_view(location)
+    }
+
     fn exclusive_bytes(&self, location: &str) -> Result<Option<u64>, BackendError> {
         let name = LvName::parse(location)?;
         let rows = self.settled_report(&name.vg)?;
