@@ -161,11 +161,15 @@ fn thin_ls(pool: &str) -> String {
 }
 
 fn engine(state_dir: &Path, backend: LvmBackend) -> Engine {
+    engine_with(state_dir, backend, EngineConfig::default())
+}
+
+fn engine_with(state_dir: &Path, backend: LvmBackend, config: EngineConfig) -> Engine {
     let store = Store::open(state_dir).expect("store");
     let config = EngineConfig {
         // lvcreate takes 0.3-0.5 s under TCG; the budget is not what is tested.
         freeze_budget: Duration::from_secs(30),
-        ..EngineConfig::default()
+        ..config
     };
     Engine::new(
         Arc::new(store),
@@ -505,4 +509,196 @@ fn a_restore_killed_mid_way_is_finished_or_undone() {
             assert_eq!(volume.read("data"), present, "{point}: the pre-restore snapshot holds the present");
         }
     }
+}
+
+/// The LVs and mounts of views (`rp--view-*`) left in the VG.
+fn views_left(volume: &Volume) -> (Vec<String>, Vec<PathBuf>) {
+    let prefix = rollpoint::backend::lvm::views::view_prefix();
+    let lvs = volume.lv_attrs().into_iter().map(|(name, _, _)| name).filter(|n| n.starts_with(&prefix)).collect();
+    let text = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mounts = rollpoint::sys::mountinfo::parse(&text)
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|m| m.starts_with(rollpoint::backend::lvm::views::VIEWS_DIR))
+        .collect();
+    (lvs, mounts)
+}
+
+/// Off-host copies, diff and sizes of LVM thin snapshots: each snapshot is
+/// read through a view (a throwaway snapshot mounted read-only), exported
+/// to a file remote, incrementally the second time, imported into a plain
+/// folder and compared with the snapshot; the diff walks both trees; the
+/// delta comes from the pool's mappings.
+#[test]
+fn export_import_diff_and_delta_on_a_thin_pool() {
+    if !in_vm("export_import_diff_and_delta_on_a_thin_pool") {
+        return;
+    }
+    use rollpoint::engine::diff::DiffKind;
+    use rollpoint::engine::remotes::{ExportRequest, ImportRequest, ImportTarget};
+    use std::sync::atomic::AtomicBool;
+
+    let volume = Volume::create("ex1", 512, 256);
+    std::fs::create_dir_all(volume.mount_point.join("etc/conf.d")).expect("mkdir");
+    volume.write("etc/app.conf", "port = 5432\n");
+    volume.write("etc/conf.d/old.conf", "old\n");
+    volume.write("gone.txt", "to be deleted\n");
+    std::os::unix::fs::symlink("etc/app.conf", volume.mount_point.join("config")).expect("symlink");
+    // 32 MiB that does not compress (xorshift), rewritten in part later.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let blob: Vec<u8> = (0..32u32 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    std::fs::write(volume.mount_point.join("blob"), &blob).expect("write blob");
+    let cgroup = TestCgroup::create("lvm-export").expect("cgroup");
+    let mut sleeper = cgroup.spawn(Command::new("/bin/sleep").arg("600")).expect("spawn");
+    let dir = state_dir("export");
+    let repository = dir.join("repository");
+    let mut config = EngineConfig::default();
+    config
+        .remotes
+        .insert("here".into(), rollpoint::remote::RemoteConfig::for_url(&format!("file://{}", repository.display())));
+    config.state_dir = dir.clone();
+    let engine = engine_with(&dir, LvmBackend::new(), config);
+    register(&engine, "ex-1", &cgroup, &volume);
+    engine.init_remote("here", "test").expect("init remote");
+
+    let first = engine.create_snapshot(snapshot_request("ex-1", "snap-1")).expect("snapshot 1");
+    let export = |name: &str| {
+        let request = ExportRequest {
+            container: "ex-1".into(),
+            snapshot: name.into(),
+            remote: "here".into(),
+            actor: "test".into(),
+        };
+        let started = Instant::now();
+        let exported = engine.export_snapshot(&request, &mut |_| {}, &AtomicBool::new(false)).expect("export");
+        eprintln!(
+            "export of {name}: {:?}, {} of {} bytes new, {} read, {:?}",
+            exported.method,
+            exported.manifest.added_bytes,
+            exported.manifest.logical_bytes,
+            exported.manifest.read_bytes,
+            started.elapsed()
+        );
+        exported
+    };
+    let backend = LvmBackend::new();
+    let import_and_compare = |name: &str, location: &str| {
+        let target = dir.join(format!("imported-{name}"));
+        let request = ImportRequest {
+            remote: "here".into(),
+            container: "ex-1".into(),
+            snapshot: name.into(),
+            target: ImportTarget::Path(target.clone()),
+            actor: "test".into(),
+        };
+        engine.import_snapshot(&request, &mut |_| {}, &AtomicBool::new(false)).expect("import");
+        let view = backend.readable_root(location).expect("view of the snapshot");
+        let differences = rollpoint::fstree::compare_trees(&view, &target).expect("compare");
+        // ext4's lost+found is there and empty in both.
+        assert!(differences.is_empty(), "{name}: the import differs from the snapshot: {differences:#?}");
+    };
+
+    let exported_1 = export("snap-1");
+    assert!(exported_1.manifest.logical_bytes >= blob.len() as u64, "{:?}", exported_1.manifest.logical_bytes);
+    import_and_compare("snap-1", &first.location);
+
+    // Changes: part of the blob rewritten in place, a file added, one
+    // deleted, one renamed, a folder's mode.
+    {
+        use std::os::unix::fs::FileExt as _;
+        let file = std::fs::OpenOptions::new().write(true).open(volume.mount_point.join("blob")).expect("open");
+        file.write_all_at(&vec![7u8; 1 << 20], 4 << 20).expect("rewrite 1 MiB");
+        file.sync_all().expect("sync");
+    }
+    volume.write("etc/new.conf", "new\n");
+    std::fs::remove_file(volume.mount_point.join("gone.txt")).expect("rm");
+    std::fs::rename(volume.mount_point.join("etc/conf.d/old.conf"), volume.mount_point.join("etc/moved.conf"))
+        .expect("mv");
+    let second = engine.create_snapshot(snapshot_request("ex-1", "snap-2")).expect("snapshot 2");
+    let exported_2 = export("snap-2");
+    assert_eq!(exported_2.manifest.parent, Some(exported_1.id), "incremental from the first export");
+    assert!(exported_1.manifest.added_bytes >= blob.len() as u64 * 9 / 10, "the blob does not compress");
+    assert!(
+        exported_2.manifest.added_bytes < exported_1.manifest.added_bytes / 4,
+        "only the chunks around the 1 MiB rewritten are uploaded: {} after {}",
+        exported_2.manifest.added_bytes,
+        exported_1.manifest.added_bytes
+    );
+    import_and_compare("snap-2", &second.location);
+    let again = export("snap-2");
+    assert!(again.already_there);
+
+    // The diff, by walking both trees.
+    let diff = engine.diff_snapshots("ex-1", "snap-1", "snap-2").expect("diff");
+    let listed: Vec<(DiffKind, String)> =
+        diff.iter().map(|d| (d.kind, String::from_utf8_lossy(&d.path).into_owned())).collect();
+    eprintln!("diff: {listed:?}");
+    for expected in [
+        (DiffKind::Changed, "blob"),
+        (DiffKind::Added, "etc/new.conf"),
+        (DiffKind::Deleted, "gone.txt"),
+        (DiffKind::Renamed, "etc/moved.conf"),
+    ] {
+        assert!(listed.contains(&(expected.0, expected.1.to_owned())), "{expected:?} in {listed:?}");
+    }
+    assert_eq!(listed.len(), 4, "nothing else: {listed:?}");
+    let moved = diff.iter().find(|d| d.path == b"etc/moved.conf").expect("renamed");
+    assert_eq!(moved.from.as_deref(), Some(&b"etc/conf.d/old.conf"[..]));
+    // Against the live volume.
+    volume.write("later.txt", "later\n");
+    let live = engine.diff_snapshots("ex-1", "snap-2", "").expect("diff with the live volume");
+    let live: Vec<String> = live.iter().map(|d| String::from_utf8_lossy(&d.path).into_owned()).collect();
+    assert_eq!(live, ["later.txt"]);
+    // One file brought back into the live volume (where it is mounted),
+    // after a pre-restore snapshot.
+    let restored = engine.restore_files("ex-1", "snap-1", &["gone.txt".into()], None, "test").expect("restore a file");
+    assert_eq!(restored.written_to, volume.mount_point);
+    assert_eq!(volume.read("gone.txt"), "to be deleted\n");
+    assert!(restored.pre_restore_snapshot.is_some(), "{restored:?}");
+
+    // Sizes: the pool's own count of what each snapshot added.
+    engine.measure_sizes().expect("measure");
+    let sized = |name: &str| engine.snapshot("ex-1", name).expect("record").sizes.expect("measured");
+    let (sizes_1, sizes_2) = (sized("snap-1"), sized("snap-2"));
+    eprintln!("sizes: {sizes_1:?} {sizes_2:?}");
+    assert!(sizes_1.delta_bytes >= blob.len() as u64, "the first snapshot maps everything: {sizes_1:?}");
+    assert_eq!(sizes_2.delta_parent.as_deref(), Some("snap-1"));
+    assert!(
+        sizes_2.delta_bytes >= 1 << 20 && sizes_2.delta_bytes < 8 << 20,
+        "about the 1 MiB rewritten, in pool blocks, plus metadata: {sizes_2:?}"
+    );
+
+    // No view stays; one a stop left behind goes with the next view made.
+    assert_eq!(views_left(&volume), (vec![], vec![]), "views are removed after use");
+    // A view a killed daemon left: its LV, active and mounted.
+    let stale = format!("{}999999-0", rollpoint::backend::lvm::views::view_prefix());
+    lvm(&[
+        "lvcreate",
+        "--snapshot",
+        "--name",
+        &stale,
+        "--setactivationskip",
+        "y",
+        "--addtag",
+        "rollpoint",
+        &second.location,
+    ]);
+    lvm(&["lvchange", "--activate", "y", "--ignoreactivationskip", &format!("{VG}/{stale}")]);
+    let stale_mount = Path::new(rollpoint::backend::lvm::views::VIEWS_DIR).join(VG).join(&stale);
+    std::fs::create_dir_all(&stale_mount).expect("mkdir");
+    let device = format!("/dev/mapper/{}", names::dm_name(VG, &stale));
+    nix::mount::mount(Some(device.as_str()), &stale_mount, Some("ext4"), nix::mount::MsFlags::MS_RDONLY, None::<&str>)
+        .expect("mount the stale view");
+    assert_eq!(views_left(&volume), (vec![stale.clone()], vec![stale_mount]), "the stale view is there");
+    drop(backend.readable_root(&first.location).expect("another view"));
+    assert_eq!(views_left(&volume), (vec![], vec![]), "the leftover was removed with the next view");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
 }

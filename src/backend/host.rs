@@ -122,6 +122,14 @@ impl Backend for HostBackends {
         self.for_volume(location).create_volume(location)
     }
 
+    fn live_root(&self, volume: &VolumeInfo) -> Result<std::path::PathBuf, BackendError> {
+        self.for_volume(&volume.path.to_string_lossy()).live_root(volume)
+    }
+
+    fn delta_bytes(&self, parent: Option<&str>, location: &str) -> Result<Option<u64>, BackendError> {
+        self.for_volume(location).delta_bytes(parent, location)
+    }
+
     fn changes_between(
         &self,
         parent: Option<&str>,

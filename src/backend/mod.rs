@@ -231,6 +231,20 @@ pub trait Backend: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Where the live volume's files are (for btrfs: the subvolume itself;
+    /// LVM thin: where the LV is mounted, which it must be, once).
+    fn live_root(&self, volume: &VolumeInfo) -> Result<PathBuf, BackendError> {
+        Ok(volume.path.clone())
+    }
+
+    /// What the page calls the snapshot's delta: the bytes that turned the
+    /// snapshot at `parent` into the one at `location` (without a parent,
+    /// all of it), where the backend can tell. By default the file data
+    /// [`Backend::changes_between`] says was written.
+    fn delta_bytes(&self, parent: Option<&str>, location: &str) -> Result<Option<u64>, BackendError> {
+        Ok(self.changes_between(parent, location)?.map(|changes| changed_bytes(&changes)))
+    }
+
     /// A directory where the files of the volume or snapshot at `location`
     /// can be read while the returned value lives (for btrfs: the location
     /// itself; LVM thin: a read-only mount of a throwaway snapshot of it).

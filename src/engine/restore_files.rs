@@ -145,6 +145,7 @@ impl Engine {
         }
         let _pin = self.pin_snapshot(&source.location)?;
         let root = self.backend.readable_root(&source.location)?;
+        let live_root = self.backend.live_root(&super::snapshots::volume_of(&record))?;
         for (index, path) in relative.iter().enumerate() {
             if std::fs::symlink_metadata(root.join(path)).is_err() {
                 return Err(EngineError::not_found(format!(
@@ -156,7 +157,7 @@ impl Engine {
 
         if to.is_none() {
             for path in &relative {
-                check_destination(&record.volume, path)?;
+                check_destination(&live_root, path)?;
             }
         }
         let pre_restore_snapshot = match to {
@@ -182,7 +183,7 @@ impl Engine {
                     .map_err(|e| EngineError::Internal { reason: format!("creating {}: {e}", to.display()) })?;
                 to.to_owned()
             }
-            None => record.volume.clone(),
+            None => live_root.clone(),
         };
         let _guard = self.locks.lock(&record.id, self.config.lock_wait)?;
         let tag = self.clock.now().timestamp_millis().to_string();

@@ -1,14 +1,13 @@
 //! What each snapshot costs: its delta against the previous snapshot of its
 //! container (the bytes of file data written in between), measured in the
 //! background from what the filesystem says changed (btrfs: the send stream
-//! without file data) and kept in the snapshot's record, so listings cost
+//! without file data; LVM thin: the pool's block mappings) and kept in the snapshot's record, so listings cost
 //! nothing more.
 
 use std::time::Duration;
 
 use super::error::EngineResult;
 use super::Engine;
-use crate::backend::changed_bytes;
 use crate::store::{SnapshotRecord, SnapshotSizes, SnapshotState};
 
 /// How long a measurement waits for the container's lock to save its
@@ -54,8 +53,8 @@ impl Engine {
     }
 
     fn measure(&self, snapshot: &SnapshotRecord, parent: Option<&SnapshotRecord>) -> Option<SnapshotSizes> {
-        let changes = match self.backend.changes_between(parent.map(|p| p.location.as_str()), &snapshot.location) {
-            Ok(Some(changes)) => changes,
+        let delta_bytes = match self.backend.delta_bytes(parent.map(|p| p.location.as_str()), &snapshot.location) {
+            Ok(Some(bytes)) => bytes,
             Ok(None) => return None,
             Err(error) => {
                 tracing::warn!(
@@ -69,11 +68,7 @@ impl Engine {
             tracing::warn!(snapshot = %snapshot.resource_name(), %error, "could not read the snapshot's exclusive bytes");
             None
         });
-        Some(SnapshotSizes {
-            delta_bytes: changed_bytes(&changes),
-            delta_parent: parent.map(|p| p.name.clone()),
-            exclusive_bytes,
-        })
+        Some(SnapshotSizes { delta_bytes, delta_parent: parent.map(|p| p.name.clone()), exclusive_bytes })
     }
 
     /// Resolves when snapshots were created or deleted since the last call,

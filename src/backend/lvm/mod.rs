@@ -27,7 +27,8 @@
 //! - delete_snapshot: `lvremove`, only of LVs tagged `rollpoint`.
 //! - list_snapshots: LVs of the VG named with the container's prefix and
 //!   tagged `rollpoint`.
-//! - exclusive_bytes: `thin_ls` over a metadata snapshot of the live pool.
+//! - exclusive_bytes: `thin_ls` over a metadata snapshot of the live pool;
+//!   delta_bytes: `thin_delta` between the two snapshots' thin devices.
 //! - readable_root: a read-only mount of a throwaway snapshot ([`views`]).
 
 use std::collections::BTreeSet;
@@ -55,6 +56,8 @@ pub const DMSETUP: &str = "/usr/sbin/dmsetup";
 /// thin-provisioning-tools' lister, which can tell blocks only one thin
 /// volume maps from shared ones.
 pub const THIN_LS: &str = "/usr/sbin/thin_ls";
+/// thin-provisioning-tools' comparer of two thin volumes' mappings.
+pub const THIN_DELTA: &str = "/usr/sbin/thin_delta";
 /// Refuse a snapshot when the pool's data or metadata use is above this (%).
 pub const DEFAULT_POOL_THRESHOLD_PERCENT: f64 = 90.0;
 
@@ -766,6 +769,26 @@ impl Backend for LvmBackend {
     /// pool's own metadata cannot be read while it changes). `None` while the
     /// pool is inactive. Costs a pass over the pool's metadata: for one
     /// snapshot on request, not for listings.
+    fn live_root(&self, volume: &VolumeInfo) -> Result<PathBuf, BackendError> {
+        let name = volume_name(volume)?;
+        let rows = self.settled_report(&name.vg)?;
+        let device = find(&rows, &name)?.device;
+        let mut found = match device {
+            Some(device) => mounts::current_mounts(device)?,
+            None => Vec::new(),
+        };
+        match found.len() {
+            1 => Ok(found.remove(0).mount_point),
+            count => Err(BackendError::Lvm {
+                command: "find the mount".into(),
+                detail: format!(
+                    "{} is mounted {count} times; its files are read where it is mounted once",
+                    name.full()
+                ),
+            }),
+        }
+    }
+
     fn readable_root(&self, location: &str) -> Result<super::ReadableRoot, BackendError> {
         self.open_view(location)
     }
@@ -774,14 +797,59 @@ impl Backend for LvmBackend {
         let name = LvName::parse(location)?;
         let rows = self.settled_report(&name.vg)?;
         let row = find(&rows, &name)?;
-        let Some(thin_id) = row.thin_id else {
-            return Err(BackendError::NotThinVolume {
-                volume: location.to_string(),
-                reason: "no thin device id".into(),
-            });
+        let thin_id = thin_id_of(row, location)?;
+        let listed = self.read_pool_metadata(&name.vg, &row.pool, |metadata| {
+            run_tool(THIN_LS, &["--metadata-snap", "--no-headers", "-o", "DEV,EXCLUSIVE_BYTES", metadata])
+        })?;
+        Ok(listed.and_then(|text| parse_thin_ls(&text).into_iter().find(|(id, _)| *id == thin_id).map(|(_, b)| b)))
+    }
+
+    /// The pool's own answer: the blocks the snapshot maps differently from
+    /// its parent or that its parent does not map (`thin_delta`), or, for a
+    /// container's first snapshot, every block it maps (`thin_ls`). Blocks,
+    /// not file data: a 4 KiB write counts one pool block (64 KiB by
+    /// default), and what a filesystem frees without discard still counts.
+    fn delta_bytes(&self, parent: Option<&str>, location: &str) -> Result<Option<u64>, BackendError> {
+        let name = LvName::parse(location)?;
+        let rows = self.settled_report(&name.vg)?;
+        let row = find(&rows, &name)?;
+        let thin_id = thin_id_of(row, location)?;
+        let parent_id = match parent {
+            Some(parent) => Some(thin_id_of(find(&rows, &LvName::parse(parent)?)?, parent)?),
+            None => None,
         };
-        let pool_device = format!("{}-tpool", names::dm_name(&name.vg, &row.pool));
-        let metadata_device = Path::new("/dev/mapper").join(names::dm_name(&name.vg, &format!("{}_tmeta", row.pool)));
+        let text = self.read_pool_metadata(&name.vg, &row.pool, |metadata| match parent_id {
+            Some(parent_id) => run_tool(
+                THIN_DELTA,
+                &["--metadata-snap", "--snap1", &parent_id.to_string(), "--snap2", &thin_id.to_string(), metadata],
+            ),
+            None => run_tool(THIN_LS, &["--metadata-snap", "--no-headers", "-o", "DEV,MAPPED_BYTES", metadata]),
+        })?;
+        Ok(text.and_then(|text| match parent_id {
+            Some(_) => report::parse_thin_delta(&text),
+            None => parse_thin_ls(&text).into_iter().find(|(id, _)| *id == thin_id).map(|(_, bytes)| bytes),
+        }))
+    }
+}
+
+fn thin_id_of(row: &LvRow, location: &str) -> Result<u64, BackendError> {
+    row.thin_id
+        .ok_or_else(|| BackendError::NotThinVolume { volume: location.to_string(), reason: "no thin device id".into() })
+}
+
+impl LvmBackend {
+    /// Runs `read` on the metadata device of `vg`'s thin pool `pool` while a
+    /// metadata snapshot of the live pool is reserved (its own metadata
+    /// cannot be read while it changes); `None` while the pool is inactive.
+    /// Costs a pass over the pool's metadata.
+    fn read_pool_metadata(
+        &self,
+        vg: &str,
+        pool: &str,
+        read: impl FnOnce(&str) -> Result<String, BackendError>,
+    ) -> Result<Option<String>, BackendError> {
+        let pool_device = format!("{}-tpool", names::dm_name(vg, pool));
+        let metadata_device = Path::new("/dev/mapper").join(names::dm_name(vg, &format!("{pool}_tmeta")));
         if !Path::new("/dev/mapper").join(&pool_device).exists() || !metadata_device.exists() {
             return Ok(None);
         }
@@ -790,14 +858,11 @@ impl Backend for LvmBackend {
         // take turns.
         let _turn = METADATA_SNAP.lock();
         run_tool(DMSETUP, &["message", &pool_device, "0", "reserve_metadata_snap"])?;
-        let listed = run_tool(
-            THIN_LS,
-            &["--metadata-snap", "--no-headers", "-o", "DEV,EXCLUSIVE_BYTES", &metadata_device.to_string_lossy()],
-        );
+        let read = read(&metadata_device.to_string_lossy());
         let released = run_tool(DMSETUP, &["message", &pool_device, "0", "release_metadata_snap"]);
-        let listed = listed?;
+        let read = read?;
         released?;
-        Ok(parse_thin_ls(&listed).into_iter().find(|(id, _)| *id == thin_id).map(|(_, bytes)| bytes))
+        Ok(Some(read))
     }
 }
 

@@ -139,6 +139,27 @@ impl PoolFill {
     }
 }
 
+/// The bytes of a `thin_delta` report (two thin devices of one pool) that
+/// the second maps differently from the first or alone: `different` and
+/// `right_only` ranges, in pool blocks of `data_block_size` sectors.
+pub fn parse_thin_delta(xml: &str) -> Option<u64> {
+    let attribute = |element: &str, name: &str| -> Option<u64> {
+        let start = element.find(&format!(" {name}=\""))? + name.len() + 3;
+        let end = start + element[start..].find('"')?;
+        element[start..end].parse().ok()
+    };
+    let mut block_sectors = None;
+    let mut blocks = 0u64;
+    for element in xml.split('<').map(str::trim) {
+        if element.starts_with("superblock ") {
+            block_sectors = attribute(element, "data_block_size");
+        } else if element.starts_with("different ") || element.starts_with("right_only ") {
+            blocks += attribute(element, "length")?;
+        }
+    }
+    Some(blocks * block_sectors? * 512)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +230,26 @@ mod tests {
         assert!(!PoolFill { data_percent: 90.0, metadata_percent: 90.0 }.above(90.0), "at the threshold is allowed");
         // An inactive pool: LVM cannot tell, so nothing to refuse on.
         assert_eq!(PoolFill::of(&rows[2]), None);
+    }
+
+    #[test]
+    fn thin_delta_reports() {
+        // thin_delta 0.9 between two devices of a pool with 64 KiB blocks.
+        let xml = r#"<superblock uuid="" time="1" transaction="2" data_block_size="128" nr_data_blocks="100">
+  <diff left="1" right="2">
+    <same begin="0" length="2"/>
+    <different begin="2" length="1"/>
+    <left_only begin="5" length="1"/>
+    <right_only begin="7" length="2"/>
+  </diff>
+</superblock>"#;
+        assert_eq!(parse_thin_delta(xml), Some(3 * 64 * 1024));
+        let same = r#"<superblock uuid="" time="1" transaction="2" data_block_size="128" nr_data_blocks="100">
+  <diff left="1" right="2">
+    <same begin="0" length="2"/>
+  </diff>
+</superblock>"#;
+        assert_eq!(parse_thin_delta(same), Some(0));
+        assert_eq!(parse_thin_delta("garbage"), None);
     }
 }
