@@ -159,6 +159,49 @@ async fn under_the_space_floor_snapshots_are_pruned_then_refused() {
     }
 }
 
+/// Two containers on one filesystem: when one's snapshot finds the
+/// filesystem under the floor and its own snapshots may not go (its minimum),
+/// the other's oldest snapshot beyond its policy is pruned for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_space_floor_prunes_other_containers_on_the_filesystem() {
+    if !root_or_skip("the_space_floor_prunes_other_containers_on_the_filesystem") {
+        return;
+    }
+    let mut host = RemoteHost::start(daemon_binary(), "space-shared", "space_floor_percent = 30.0\n").await;
+    let app = host.volume.clone();
+    register(&mut host.clients, "app", host.cgroup.relative_name(), &app).await.expect("register app");
+    let web = host.fs.create_subvolume("web").expect("second subvolume");
+    let web_cgroup = rollpoint::testkit::cgroup::TestCgroup::create("space-shared-web").expect("cgroup");
+    register(&mut host.clients, "web", web_cgroup.relative_name(), &web).await.expect("register web");
+    succeeded(cli(&host.daemon, &["--json", "container", "update", "app", "--retention", "last=5,min=1"]));
+    succeeded(cli(&host.daemon, &["--json", "container", "update", "web", "--retention", "last=5,min=1"]));
+
+    // web's two snapshots each hold a tenth of the filesystem; app's one.
+    let (_, total) = free_space(&app);
+    let tenth = total / 10;
+    for name in ["w1", "w2"] {
+        write_file(&web.join("data"), tenth, name.as_bytes()[1]);
+        create_snapshot(&mut host.clients, "web", name, "").await.expect("web snapshot");
+    }
+    write_file(&web.join("data"), tenth, b'3');
+    write_file(&app.join("data"), tenth, b'a');
+    create_snapshot(&mut host.clients, "app", "a1", "").await.expect("app snapshot");
+    write_file(&app.join("data"), tenth, b'b');
+
+    // Under the floor: app's only snapshot is its minimum, so web's oldest
+    // goes, and app's new snapshot lands.
+    fill_to(&app.join("more"), 0.25);
+    create_snapshot(&mut host.clients, "app", "a2", "").await.expect("a snapshot once w1 was pruned");
+    assert_eq!(names(&list_snapshots(&mut host.clients, "web").await), ["w2"], "web's oldest was pruned");
+    assert_eq!(names(&list_snapshots(&mut host.clients, "app").await), ["a1", "a2"]);
+    let events = list_events(&mut host.clients, "web", "").await;
+    let pruned: Vec<&rollpoint::api::proto::Event> = events.iter().filter(|e| e.kind == "snapshot.pruned").collect();
+    assert_eq!(pruned.len(), 1, "{events:?}");
+    assert_eq!(pruned[0].snapshot, "w1");
+    assert!(pruned[0].detail.contains("room for a snapshot of container app"), "{pruned:?}");
+    drop(web_cgroup);
+}
+
 /// Free and total bytes of the filesystem holding `path`.
 fn free_space(path: &std::path::Path) -> (u64, u64) {
     let stat = nix::sys::statvfs::statvfs(path).expect("statvfs");

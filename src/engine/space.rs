@@ -1,9 +1,11 @@
 //! The space guard: a filesystem keeps `space_floor_percent` free. Before a
 //! snapshot, if its container's filesystem is under the floor, retention
-//! prunes that container's snapshots beyond what its policies require
-//! (oldest first, never a held one, never below a policy's minimum), and if
-//! that is not enough the snapshot is refused with RESOURCE_EXHAUSTED: a
-//! full disk is never reached by a snapshot the daemon takes.
+//! prunes the snapshots of every container on that filesystem beyond what
+//! their policies require (oldest first across them, never a held one,
+//! never below a policy's minimum; another container's only while its lock
+//! is free), and if that is not enough the snapshot is refused with
+//! RESOURCE_EXHAUSTED: a full disk is never reached by a snapshot the
+//! daemon takes.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,16 @@ use crate::store::ContainerRecord;
 const SPACE_SETTLE: Duration = Duration::from_secs(5);
 /// Within this factor of the floor, the floor is near (a warning event).
 const NEAR_FLOOR: f64 = 1.5;
+/// How long the guard waits for another container's lock to prune its
+/// snapshots (it holds its own: a short wait never deadlocks two guards).
+const NEIGHBOUR_LOCK_WAIT: Duration = Duration::from_millis(200);
+
+/// Whether two containers' snapshots take their space from one filesystem:
+/// their snapshot folders share `<filesystem>/.rollpoint` (btrfs). LVM thin
+/// volumes have their pool's own floor and never meet here.
+fn share_filesystem(a: &ContainerRecord, b: &ContainerRecord) -> bool {
+    a.backend == b.backend && a.snapshot_dir.parent().is_some_and(|dir| Some(dir) == b.snapshot_dir.parent())
+}
 
 impl Engine {
     /// Makes sure the container's filesystem is above the free-space floor
@@ -45,17 +57,34 @@ impl Engine {
         if free.percent() >= floor {
             return Ok(());
         }
-        for name in self.space_candidates(container)? {
-            let Some(snapshot) = self.store.snapshot(&container.id, &name)? else { continue };
-            let detail = format!(
+        let mut candidates = self.space_candidates(container)?;
+        for neighbour in self.store.containers()? {
+            if neighbour.id != container.id && share_filesystem(&neighbour, container) {
+                candidates.extend(self.space_candidates(&neighbour)?);
+            }
+        }
+        candidates.sort();
+        for (_, owner, name) in candidates {
+            let (owner, _neighbour_guard) = if owner == container.id {
+                (container.clone(), None)
+            } else {
+                let Ok(guard) = self.locks.lock(&owner, NEIGHBOUR_LOCK_WAIT) else { continue };
+                let Some(record) = self.store.container(&owner)? else { continue };
+                (record, Some(guard))
+            };
+            let Some(snapshot) = self.store.snapshot(&owner.id, &name)? else { continue };
+            let mut detail = format!(
                 "{:.1}% free on {}, under the floor of {floor}%: the oldest snapshot retention may spare",
                 free.percent(),
                 path.display()
             );
+            if owner.id != container.id {
+                detail.push_str(&format!(" on the filesystem (room for a snapshot of container {})", container.id));
+            }
             if let Err(error) =
-                self.delete_locked(container, snapshot, Event::new("snapshot.pruned", "ok").actor(actor).detail(detail))
+                self.delete_locked(&owner, snapshot, Event::new("snapshot.pruned", "ok").actor(actor).detail(detail))
             {
-                tracing::warn!(container = %container.id, snapshot = %name, %error, "space guard could not delete");
+                tracing::warn!(container = %owner.id, snapshot = %name, %error, "space guard could not delete");
                 continue;
             }
             // Each commit lets btrfs's cleaner free more of what was deleted.
@@ -72,8 +101,8 @@ impl Engine {
         }
         let reason = format!(
             "{} has {} free of {} ({:.1}%), under the floor of {floor}% (space_floor_percent), and retention may prune \
-             nothing more of container {} (held snapshots and each policy's minimum stay): free space, release or \
-             delete snapshots, or lower the floor",
+             nothing more of container {} or the others on the filesystem (held snapshots and each policy's minimum \
+             stay): free space, release or delete snapshots, or lower the floor",
             path.display(),
             crate::units::bytes(free.free_bytes),
             crate::units::bytes(free.total_bytes),
@@ -125,9 +154,13 @@ impl Engine {
         self.config.space_floor_percent
     }
 
-    /// The container's snapshots that may go for space, oldest first: for
-    /// each class, what its policy keeps beyond its minimum, not held.
-    fn space_candidates(&self, container: &ContainerRecord) -> EngineResult<Vec<String>> {
+    /// The container's snapshots that may go for space (time, container,
+    /// name), oldest first: for each class, what its policy keeps beyond its
+    /// minimum, not held.
+    fn space_candidates(
+        &self,
+        container: &ContainerRecord,
+    ) -> EngineResult<Vec<(chrono::DateTime<chrono::Utc>, String, String)>> {
         let snapshots = self.store.snapshots_of(&container.id)?;
         let now = self.clock.now();
         let (policy, pre_restore_policy) = self.policies(container);
@@ -148,6 +181,6 @@ impl Engine {
         }
         candidates.sort();
         candidates.dedup();
-        Ok(candidates.into_iter().map(|(_, name)| name).collect())
+        Ok(candidates.into_iter().map(|(time, name)| (time, container.id.clone(), name)).collect())
     }
 }
