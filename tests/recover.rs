@@ -491,3 +491,57 @@ async fn a_crash_at_every_step_leaves_the_store_and_the_disks_agreeing() {
         }
     }
 }
+
+/// A snapshot volume the store does not know, found at start: in `rollpoint
+/// status` (and its `--json`), in the metrics, never deleted; gone from both
+/// once it is removed by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_volumes_without_a_record_are_reported_not_deleted() {
+    if !root_or_skip("snapshot_volumes_without_a_record_are_reported_not_deleted") {
+        return;
+    }
+    let fs = LoopBtrfs::create(256 << 20).expect("loop btrfs");
+    let volume = fs.create_subvolume("a").expect("subvolume");
+    let cgroup = TestCgroup::create("recover-unrecorded").expect("cgroup");
+    let mut daemon = TestDaemon::start(daemon_binary()).await.expect("start rollpointd");
+    let mut clients = daemon.clients().await.expect("connect");
+    register(&mut clients, "a", cgroup.relative_name(), &volume).await.expect("register");
+    create_snapshot(&mut clients, "a", "kept", "").await.expect("snapshot");
+    daemon.kill9().expect("stop");
+    let stray = snapshot_folder(fs.mount_point(), "a").join("stray");
+    rollpoint::testkit::loop_btrfs::btrfs_command(&[
+        "subvolume",
+        "snapshot",
+        "-r",
+        volume.to_str().unwrap(),
+        stray.to_str().unwrap(),
+    ])
+    .expect("a snapshot made by hand");
+    daemon.restart().await.expect("restart");
+    let mut clients = daemon.clients().await.expect("connect");
+
+    let status = |daemon: &TestDaemon| {
+        let output = cli(daemon, &["--json", "status"]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).expect("JSON")
+    };
+    let stray_text = stray.to_str().unwrap().to_owned();
+    assert_eq!(status(&daemon)["unrecorded_snapshot_volumes"], serde_json::json!([stray_text]));
+    let human = String::from_utf8(cli(&daemon, &["status"]).stdout).unwrap();
+    assert!(human.contains("unrecorded snapshots") && human.contains(&stray_text), "{human}");
+    let socket = common::curl::Via::Socket(daemon.socket().to_owned());
+    let scrape = |socket: &common::curl::Via| {
+        let (code, text) = common::curl::curl(socket, "GET", "/metrics", None);
+        assert_eq!(code, 200, "{text}");
+        text.as_str().expect("text").to_owned()
+    };
+    assert!(scrape(&socket).contains("rollpoint_unrecorded_snapshot_volumes 1"), "{}", scrape(&socket));
+    assert!(stray.exists(), "left in place");
+    assert_eq!(names(&list_snapshots(&mut clients, "a").await), ["kept"]);
+
+    rollpoint::testkit::loop_btrfs::btrfs_command(&["subvolume", "delete", stray.to_str().unwrap()])
+        .expect("removed by hand");
+    assert_eq!(status(&daemon)["unrecorded_snapshot_volumes"], serde_json::json!([]));
+    assert!(scrape(&socket).contains("rollpoint_unrecorded_snapshot_volumes 0"));
+    drop(daemon);
+}

@@ -29,14 +29,15 @@ impl DaemonService for Daemon {
         let engine = self.engine.clone();
         // Counting reads the store: off the async threads, but without an
         // operation slot, so a daemon with every slot taken still answers.
-        let (containers, snapshots, entries) = tokio::task::spawn_blocking(move || {
+        let (containers, snapshots, entries, unrecorded) = tokio::task::spawn_blocking(move || {
+            let unrecorded = engine.unrecorded_volumes();
             let store = engine.store();
             let containers = store.containers()?;
             let mut snapshots = 0;
             for container in &containers {
                 snapshots += store.snapshot_count(&container.id)?;
             }
-            Ok::<_, crate::store::StoreError>((containers.len(), snapshots, store.entries("")?.len()))
+            Ok::<_, crate::store::StoreError>((containers.len(), snapshots, store.entries("")?.len(), unrecorded))
         })
         .await
         .map_err(|join| Status::internal(format!("status task failed: {join}")))?
@@ -65,6 +66,7 @@ impl DaemonService for Daemon {
             run_listener: self.engine.run_url_base().unwrap_or_default().to_owned(),
             runs_in_progress: count(self.engine.run_grants().live()),
             host: self.engine.config().host.clone(),
+            unrecorded_snapshot_volumes: unrecorded,
         };
         Ok(Response::new(GetStatusResponse { status: Some(status) }))
     }

@@ -247,6 +247,13 @@ impl Metrics {
             "Snapshots past their expiry time, not yet deleted",
             expiry_backlog,
         );
+        let unrecorded = Gauge::<i64>::default();
+        unrecorded.set(i64::try_from(engine.unrecorded_volumes().len()).unwrap_or(i64::MAX));
+        now_registry.register(
+            "unrecorded_snapshot_volumes",
+            "Snapshot volumes found on disk at start that no record knows (left in place; `rollpoint recover` re-creates their records)",
+            unrecorded,
+        );
         let mut text = String::new();
         let written = encode_registry(&mut text, &self.registry)
             .and_then(|()| encode_registry(&mut text, &now_registry))

@@ -313,6 +313,16 @@ impl Human for StatusView {
             })
             .collect();
         pairs.extend(loads.iter().map(|(key, value)| (key.as_str(), value.clone())));
+        if !self.unrecorded_snapshot_volumes.is_empty() {
+            pairs.push((
+                "unrecorded snapshots",
+                format!(
+                    "{} on disk without a record (`rollpoint recover` shows them): {}",
+                    self.unrecorded_snapshot_volumes.len(),
+                    self.unrecorded_snapshot_volumes.join(", ")
+                ),
+            ));
+        }
         key_values(&pairs)
     }
 }

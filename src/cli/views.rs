@@ -537,6 +537,9 @@ pub struct StatusView {
     /// The run listener ($SNAP_URL); null when off.
     pub run_listener: Option<String>,
     pub runs_in_progress: u32,
+    /// Snapshot volumes on disk that no record knows (found at start; left
+    /// in place; `rollpoint recover` re-creates their records).
+    pub unrecorded_snapshot_volumes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -571,6 +574,7 @@ impl From<proto::DaemonStatus> for StatusView {
                 .collect(),
             run_listener: non_empty(status.run_listener),
             runs_in_progress: status.runs_in_progress,
+            unrecorded_snapshot_volumes: status.unrecorded_snapshot_volumes,
         }
     }
 }

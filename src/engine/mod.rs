@@ -178,6 +178,9 @@ pub struct Engine {
     prune_failures: parking_lot::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Containers whose filesystem was last seen near the space floor.
     space_warned: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// Snapshot volumes on disk that no record knows, as start-up recovery
+    /// found them: (container, location).
+    unrecorded: parking_lot::Mutex<Vec<(String, String)>>,
 }
 
 /// Keeps a snapshot from being deleted while it is read; unpins on drop.
@@ -241,6 +244,7 @@ impl Engine {
             run_url_base: std::sync::OnceLock::new(),
             prune_failures: parking_lot::Mutex::new(std::collections::HashMap::new()),
             space_warned: parking_lot::Mutex::new(std::collections::HashSet::new()),
+            unrecorded: parking_lot::Mutex::new(Vec::new()),
             admission_observer: std::sync::OnceLock::new(),
         }
     }

@@ -73,6 +73,7 @@ impl Engine {
                 }
             }
         }
+        *self.unrecorded.lock() = Vec::new();
         self.reconcile(&mut report)?;
         self.record_report(&report);
         self.store.make_durable()?;
@@ -201,6 +202,7 @@ impl Engine {
             if super::names::is_disposable_volume(name) {
                 self.backend.delete_snapshot(&location)?;
             } else if !records.iter().any(|r| r.location == location) {
+                self.unrecorded.lock().push((container.id.clone(), location.clone()));
                 report.unknown.push(location);
             }
         }
@@ -209,6 +211,21 @@ impl Engine {
 }
 
 impl Engine {
+    /// Snapshot volumes found on disk at start that no record knows (never
+    /// deleted: `rollpoint recover` can bring their records back), less
+    /// those recorded or removed since.
+    pub fn unrecorded_volumes(&self) -> Vec<String> {
+        let mut found = self.unrecorded.lock();
+        found.retain(|(container, location)| {
+            let recorded = self
+                .store
+                .snapshots_of(container)
+                .is_ok_and(|records| records.iter().any(|record| &record.location == location));
+            !recorded && self.backend.snapshot_exists(location).unwrap_or(true)
+        });
+        found.iter().map(|(_, location)| location.clone()).collect()
+    }
+
     /// Logs each recovery action and records it as a `recovery` event.
     fn record_report(&self, report: &RecoveryReport) {
         let groups: [(&Vec<String>, &str, &str); 9] = [
