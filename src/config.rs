@@ -82,6 +82,10 @@ pub struct Config {
     /// containers the store knows). Name them all, so that a lost store is
     /// noticed.
     pub filesystems: Vec<PathBuf>,
+    /// LVM volume groups holding thin-volume containers: their metadata
+    /// volumes (`rp--meta`, the records beside the snapshots) are checked
+    /// at start and scanned by `rollpoint recover`, as `filesystems` are.
+    pub volume_groups: Vec<String>,
     /// Loopback address of the run listener, where the command of a schedule
     /// entry bound to a container reaches the daemon through its `$SNAP_URL`
     /// (port 0: one the kernel picks at each start); `off`: no run listener,
@@ -206,6 +210,7 @@ impl Default for Config {
             host_name: None,
             remotes: BTreeMap::new(),
             filesystems: Vec::new(),
+            volume_groups: Vec::new(),
             max_queued_operations: engine.max_queued_operations,
             admission_wait_ms: millis(engine.admission_wait),
             rest_request_timeout_ms: millis(crate::api::rest::REQUEST_TIMEOUT),
@@ -309,6 +314,7 @@ impl Config {
             max_queued_operations: self.max_queued_operations,
             admission_wait: Duration::from_millis(self.admission_wait_ms),
             filesystems: self.filesystems.clone(),
+            volume_groups: self.volume_groups.clone(),
             retention: self.retention,
             pre_restore_retention: self.pre_restore_retention,
             space_floor_percent: self.space_floor_percent,

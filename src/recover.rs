@@ -3,7 +3,9 @@
 //!
 //! It reads every container folder under `<fs>/.rollpoint/` of the
 //! filesystems named (the configuration's `filesystems`, `--filesystem`,
-//! and those of the containers the store still knows), and compares each
+//! and those of the containers the store still knows) and of the metadata
+//! volumes of the LVM volume groups named (`volume_groups`,
+//! `--volume-group`), and compares each
 //! sidecar whose volume is on disk with the store:
 //! - a container or snapshot the store lacks is re-created, with its
 //!   name, alias, expiry, origin and comment;
@@ -31,6 +33,8 @@ use crate::store::{ContainerRecord, SnapshotRecord, Store, StoreError};
 pub struct RecoverOptions {
     pub state_dir: PathBuf,
     pub filesystems: Vec<PathBuf>,
+    /// LVM volume groups whose metadata volumes are scanned too.
+    pub volume_groups: Vec<String>,
     pub apply: bool,
 }
 
@@ -87,7 +91,8 @@ pub fn recover(options: &RecoverOptions, backend: &dyn Backend) -> Result<Recove
     let mut containers: BTreeMap<String, ContainerRecord> =
         store.containers()?.into_iter().map(|c| (c.id.clone(), c)).collect();
     let mut folders: BTreeMap<PathBuf, FolderSidecars> = BTreeMap::new();
-    for root in &options.filesystems {
+    let lvm_roots = backend.metadata_roots(&options.volume_groups);
+    for root in options.filesystems.iter().chain(&lvm_roots) {
         for folder in sidecar::scan_root(root)? {
             folders.insert(folder.folder.clone(), folder);
         }
@@ -109,7 +114,7 @@ pub fn recover(options: &RecoverOptions, backend: &dyn Backend) -> Result<Recove
         for unreadable in &folder.unreadable {
             report.skipped.push(format!("{unreadable} (unreadable; left alone)"));
         }
-        let Some(container) = settle_container(folder, &mut containers, generation, &mut report) else {
+        let Some(container) = settle_container(backend, folder, &mut containers, generation, &mut report) else {
             for snapshot in &folder.snapshots {
                 report.skipped.push(format!(
                     "{}: snapshot {} of container {:?}, which has no _container.json here; left alone",
@@ -162,6 +167,7 @@ fn volume_of(container: &ContainerRecord) -> VolumeInfo {
 /// sidecar when the store lacks it or is older; None when neither the
 /// store nor a sidecar names one.
 fn settle_container(
+    backend: &dyn Backend,
     folder: &FolderSidecars,
     containers: &mut BTreeMap<String, ContainerRecord>,
     generation: u64,
@@ -170,17 +176,25 @@ fn settle_container(
     let Some(found) = &folder.container else {
         return containers.values().find(|c| c.snapshot_dir == folder.folder).cloned();
     };
+    // Where its snapshots are: the folder itself on btrfs; on LVM thin the
+    // folder is on the VG's metadata volume and the backend says.
+    let snapshot_dir = match Path::new(&found.volume).is_absolute() {
+        true => folder.folder.clone(),
+        false => backend
+            .inspect(&found.volume.to_string_lossy(), &found.id)
+            .map_or_else(|_| folder.folder.clone(), |v| v.snapshot_dir),
+    };
     match containers.get_mut(&found.id) {
         None => {
-            let record = found.record(&folder.folder);
+            let record = found.record(&snapshot_dir);
             report.containers.push(record.id.clone());
             containers.insert(record.id.clone(), record.clone());
             Some(record)
         }
         Some(known) if ContainerSidecar::of(known, found.generation).same_as(found) => Some(known.clone()),
-        Some(known) if found.generation > generation && known.snapshot_dir == folder.folder => {
+        Some(known) if found.generation > generation && known.snapshot_dir == snapshot_dir => {
             let last_restore = known.last_restore.take();
-            *known = ContainerRecord { last_restore, ..found.record(&folder.folder) };
+            *known = ContainerRecord { last_restore, ..found.record(&snapshot_dir) };
             report.updated.push(container_name(&known.id));
             Some(known.clone())
         }

@@ -62,6 +62,14 @@ fn volume_group() {
         if !report.status.success() {
             lvm(&["pvcreate", "--yes", DISK]);
             lvm(&["vgcreate", VG, DISK]);
+            // The VG's metadata volume (records beside the snapshots), made
+            // the daemon's way but in a pool of its own: the daemon makes it
+            // in the first container's pool, which here may be the one a
+            // test fills up on purpose.
+            lvm(&["lvcreate", "--yes", "--type", "thin-pool", "-L", "128m", "-n", "meta-pool", VG]);
+            lvm(&["lvcreate", "--yes", "-V", "16m", "--thinpool", &format!("{VG}/meta-pool"), "-n", "meta-seed"]);
+            let seed = names::LvName { vg: VG.into(), lv: "meta-seed".into() };
+            LvmBackend::new().metadata_mount(VG, Some(&seed)).expect("the metadata volume");
         }
     });
 }
@@ -699,6 +707,94 @@ fn export_import_diff_and_delta_on_a_thin_pool() {
     assert_eq!(views_left(&volume), (vec![stale.clone()], vec![stale_mount]), "the stale view is there");
     drop(backend.readable_root(&first.location).expect("another view"));
     assert_eq!(views_left(&volume), (vec![], vec![]), "the leftover was removed with the next view");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+/// The records beside thin snapshots (issue 21): kept on the VG's metadata
+/// volume, they rebuild a store lost with its state directory. The daemon's
+/// engine refuses to serve the empty store (the metadata volume knows a
+/// container it does not), `recover` brings back the container and its
+/// snapshots with names, aliases, expiry, origins and comments, and the
+/// container restores as before.
+#[test]
+fn records_beside_thin_snapshots_rebuild_a_lost_store() {
+    if !in_vm("records_beside_thin_snapshots_rebuild_a_lost_store") {
+        return;
+    }
+    let volume = Volume::create("rec1", 256, 128);
+    volume.write("data", "version 1");
+    let cgroup = TestCgroup::create("lvm-records").expect("cgroup");
+    let mut sleeper = cgroup.spawn(Command::new("/bin/sleep").arg("600")).expect("spawn");
+    let dir = state_dir("records");
+    let config = || EngineConfig { volume_groups: vec![VG.to_owned()], ..EngineConfig::default() };
+    let engine = engine_with(&dir, LvmBackend::new(), config());
+    register(&engine, "rec-1", &cgroup, &volume);
+    let mut first = snapshot_request("rec-1", "snap-1");
+    first.alias = "rollback-point".into();
+    first.expiry_days = 7;
+    first.comment = "before the migration".into();
+    engine.create_snapshot(first).expect("snapshot 1");
+    volume.write("data", "version 2");
+    engine.create_snapshot(snapshot_request("rec-1", "snap-2")).expect("snapshot 2");
+
+    let meta = rollpoint::backend::lvm::metadata::meta_lv();
+    let attrs = volume.lv_attrs();
+    let (_, _, tags) = attrs.iter().find(|(name, _, _)| *name == meta).expect("the metadata volume");
+    assert_eq!(tags, rollpoint::backend::lvm::metadata::META_TAG);
+    let folder = Path::new(rollpoint::backend::lvm::metadata::META_DIR).join(VG).join(".rollpoint/rec-1");
+    for file in ["_container.json", ".snap-1.json", ".snap-2.json"] {
+        assert!(folder.join(file).is_file(), "{file} beside the snapshots in {}", folder.display());
+    }
+    let summary = |engine: &Engine| {
+        let container = engine.container("rec-1").expect("container");
+        let snapshots: Vec<_> = engine
+            .list_snapshots("rec-1", 100, "")
+            .expect("list")
+            .items
+            .into_iter()
+            .map(|s| (s.name, s.alias, s.expire_time, s.origin, s.comment, s.location))
+            .collect();
+        (container.volume, container.cgroup, snapshots)
+    };
+    let before = summary(&engine);
+    drop(engine);
+
+    // The state directory is lost (a new root disk) and the host restarts:
+    // the metadata volume is not mounted any more.
+    std::fs::remove_dir_all(&dir).expect("lose the state directory");
+    std::fs::create_dir_all(&dir).expect("empty state directory");
+    let mount = Path::new(rollpoint::backend::lvm::metadata::META_DIR).join(VG);
+    nix::mount::umount(&mount).expect("unmount the metadata volume");
+    let empty = engine_with(&dir, LvmBackend::new(), config());
+    let refused = empty.recover().expect_err("an empty store is not served");
+    assert!(refused.to_string().contains("rollpoint recover"), "{refused}");
+    drop(empty);
+
+    let options = rollpoint::recover::RecoverOptions {
+        state_dir: dir.clone(),
+        filesystems: Vec::new(),
+        volume_groups: vec![VG.to_owned()],
+        apply: false,
+    };
+    let dry = rollpoint::recover::recover(&options, &LvmBackend::new()).expect("dry run");
+    // The VG's other tests left containers too: theirs come back as well.
+    assert!(dry.containers.contains(&"rec-1".to_owned()), "{dry:?}");
+    let applied =
+        rollpoint::recover::recover(&rollpoint::recover::RecoverOptions { apply: true, ..options }, &LvmBackend::new())
+            .expect("recover");
+    assert!(applied.containers.contains(&"rec-1".to_owned()), "{applied:?}");
+    let rec_snapshots: Vec<&String> = applied.snapshots.iter().filter(|s| s.contains("/rec-1/")).collect();
+    assert_eq!(rec_snapshots.len(), 2, "{applied:?}");
+    assert!(applied.conflicts.is_empty(), "{applied:?}");
+
+    let engine = engine_with(&dir, LvmBackend::new(), config());
+    let report = engine.recover().expect("served again");
+    let about_this = report.lost.iter().chain(&report.unknown).filter(|s| s.contains("rec-1")).count();
+    assert_eq!(about_this, 0, "{report:?}");
+    assert_eq!(summary(&engine), before, "the same container and snapshots, field by field");
+    engine.restore_snapshot("rec-1", "rollback-point", "", "test").expect("restore");
+    assert_eq!(volume.read("data"), "version 1");
     let _ = sleeper.kill();
     let _ = sleeper.wait();
 }

@@ -74,6 +74,10 @@ impl Backend for HostBackends {
         self.for_info(volume).metadata_dir(volume)
     }
 
+    fn metadata_roots(&self, volume_groups: &[String]) -> Vec<std::path::PathBuf> {
+        self.lvm.metadata_roots(volume_groups)
+    }
+
     fn check_restore(&self, volume: &VolumeInfo, target: &str, staging: &str) -> Result<(), BackendError> {
         self.for_info(volume).check_restore(volume, target, staging)
     }

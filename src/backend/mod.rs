@@ -177,10 +177,18 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The folder where the records of the volume's container and of its
     /// snapshots are kept beside them (`store::sidecar`), where the backend
-    /// has one: btrfs, the snapshot folder. None by default (LVM thin: not
-    /// yet; its snapshots carry only a tag).
+    /// has one: btrfs, the snapshot folder; LVM thin, a folder on the VG's
+    /// metadata volume. None by default.
     fn metadata_dir(&self, _volume: &VolumeInfo) -> Option<PathBuf> {
         None
+    }
+
+    /// Folders laid out as a btrfs filesystem's (`.rollpoint/<container>/`
+    /// with the records kept beside the data) that the backend keeps outside
+    /// any filesystem the configuration names: LVM thin, the metadata
+    /// volumes of `volume_groups`. Mounted by this call; none by default.
+    fn metadata_roots(&self, _volume_groups: &[String]) -> Vec<PathBuf> {
+        Vec::new()
     }
 
     /// Everything a restore of `volume` to the snapshot at `target` can

@@ -307,6 +307,10 @@ pub struct RecoverArgs {
     /// A btrfs mount point to scan as well; repeat for more.
     #[arg(long, value_name = "PATH")]
     pub filesystem: Vec<PathBuf>,
+    /// An LVM volume group whose metadata volume (rp--meta) to scan as
+    /// well; repeat for more.
+    #[arg(long, value_name = "VG")]
+    pub volume_group: Vec<String>,
     /// Write the changes (without it: say what would be done).
     #[arg(long)]
     pub apply: bool,

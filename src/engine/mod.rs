@@ -88,6 +88,8 @@ pub struct EngineConfig {
     pub admission_wait: Duration,
     /// Filesystems whose records beside the data are checked at start.
     pub filesystems: Vec<std::path::PathBuf>,
+    /// LVM volume groups whose metadata volumes are checked at start.
+    pub volume_groups: Vec<String>,
     /// Retention of containers' snapshots without a policy of their own.
     pub retention: retention::Policy,
     /// Retention of pre-restore snapshots, likewise.
@@ -111,6 +113,7 @@ impl Default for EngineConfig {
             max_queued_operations: 10_000,
             admission_wait: Duration::from_secs(60),
             filesystems: Vec::new(),
+            volume_groups: Vec::new(),
             retention: retention::Policy::default(),
             pre_restore_retention: retention::Policy::default(),
             space_floor_percent: 10.0,

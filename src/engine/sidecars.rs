@@ -91,7 +91,8 @@ impl Engine {
         let known: BTreeSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
         let mut folders: BTreeSet<PathBuf> = BTreeSet::new();
         let mut found = Vec::new();
-        for root in &self.config.filesystems {
+        let lvm_roots = self.backend.metadata_roots(&self.config.volume_groups);
+        for root in self.config.filesystems.iter().chain(&lvm_roots) {
             for folder in sidecar::scan_root(root)? {
                 if folders.insert(folder.folder.clone()) {
                     found.push(folder);

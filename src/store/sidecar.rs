@@ -88,14 +88,15 @@ impl ContainerSidecar {
         }
     }
 
-    /// The record this sidecar describes, for the snapshot folder `folder`.
-    pub fn record(&self, folder: &Path) -> ContainerRecord {
+    /// The record this sidecar describes, whose snapshots are at
+    /// `snapshot_dir` (btrfs: the folder the sidecar is in).
+    pub fn record(&self, snapshot_dir: &Path) -> ContainerRecord {
         ContainerRecord {
             id: self.id.clone(),
             cgroup: self.cgroup.clone(),
             volume: self.volume.clone(),
             backend: self.backend.clone(),
-            snapshot_dir: folder.to_path_buf(),
+            snapshot_dir: snapshot_dir.to_path_buf(),
             lifecycle: self.lifecycle.clone(),
             labels: self.labels.clone(),
             create_time: self.create_time,

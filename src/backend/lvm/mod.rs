@@ -30,6 +30,7 @@
 //! - exclusive_bytes: `thin_ls` over a metadata snapshot of the live pool;
 //!   delta_bytes: `thin_delta` between the two snapshots' thin devices.
 //! - readable_root: a read-only mount of a throwaway snapshot ([`views`]).
+//! - metadata_dir: a folder on the VG's metadata volume ([`metadata`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,7 @@ use mounts::DeviceMount;
 use names::{swap_tags, LvName, OURS_TAG, PREFIX};
 use report::{LvRow, PoolFill};
 
+pub mod metadata;
 pub mod mounts;
 pub mod names;
 pub mod report;
@@ -769,6 +771,32 @@ impl Backend for LvmBackend {
     /// pool's own metadata cannot be read while it changes). `None` while the
     /// pool is inactive. Costs a pass over the pool's metadata: for one
     /// snapshot on request, not for listings.
+    fn metadata_dir(&self, volume: &VolumeInfo) -> Option<PathBuf> {
+        let (vg, prefix) = snapshot_prefix_of(volume)?;
+        let container = prefix.strip_prefix(PREFIX)?.strip_suffix('.')?;
+        let name = volume_name(volume).ok()?;
+        match self.metadata_mount(&vg, Some(&name)) {
+            Ok(root) => root.map(|root| root.join(crate::backend::btrfs::SNAPSHOT_FOLDER).join(container)),
+            Err(error) => {
+                tracing::warn!(volume = %name, %error, "no metadata volume: the records beside the data are not kept");
+                None
+            }
+        }
+    }
+
+    fn metadata_roots(&self, volume_groups: &[String]) -> Vec<PathBuf> {
+        volume_groups
+            .iter()
+            .filter_map(|vg| match self.metadata_mount(vg, None) {
+                Ok(root) => root,
+                Err(error) => {
+                    tracing::warn!(%vg, %error, "could not mount the VG's metadata volume");
+                    None
+                }
+            })
+            .collect()
+    }
+
     fn live_root(&self, volume: &VolumeInfo) -> Result<PathBuf, BackendError> {
         let name = volume_name(volume)?;
         let rows = self.settled_report(&name.vg)?;

@@ -9,6 +9,8 @@ use super::super::args::{OfflineArgs, RecoverArgs, StoreCommand};
 use super::super::error::CliError;
 use super::super::output::{emit, Human};
 use crate::backend::btrfs::BtrfsBackend;
+use crate::backend::host::HostBackends;
+use crate::backend::lvm::LvmBackend;
 use crate::config::Config;
 use crate::recover::{recover, RecoverOptions, RecoverReport};
 use crate::store::export::{ImportReport, StoreExport};
@@ -33,8 +35,14 @@ pub fn run(args: &RecoverArgs, json: bool) -> Result<(), CliError> {
     let (config, state_dir) = offline_config(&args.offline)?;
     let mut filesystems = config.filesystems.clone();
     filesystems.extend(args.filesystem.iter().cloned());
-    let options = RecoverOptions { state_dir, filesystems, apply: args.apply };
-    let report = recover(&options, &BtrfsBackend::new()).map_err(|error| local("recover")(error.to_string()))?;
+    let mut volume_groups = config.volume_groups.clone();
+    volume_groups.extend(args.volume_group.iter().cloned());
+    let options = RecoverOptions { state_dir, filesystems, volume_groups, apply: args.apply };
+    let backend = HostBackends {
+        btrfs: BtrfsBackend::new(),
+        lvm: LvmBackend::new().with_pool_threshold(config.lvm_pool_threshold_percent),
+    };
+    let report = recover(&options, &backend).map_err(|error| local("recover")(error.to_string()))?;
     emit(&report, json).map_err(|source| CliError::Output { source })
 }
 
