@@ -314,3 +314,39 @@ async fn a_crash_at_any_step_leaves_the_group_whole() {
         }
     }
 }
+
+/// Retention keeps or prunes a group snapshot as a unit: a member whose own
+/// policy would let its part go keeps it while another member's policy
+/// keeps that member's part (the dry run says so), and both parts go once
+/// neither policy keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_or_prunes_a_group_snapshot_as_a_unit() {
+    if !root_or_skip("retention_keeps_or_prunes_a_group_snapshot_as_a_unit") {
+        return;
+    }
+    let shop = Shop::new("group-retention");
+    let daemon = TestDaemon::start(daemon_binary()).await.expect("daemon");
+    shop.register(&daemon);
+    for name in ["g1", "g2", "g3"] {
+        succeeded(cli(&daemon, &["--json", "group", "snapshot", "shop", "--name", name]));
+    }
+    let sorted = |daemon: &TestDaemon, container: &str| {
+        let mut names = listed(daemon, container);
+        names.sort();
+        names
+    };
+    succeeded(cli(&daemon, &["--json", "container", "update", "db", "--retention", "last=5"]));
+    succeeded(cli(&daemon, &["--json", "container", "update", "app", "--retention", "last=1"]));
+    let dry = succeeded(cli(&daemon, &["--json", "prune", "app", "--dry-run"]));
+    assert!(dry.to_string().contains("with group shop (member db keeps its part)"), "the dry run says why: {dry}");
+    succeeded(cli(&daemon, &["--json", "prune", "app"]));
+    assert_eq!(sorted(&daemon, "app"), ["g1", "g2", "g3"], "kept with the db's parts");
+
+    // Neither keeps g1 and g2 now: both parts of each go.
+    succeeded(cli(&daemon, &["--json", "container", "update", "db", "--retention", "last=1"]));
+    succeeded(cli(&daemon, &["--json", "prune", "app"]));
+    succeeded(cli(&daemon, &["--json", "prune", "db"]));
+    assert_eq!(sorted(&daemon, "app"), ["g3"]);
+    assert_eq!(sorted(&daemon, "db"), ["g3"]);
+    drop(daemon);
+}

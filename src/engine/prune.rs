@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::error::{EngineError, EngineResult};
-use super::retention::{self, Candidate, Decision, Drop, Policy, Verdict};
+use super::retention::{self, Candidate, Decision, Drop, Keep, Policy, Verdict};
 use super::Engine;
 use crate::events::Event;
 use crate::store::{ContainerRecord, SnapshotOrigin, SnapshotRecord, SnapshotState};
@@ -39,8 +39,48 @@ impl Engine {
     }
 
     /// What retention decides for the ready snapshots of `container` at
-    /// `now`: both classes, newest first.
+    /// `now`: both classes, newest first. A part of a group snapshot goes
+    /// only when every member still holding its part would let it go too
+    /// (each member's pass then deletes its own part): a group snapshot is
+    /// kept or pruned as a unit.
     fn plan_of(&self, container: &ContainerRecord, snapshots: &[SnapshotRecord], now: DateTime<Utc>) -> Vec<Decision> {
+        let mut decisions = self.own_plan(container, snapshots, now);
+        for decision in &mut decisions {
+            if !matches!(decision.verdict, Verdict::Drop(Drop::NotKept | Drop::Expired { .. })) {
+                continue;
+            }
+            let Some(group) = snapshots.iter().find(|s| s.name == decision.name).and_then(|s| s.group.clone()) else {
+                continue;
+            };
+            if let Some(member) = self.member_keeping(container, &group, &decision.name, now) {
+                decision.verdict = Verdict::Keep(vec![Keep::WithGroup { group, member }]);
+            }
+        }
+        decisions
+    }
+
+    /// Another member of `group` whose own policy keeps its part `name`.
+    fn member_keeping(
+        &self,
+        container: &ContainerRecord,
+        group: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        let members = self.store.containers().ok()?;
+        members
+            .iter()
+            .filter(|member| member.id != container.id && member.group.as_ref().is_some_and(|g| g.name == group))
+            .find(|member| {
+                let Ok(theirs) = self.store.snapshots_of(&member.id) else { return false };
+                let holds_part = theirs.iter().any(|s| s.name == name && s.group.as_deref() == Some(group));
+                holds_part && self.own_plan(member, &theirs, now).iter().any(|d| d.name == name && d.keeps())
+            })
+            .map(|member| member.id.clone())
+    }
+
+    /// [`Engine::plan_of`] for the container alone.
+    fn own_plan(&self, container: &ContainerRecord, snapshots: &[SnapshotRecord], now: DateTime<Utc>) -> Vec<Decision> {
         let (policy, pre_restore_policy) = self.policies(container);
         let mut decisions = retention::plan(&policy, &candidates(snapshots, false), now);
         decisions.extend(retention::plan(&pre_restore_policy, &candidates(snapshots, true), now));

@@ -141,11 +141,26 @@ pub struct Candidate {
 #[serde(tag = "rule", rename_all = "snake_case")]
 pub enum Keep {
     Held,
-    Last { count: u32 },
-    Period { period: Period, label: String },
-    ExpiresLater { time: DateTime<Utc> },
+    Last {
+        count: u32,
+    },
+    Period {
+        period: Period,
+        label: String,
+    },
+    ExpiresLater {
+        time: DateTime<Utc>,
+    },
     NoPolicy,
-    Minimum { count: u32 },
+    Minimum {
+        count: u32,
+    },
+    /// A part of a group snapshot another member's policy keeps: the parts
+    /// go together or not at all.
+    WithGroup {
+        group: String,
+        member: String,
+    },
 }
 
 impl fmt::Display for Keep {
@@ -157,6 +172,7 @@ impl fmt::Display for Keep {
             Keep::ExpiresLater { time } => write!(f, "expires {}", time.to_rfc3339()),
             Keep::NoPolicy => f.write_str("no policy"),
             Keep::Minimum { count } => write!(f, "minimum {count}"),
+            Keep::WithGroup { group, member } => write!(f, "with group {group} (member {member} keeps its part)"),
         }
     }
 }
