@@ -178,11 +178,12 @@ fn settle_container(
     };
     // Where its snapshots are: the folder itself on btrfs; on LVM thin the
     // folder is on the VG's metadata volume and the backend says.
-    let snapshot_dir = match Path::new(&found.volume).is_absolute() {
-        true => folder.folder.clone(),
-        false => backend
+    let snapshot_dir = if found.volume.is_absolute() {
+        folder.folder.clone()
+    } else {
+        backend
             .inspect(&found.volume.to_string_lossy(), &found.id)
-            .map_or_else(|_| folder.folder.clone(), |v| v.snapshot_dir),
+            .map_or_else(|_| folder.folder.clone(), |v| v.snapshot_dir)
     };
     match containers.get_mut(&found.id) {
         None => {

@@ -127,7 +127,7 @@ impl Backend for HostBackends {
     }
 
     fn live_root(&self, volume: &VolumeInfo) -> Result<std::path::PathBuf, BackendError> {
-        self.for_volume(&volume.path.to_string_lossy()).live_root(volume)
+        self.for_info(volume).live_root(volume)
     }
 
     fn delta_bytes(&self, parent: Option<&str>, location: &str) -> Result<Option<u64>, BackendError> {

@@ -1,8 +1,8 @@
 //! What each snapshot costs: its delta against the previous snapshot of its
 //! container (the bytes of file data written in between), measured in the
 //! background from what the filesystem says changed (btrfs: the send stream
-//! without file data; LVM thin: the pool's block mappings) and kept in the snapshot's record, so listings cost
-//! nothing more.
+//! without file data; LVM thin: the pool's block mappings) and kept in the
+//! snapshot's record, so listings cost nothing more.
 
 use std::time::Duration;
 

@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd as _;
 use std::path::Path;
 
 use crate::backend::PathChange;
-use crate::fstree::{join, walk, FsTreeError, Kind, Metadata};
+use crate::fstree::{join, parent_of, walk, FsTreeError, Kind, Metadata};
 
 type Tree = BTreeMap<Vec<u8>, Metadata>;
 
@@ -116,10 +116,6 @@ fn hard_link_target(old: &Tree, new: &Tree, path: &[u8], meta: &Metadata) -> Opt
             other.as_slice() != path && m.ino == meta.ino && old.get(*other).is_some_and(|o| o.ino == meta.ino)
         })
         .map(|(other, _)| other.clone())
-}
-
-fn parent_of(path: &[u8]) -> &[u8] {
-    crate::fstree::parent_of(path)
 }
 
 fn base_name(path: &[u8]) -> &[u8] {

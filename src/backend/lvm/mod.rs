@@ -765,12 +765,6 @@ impl Backend for LvmBackend {
         Ok(found)
     }
 
-    /// How much of the pool only the thin volume at `location` holds: the
-    /// blocks no other thin volume maps, which deleting it would give back.
-    /// Read with `thin_ls` from a metadata snapshot of the live pool (the
-    /// pool's own metadata cannot be read while it changes). `None` while the
-    /// pool is inactive. Costs a pass over the pool's metadata: for one
-    /// snapshot on request, not for listings.
     fn metadata_dir(&self, volume: &VolumeInfo) -> Option<PathBuf> {
         let (vg, prefix) = snapshot_prefix_of(volume)?;
         let container = prefix.strip_prefix(PREFIX)?.strip_suffix('.')?;
@@ -821,6 +815,12 @@ impl Backend for LvmBackend {
         self.open_view(location)
     }
 
+    /// How much of the pool only the thin volume at `location` holds: the
+    /// blocks no other thin volume maps, which deleting it would give back.
+    /// Read with `thin_ls` from a metadata snapshot of the live pool (the
+    /// pool's own metadata cannot be read while it changes). `None` while the
+    /// pool is inactive. Costs a pass over the pool's metadata: for one
+    /// snapshot on request, not for listings.
     fn exclusive_bytes(&self, location: &str) -> Result<Option<u64>, BackendError> {
         let name = LvName::parse(location)?;
         let rows = self.settled_report(&name.vg)?;
