@@ -145,7 +145,6 @@ impl Engine {
         }
         let _pin = self.pin_snapshot(&source.location)?;
         let root = self.backend.readable_root(&source.location)?;
-        let live_root = self.backend.live_root(&super::snapshots::volume_of(&record))?;
         for (index, path) in relative.iter().enumerate() {
             if std::fs::symlink_metadata(root.join(path)).is_err() {
                 return Err(EngineError::not_found(format!(
@@ -155,9 +154,14 @@ impl Engine {
             }
         }
 
+        // The container's files are looked for only when written there.
+        let written_to = match to {
+            Some(to) => to.to_owned(),
+            None => self.backend.live_root(&super::snapshots::volume_of(&record))?,
+        };
         if to.is_none() {
             for path in &relative {
-                check_destination(&live_root, path)?;
+                check_destination(&written_to, path)?;
             }
         }
         let pre_restore_snapshot = match to {
@@ -177,14 +181,10 @@ impl Engine {
                 Some(taken.name)
             }
         };
-        let written_to = match to {
-            Some(to) => {
-                std::fs::create_dir_all(to)
-                    .map_err(|e| EngineError::Internal { reason: format!("creating {}: {e}", to.display()) })?;
-                to.to_owned()
-            }
-            None => live_root.clone(),
-        };
+        if let Some(to) = to {
+            std::fs::create_dir_all(to)
+                .map_err(|e| EngineError::Internal { reason: format!("creating {}: {e}", to.display()) })?;
+        }
         let _guard = self.locks.lock(&record.id, self.config.lock_wait)?;
         let tag = self.clock.now().timestamp_millis().to_string();
         let copied = relative.iter().try_for_each(|path| {
