@@ -142,8 +142,10 @@ async fn a_snapshot_mounts_read_only_and_unmounts() {
     assert_eq!(written.unwrap_err().raw_os_error(), Some(libc::EROFS), "the mount is read-only");
 
     // Refusals: a folder that is not empty, one inside the volume, a path
-    // where no snapshot of the container is mounted.
+    // where no snapshot of the container is mounted, deleting the snapshot
+    // while it is mounted (btrfs itself would delete it under the mount).
     for (args, words) in [
+        (vec!["snapshot", "delete", "app", "then"], "is mounted at"),
         (vec!["snapshot", "mount", "app", "then", at_text], "not an empty directory"),
         (vec!["snapshot", "mount", "app", "then", volume.to_str().unwrap()], "inside"),
         (vec!["snapshot", "unmount", "app", place.path().to_str().unwrap()], "mounted at"),
@@ -154,9 +156,12 @@ async fn a_snapshot_mounts_read_only_and_unmounts() {
         assert!(stderr.contains(words), "{args:?}: {stderr}");
     }
 
+    assert_eq!(std::fs::read_to_string(at.join("data")).unwrap(), "then", "still there after the refused delete");
+
     let unmounted = succeeded(cli(&host.daemon, &["--json", "snapshot", "unmount", "app", at_text]));
     assert_eq!(unmounted["snapshot"], "then", "{unmounted}");
     assert_eq!(std::fs::read_dir(&at).unwrap().count(), 0, "the folder is empty again");
+    succeeded(cli(&host.daemon, &["snapshot", "delete", "app", "then"]));
     let events = list_events(&mut host.clients, "app", "").await;
     assert!(
         events.iter().any(|e| e.kind == "snapshot.mounted") && events.iter().any(|e| e.kind == "snapshot.unmounted")

@@ -683,6 +683,30 @@ fn export_import_diff_and_delta_on_a_thin_pool() {
         "about the 1 MiB rewritten, in pool blocks, plus metadata: {sizes_2:?}"
     );
 
+    // `snapshot mount`: read-only through the snapshot's mount view, which
+    // outlives other views and keeps the snapshot from being deleted.
+    let place = dir.join("then");
+    std::fs::create_dir_all(&place).expect("mkdir");
+    let (mounted, at) = engine.mount_snapshot("ex-1", "snap-1", place.to_str().unwrap(), "test").expect("mount");
+    assert_eq!(mounted.name, "snap-1");
+    assert_eq!(std::fs::read_to_string(at.join("gone.txt")).expect("read"), "to be deleted\n");
+    let written = std::fs::write(at.join("gone.txt"), "x");
+    assert_eq!(written.unwrap_err().raw_os_error(), Some(libc::EROFS), "read-only");
+    let mount_view = rollpoint::backend::lvm::views::mount_view_name(first.location.split_once('/').unwrap().1);
+    let has_mount_view = || volume.lv_attrs().iter().any(|(name, _, _)| *name == mount_view);
+    assert!(has_mount_view(), "{mount_view} in {:?}", volume.lv_attrs());
+    drop(backend.readable_root(&second.location).expect("a view beside the mount"));
+    assert!(has_mount_view(), "another view does not take the mount's away");
+    let refused = engine.delete_snapshot("ex-1", "snap-1", "test").expect_err("deleting a mounted snapshot");
+    assert!(refused.to_string().contains("is mounted at"), "{refused}");
+    assert_eq!(engine.snapshot("ex-1", "snap-1").expect("record").state, SnapshotState::Ready);
+    let outside = dir.join("elsewhere");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    assert!(engine.unmount_snapshot("ex-1", outside.to_str().unwrap(), "test").is_err(), "nothing mounted there");
+    assert_eq!(engine.unmount_snapshot("ex-1", at.to_str().unwrap(), "test").expect("unmount"), "snap-1");
+    assert!(!has_mount_view(), "the mount view goes with its last mount");
+    assert_eq!(std::fs::read_dir(&at).expect("read dir").count(), 0);
+
     // No view stays; one a stop left behind goes with the next view made.
     assert_eq!(views_left(&volume), (vec![], vec![]), "views are removed after use");
     // A view a killed daemon left: its LV, active and mounted.

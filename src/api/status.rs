@@ -44,6 +44,7 @@ fn code_of(error: &EngineError) -> Code {
             | BackendError::CannotSwap { .. }
             | BackendError::NotThinVolume { .. }
             | BackendError::NotOurs { .. }
+            | BackendError::Mounted { .. }
             | BackendError::Unsupported { .. } => Code::FailedPrecondition,
             BackendError::NotAbsolute { .. } | BackendError::InvalidName { .. } => Code::InvalidArgument,
             BackendError::AlreadyExists { .. } => Code::AlreadyExists,

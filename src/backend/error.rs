@@ -30,6 +30,8 @@ pub enum BackendError {
     NotThinVolume { volume: String, reason: String },
     #[error("{location}: not a snapshot made by rollpoint (no rollpoint tag); left alone")]
     NotOurs { location: String },
+    #[error("{location} is mounted at {at}: unmount it first (rollpoint snapshot unmount)")]
+    Mounted { location: String, at: PathBuf },
     #[error("{command}: {detail}")]
     Lvm { command: String, detail: String },
     #[error("this backend does not support {what}")]

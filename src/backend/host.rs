@@ -3,6 +3,8 @@
 //! snapshots are absolute paths; LVM ones are `vg/lv` names, which never
 //! start with `/`.
 
+use std::path::Path;
+
 use super::btrfs::BtrfsBackend;
 use super::lvm::LvmBackend;
 use super::{Backend, BackendError, SnapshotDetails, VolumeInfo};
@@ -120,6 +122,18 @@ impl Backend for HostBackends {
 
     fn readable_root(&self, location: &str) -> Result<super::ReadableRoot, BackendError> {
         self.for_volume(location).readable_root(location)
+    }
+
+    fn mount_snapshot(&self, location: &str, path: &Path) -> Result<(), BackendError> {
+        self.for_volume(location).mount_snapshot(location, path)
+    }
+
+    fn snapshot_mounted_at(&self, location: &str, path: &Path) -> bool {
+        self.for_volume(location).snapshot_mounted_at(location, path)
+    }
+
+    fn unmount_snapshot(&self, location: &str, path: &Path) -> Result<(), BackendError> {
+        self.for_volume(location).unmount_snapshot(location, path)
     }
 
     fn create_volume(&self, location: &str) -> Result<(), BackendError> {

@@ -262,6 +262,25 @@ pub trait Backend: Send + Sync + 'static {
         Err(BackendError::Unsupported { what: format!("reading the files of {location} (export and import)") })
     }
 
+    /// Mounts the snapshot at `location` read-only, nosuid and nodev, at
+    /// `path` (an empty directory), for the user to read until
+    /// [`Backend::unmount_snapshot`] (`rollpoint snapshot mount`).
+    fn mount_snapshot(&self, location: &str, _path: &Path) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported { what: format!("mounting {location}") })
+    }
+
+    /// Whether the mount at `path` is one [`Backend::mount_snapshot`] made of
+    /// the snapshot at `location`.
+    fn snapshot_mounted_at(&self, _location: &str, _path: &Path) -> bool {
+        false
+    }
+
+    /// Unmounts `path`, a mount of the snapshot at `location`, and lets go
+    /// of what that mount held.
+    fn unmount_snapshot(&self, location: &str, _path: &Path) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported { what: format!("unmounting {location}") })
+    }
+
     /// Creates an empty, writable volume at `location` (which must not
     /// exist), to be filled by an import and then made read-only.
     fn create_volume(&self, location: &str) -> Result<(), BackendError> {

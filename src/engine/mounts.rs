@@ -1,14 +1,11 @@
-//! Read-only access to a snapshot's files at a folder of the user's choice:
-//! a bind mount of the snapshot, remounted read-only, nosuid and nodev.
+//! Read-only access to a snapshot's files at a folder of the user's choice
+//! (btrfs: a bind mount of the snapshot; LVM thin: its mount view, see
+//! `backend::lvm::views`), read-only, nosuid and nodev.
 //!
 //! Nothing is recorded: where a snapshot is mounted is what the kernel
-//! says. On btrfs every subvolume has a device number of its own, so a
-//! mount point whose device is a snapshot's is that snapshot's mount.
+//! says, asked through the backend.
 
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::error::{EngineError, EngineResult};
 use super::Engine;
@@ -30,13 +27,10 @@ impl Engine {
         let _guard = self.locks.lock(&container.id, self.config.lock_wait)?;
         let snapshot = self.find_snapshot(&container, reference)?;
         super::snapshots::ensure_ready(&snapshot, "it cannot be mounted")?;
-        if !snapshot.location.starts_with('/') {
-            return Err(EngineError::FailedPrecondition {
-                reason: format!("{} is not on btrfs; mounting LVM snapshots is not built", snapshot.resource_name()),
-            });
-        }
-        for inside in [&container.volume, &container.snapshot_dir] {
-            if path.starts_with(inside) {
+        let volume = super::snapshots::volume_of(&container);
+        let live = self.backend.live_root(&volume).ok();
+        for inside in [Some(&container.volume), Some(&container.snapshot_dir), live.as_ref()].into_iter().flatten() {
+            if inside.is_absolute() && path.starts_with(inside) {
                 return Err(EngineError::invalid("path", format!("{} is inside {}", path.display(), inside.display())));
             }
         }
@@ -44,18 +38,7 @@ impl Engine {
         if !empty {
             return Err(EngineError::invalid("path", format!("{} is not an empty directory", path.display())));
         }
-        let failed = |what: &str, errno: nix::errno::Errno| EngineError::Internal {
-            reason: format!("{what} {} at {}: {errno}", snapshot.location, path.display()),
-        };
-        mount(Some(Path::new(&snapshot.location)), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|errno| failed("bind-mounting", errno))?;
-        let read_only =
-            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-        if let Err(errno) = mount(None::<&str>, &path, None::<&str>, read_only, None::<&str>) {
-            // Never left writable.
-            let _ = umount2(&path, MntFlags::MNT_DETACH);
-            return Err(failed("making read-only the mount of", errno));
-        }
+        self.backend.mount_snapshot(&snapshot.location, &path)?;
         self.emit(
             Event::new("snapshot.mounted", "ok")
                 .container(&container.id)
@@ -75,35 +58,24 @@ impl Engine {
         let snapshot = self.snapshot_mounted_at(&container, &path)?.ok_or_else(|| {
             EngineError::not_found(format!("a snapshot of container {} mounted at {}", container.id, path.display()))
         })?;
-        umount2(&path, MntFlags::empty()).map_err(|errno| EngineError::FailedPrecondition {
-            reason: format!("unmounting {}: {errno} (is something using it?)", path.display()),
-        })?;
+        self.backend
+            .unmount_snapshot(&snapshot.location, &path)
+            .map_err(|error| EngineError::FailedPrecondition { reason: format!("{error} (is something using it?)") })?;
         self.emit(
             Event::new("snapshot.unmounted", "ok")
                 .container(&container.id)
-                .snapshot(&snapshot)
+                .snapshot(&snapshot.name)
                 .actor(actor)
                 .detail(path.display().to_string()),
         );
         self.store.make_durable()?;
-        Ok(snapshot)
+        Ok(snapshot.name)
     }
 
     /// The snapshot of `container` whose mount `path` is, if it is one.
-    fn snapshot_mounted_at(&self, container: &ContainerRecord, path: &Path) -> EngineResult<Option<String>> {
-        let Ok(mounted) = std::fs::metadata(path) else { return Ok(None) };
-        let is_mount_point = path
-            .parent()
-            .and_then(|parent| std::fs::metadata(parent).ok())
-            .is_some_and(|parent| parent.dev() != mounted.dev());
-        if !is_mount_point {
-            return Ok(None);
-        }
-        Ok(self.store.snapshots_of(&container.id)?.into_iter().find_map(|snapshot| {
-            let same = snapshot.state == SnapshotState::Ready
-                && std::fs::metadata(&snapshot.location)
-                    .is_ok_and(|meta| meta.dev() == mounted.dev() && meta.ino() == mounted.ino());
-            same.then_some(snapshot.name)
+    fn snapshot_mounted_at(&self, container: &ContainerRecord, path: &Path) -> EngineResult<Option<SnapshotRecord>> {
+        Ok(self.store.snapshots_of(&container.id)?.into_iter().find(|snapshot| {
+            snapshot.state == SnapshotState::Ready && self.backend.snapshot_mounted_at(&snapshot.location, path)
         }))
     }
 }

@@ -9,7 +9,7 @@ use super::names;
 use super::paging::{page_of, Page, PageRequest};
 use super::sidecars::Mirror;
 use super::Engine;
-use crate::backend::VolumeInfo;
+use crate::backend::{BackendError, VolumeInfo};
 use crate::events::Event;
 use crate::fault;
 use crate::store::{ContainerRecord, Intent, SnapshotHold, SnapshotOrigin, SnapshotRecord, SnapshotState};
@@ -207,11 +207,19 @@ impl Engine {
             name: snapshot.name.clone(),
             location: snapshot.location.clone(),
         };
-        snapshot.state = SnapshotState::Deleting;
+        let before = std::mem::replace(&mut snapshot.state, SnapshotState::Deleting);
         self.store.put_snapshots(&[&snapshot])?;
         let intent_id = self.store.begin_intent(&intent)?;
         fault::point("delete.intent");
-        self.backend.delete_snapshot(&snapshot.location)?;
+        if let Err(error) = self.backend.delete_snapshot(&snapshot.location) {
+            if matches!(error, BackendError::Mounted { .. }) {
+                // Refused before anything was removed: the snapshot stays.
+                snapshot.state = before;
+                self.store.put_snapshots(&[&snapshot])?;
+                self.store.end_intent(intent_id)?;
+            }
+            return Err(error.into());
+        }
         fault::point("delete.removed");
         self.store.remove_snapshot(&container.id, &snapshot.name)?;
         self.mirror(container, Mirror::SnapshotGone(&snapshot.name))?;

@@ -25,6 +25,12 @@ pub fn read() -> std::io::Result<Vec<Mount>> {
     Ok(parse(&text))
 }
 
+/// Whether something is mounted at `path` (canonical), per this process's
+/// mountinfo.
+pub fn is_mount_point(path: &Path) -> bool {
+    read().map(|mounts| mounts.iter().any(|mount| mount.mount_point == path)).unwrap_or(false)
+}
+
 /// Parses mountinfo text; malformed lines are skipped.
 pub fn parse(text: &str) -> Vec<Mount> {
     text.lines().filter_map(parse_line).collect()
@@ -92,6 +98,20 @@ pub fn mount_of<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
     mounts.iter().filter(|m| path.starts_with(&m.mount_point)).max_by_key(|m| m.mount_point.components().count())
 }
 
+/// Where the tree at `path` (absolute, canonical) is mounted again, by a
+/// bind mount of it or of a folder inside it: those mount points.
+pub fn mounts_showing<'a>(mounts: &'a [Mount], path: &Path) -> Vec<&'a Path> {
+    let Some(holder) = mount_of(mounts, path) else { return Vec::new() };
+    let Ok(rest) = path.strip_prefix(&holder.mount_point) else { return Vec::new() };
+    let tree = holder.root.join(rest);
+    mounts
+        .iter()
+        .filter(|m| m.source == holder.source && m.fs_type == holder.fs_type && m.root.starts_with(&tree))
+        .filter(|m| m.mount_point != path)
+        .map(|m| m.mount_point.as_path())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +144,20 @@ mod tests {
         assert_eq!(m.root, PathBuf::from("/data"));
         assert_eq!(m.source, "/dev/loop0");
         assert!(mount_of(&mounts, Path::new("/mnt/other")).is_none());
+    }
+
+    #[test]
+    fn finds_the_bind_mounts_of_a_tree() {
+        let text = format!(
+            "{HYBRID}61 23 7:0 /data/.rollpoint/db/s1 /mnt/then ro - btrfs /dev/loop0 rw,subvol=/data/.rollpoint/db/s1\n\
+             62 23 7:0 /data/.rollpoint/db/s1/etc /mnt/etc ro - btrfs /dev/loop0 rw\n\
+             63 23 7:1 /data/.rollpoint/db/s1 /mnt/other ro - btrfs /dev/loop1 rw\n\
+             64 23 7:0 /data/.rollpoint/db/s10 /mnt/s10 ro - btrfs /dev/loop0 rw\n"
+        );
+        let mounts = parse(&text);
+        let showing = mounts_showing(&mounts, Path::new("/mnt/my disk/.rollpoint/db/s1"));
+        assert_eq!(showing, [Path::new("/mnt/then"), Path::new("/mnt/etc")]);
+        assert!(mounts_showing(&mounts, Path::new("/mnt/my disk/.rollpoint/db/s2")).is_empty());
     }
 
     #[test]

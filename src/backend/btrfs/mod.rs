@@ -275,6 +275,13 @@ impl Backend for BtrfsBackend {
             Some(Kind::Other) => return Err(BackendError::NotSubvolume { path: PathBuf::from(location) }),
             Some(Kind::NotBtrfs) => return Err(BackendError::NotBtrfs { path: PathBuf::from(location) }),
         }
+        // btrfs deletes a subvolume that is bind-mounted somewhere (the
+        // mount then shows an empty tree): a snapshot the user mounted stays.
+        if let Ok(mounts) = crate::sys::mountinfo::read() {
+            if let Some(at) = crate::sys::mountinfo::mounts_showing(&mounts, Path::new(location)).first() {
+                return Err(BackendError::Mounted { location: location.to_owned(), at: at.to_path_buf() });
+            }
+        }
         // btrfs refuses (EPERM) to delete a subvolume while a send reads it:
         // the daemon's own size measurement (send without data, a moment)
         // or a `btrfs send` by someone else. Wait for it, a bounded while.
@@ -339,6 +346,40 @@ impl Backend for BtrfsBackend {
     fn readable_root(&self, location: &str) -> Result<super::ReadableRoot, BackendError> {
         open_subvolume(Path::new(location))?;
         Ok(super::ReadableRoot::plain(PathBuf::from(location)))
+    }
+
+    /// A bind mount of the snapshot, remounted read-only, nosuid and nodev.
+    fn mount_snapshot(&self, location: &str, path: &Path) -> Result<(), BackendError> {
+        use nix::mount::{mount, umount2, MntFlags, MsFlags};
+        open_subvolume(Path::new(location))?;
+        mount(Some(Path::new(location)), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|errno| BackendError::io("bind-mount", path, errno.into()))?;
+        let read_only =
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        mount(None::<&str>, path, None::<&str>, read_only, None::<&str>).map_err(|errno| {
+            // Never left writable.
+            let _ = umount2(path, MntFlags::MNT_DETACH);
+            BackendError::io("remount read-only", path, errno.into())
+        })
+    }
+
+    /// Every subvolume has a device number of its own: a mount point with
+    /// the snapshot's device and inode is its mount.
+    fn snapshot_mounted_at(&self, location: &str, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        match (std::fs::metadata(location), std::fs::metadata(path)) {
+            (Ok(snapshot), Ok(mounted)) => {
+                snapshot.dev() == mounted.dev()
+                    && snapshot.ino() == mounted.ino()
+                    && crate::sys::mountinfo::is_mount_point(path)
+            }
+            _ => false,
+        }
+    }
+
+    fn unmount_snapshot(&self, _location: &str, path: &Path) -> Result<(), BackendError> {
+        nix::mount::umount2(path, nix::mount::MntFlags::empty())
+            .map_err(|errno| BackendError::io("unmount", path, errno.into()))
     }
 
     /// The send stream without data, parent to snapshot (both read-only).

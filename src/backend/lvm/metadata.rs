@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 
 use super::names::{LvName, PREFIX};
-use super::{mounts, run_tool, LvmBackend};
+use super::{run_tool, LvmBackend};
 use crate::backend::BackendError;
 
 /// Where metadata volumes are mounted: `<META_DIR>/<vg>`.
@@ -41,11 +41,11 @@ impl LvmBackend {
     pub fn metadata_mount(&self, vg: &str, volume: Option<&LvName>) -> Result<Option<PathBuf>, BackendError> {
         let mount_point = Path::new(META_DIR).join(vg);
         // The common case, without running lvm: mounted already.
-        if mounts::is_mount_point(&mount_point) {
+        if crate::sys::mountinfo::is_mount_point(&mount_point) {
             return Ok(Some(mount_point));
         }
         let _one = MAKING.lock();
-        if mounts::is_mount_point(&mount_point) {
+        if crate::sys::mountinfo::is_mount_point(&mount_point) {
             return Ok(Some(mount_point));
         }
         let meta = LvName { vg: vg.to_owned(), lv: meta_lv() };

@@ -731,6 +731,7 @@ impl Backend for LvmBackend {
         if !row.has_tag(OURS_TAG) {
             return Err(BackendError::NotOurs { location: location.to_string() });
         }
+        self.remove_mount_view(&name, &rows)?;
         let full = name.full();
         match self.run(&["lvremove", "--yes", &full], location) {
             Ok(_) => Ok(true),
@@ -813,6 +814,19 @@ impl Backend for LvmBackend {
 
     fn readable_root(&self, location: &str) -> Result<super::ReadableRoot, BackendError> {
         self.open_view(location)
+    }
+
+    /// Through the snapshot's mount view (see `views`).
+    fn mount_snapshot(&self, location: &str, path: &Path) -> Result<(), BackendError> {
+        self.mount_snapshot_at(location, path)
+    }
+
+    fn snapshot_mounted_at(&self, location: &str, path: &Path) -> bool {
+        self.mount_view_mounted_at(location, path)
+    }
+
+    fn unmount_snapshot(&self, location: &str, path: &Path) -> Result<(), BackendError> {
+        self.unmount_snapshot_at(location, path)
     }
 
     /// How much of the pool only the thin volume at `location` holds: the

@@ -80,13 +80,6 @@ pub fn sync_filesystem(mount_point: &Path) -> Result<(), BackendError> {
     nix::unistd::syncfs(&dir).map_err(|errno| BackendError::io("syncfs", mount_point, errno.into()))
 }
 
-/// Whether something is mounted at `path` (per this process's mountinfo).
-pub fn is_mount_point(path: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|text| crate::sys::mountinfo::parse(&text).iter().any(|mount| mount.mount_point == path))
-        .unwrap_or(false)
-}
-
 /// Unmounts (never lazily: a busy filesystem is an error, so nothing keeps
 /// writing to a volume that is being swapped out).
 pub fn unmount(mount_point: &Path) -> Result<(), BackendError> {

@@ -15,10 +15,18 @@
 //! stop left behind (the daemon killed while reading) is removed by the
 //! next view made in the same VG: any view that no [`ReadableRoot`] of this
 //! process holds is a leftover.
+//!
+//! `rollpoint snapshot mount` needs a view that outlives the call (and the
+//! daemon): the *mount view* `rp--mount-<hash of the snapshot's LV>`, one
+//! per snapshot, mounted read-only where the user asked (again at each
+//! further mount of the same snapshot), removed with its last unmount or,
+//! if it is mounted nowhere then, with its snapshot. A snapshot whose mount
+//! view is mounted is not deleted.
 
 use std::collections::BTreeSet;
 use std::io::Read as _;
-use std::path::Path;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::mount::MsFlags;
@@ -36,6 +44,13 @@ pub const VIEWS_DIR: &str = "/run/rollpoint/lvm-views";
 /// name (container ids do not start with `-`).
 pub fn view_prefix() -> String {
     format!("{PREFIX}-view-")
+}
+
+/// LV name of the view behind the user's mounts of snapshot `lv`
+/// (`rollpoint snapshot mount`): one per snapshot, kept while it is mounted
+/// anywhere, so it outlives the daemon (and is not a leftover).
+pub fn mount_view_name(lv: &str) -> String {
+    format!("{PREFIX}-mount-{}", &crate::hex::encode(blake3::hash(lv.as_bytes()).as_bytes())[..24])
 }
 
 /// Views (`vg/lv`) this process holds open.
@@ -59,31 +74,10 @@ impl LvmBackend {
         let full = view.full();
         let mount_point = Path::new(VIEWS_DIR).join(&view.vg).join(&view.lv);
         OPEN.lock().insert(full.clone());
-        let opened = (|| {
-            let source_full = source.full();
-            let args = [
-                "lvcreate",
-                "--snapshot",
-                "--name",
-                &view.lv,
-                "--setactivationskip",
-                "y",
-                "--permission",
-                "rw",
-                "--addtag",
-                OURS_TAG,
-                &source_full,
-            ];
-            self.run(&args, &full)?;
-            self.activate(&view)?;
+        let opened = self.make_view(&source, &view).and_then(|device| {
             std::fs::create_dir_all(&mount_point).map_err(|err| BackendError::io("create", &mount_point, err))?;
-            let device = Self::device_path(&view);
-            let fs_type = filesystem_type(&device)?;
-            let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-            let data = (fs_type == "xfs").then_some("nouuid");
-            nix::mount::mount(Some(&device), &mount_point, Some(fs_type), flags, data)
-                .map_err(|errno| BackendError::io("mount", &mount_point, errno.into()))
-        })();
+            mount_read_only(&device, &mount_point)
+        });
         if let Err(error) = opened {
             self.close_view(&view, &mount_point);
             return Err(error);
@@ -92,11 +86,111 @@ impl LvmBackend {
         Ok(ReadableRoot::with_release(mount_point.clone(), move || backend.close_view(&view, &mount_point)))
     }
 
+    /// Makes the writable thin snapshot `view` of `source` (tagged ours,
+    /// skipped by auto-activation) and activates it; its device.
+    fn make_view(&self, source: &LvName, view: &LvName) -> Result<PathBuf, BackendError> {
+        let (source_full, full) = (source.full(), view.full());
+        let args = [
+            "lvcreate",
+            "--snapshot",
+            "--name",
+            &view.lv,
+            "--setactivationskip",
+            "y",
+            "--permission",
+            "rw",
+            "--addtag",
+            OURS_TAG,
+            &source_full,
+        ];
+        self.run(&args, &full)?;
+        self.activate(view)?;
+        Ok(Self::device_path(view))
+    }
+
+    /// Mounts the snapshot at `location` read-only at `path`, through its
+    /// mount view (made, or activated after a reboot, when needed).
+    pub(super) fn mount_snapshot_at(&self, location: &str, path: &Path) -> Result<(), BackendError> {
+        let source = LvName::parse(location)?;
+        let rows = self.settled_report(&source.vg)?;
+        super::find(&rows, &source)?;
+        let view = source.sibling(&mount_view_name(&source.lv));
+        let device = match rows.iter().find(|row| row.name == view.lv) {
+            None => self.make_view(&source, &view)?,
+            Some(_) => {
+                self.activate(&view)?;
+                Self::device_path(&view)
+            }
+        };
+        let mounted = mount_read_only(&device, path);
+        if mounted.is_err() {
+            self.release_mount_view(&view);
+        }
+        mounted
+    }
+
+    /// Whether `path` is a mount of the snapshot at `location`'s mount view.
+    pub(super) fn mount_view_mounted_at(&self, location: &str, path: &Path) -> bool {
+        let Ok(source) = LvName::parse(location) else { return false };
+        let device = Self::device_path(&source.sibling(&mount_view_name(&source.lv)));
+        match (std::fs::metadata(&device), std::fs::metadata(path)) {
+            (Ok(device), Ok(mounted)) => {
+                device.file_type().is_block_device()
+                    && mounted.dev() == device.rdev()
+                    && crate::sys::mountinfo::is_mount_point(path)
+            }
+            _ => false,
+        }
+    }
+
+    /// Unmounts `path`, a mount of the snapshot at `location`; the mount
+    /// view goes with its last mount.
+    pub(super) fn unmount_snapshot_at(&self, location: &str, path: &Path) -> Result<(), BackendError> {
+        let source = LvName::parse(location)?;
+        mounts::unmount(path)?;
+        self.release_mount_view(&source.sibling(&mount_view_name(&source.lv)));
+        Ok(())
+    }
+
+    /// Removes the mount view of the snapshot at `location` before the
+    /// snapshot goes; refused while it is mounted somewhere.
+    pub(super) fn remove_mount_view(&self, location: &LvName, rows: &[LvRow]) -> Result<(), BackendError> {
+        let view = location.sibling(&mount_view_name(&location.lv));
+        if !rows.iter().any(|row| row.name == view.lv) {
+            return Ok(());
+        }
+        if let Some(mount) = self.mounts_of(&view).into_iter().next() {
+            return Err(BackendError::Mounted { location: location.full(), at: mount.mount_point });
+        }
+        self.run(&["lvremove", "--yes", &view.full()], &view.full()).map(drop)
+    }
+
+    /// Removes a mount view that is mounted nowhere; what fails is logged
+    /// (the view is removed with its snapshot at the latest).
+    fn release_mount_view(&self, view: &LvName) {
+        if !self.mounts_of(view).is_empty() {
+            return;
+        }
+        let full = view.full();
+        match self.run(&["lvremove", "--yes", &full], &full) {
+            Ok(_) | Err(BackendError::NotFound { .. }) => {}
+            Err(error) => tracing::warn!(view = %full, %error, "could not remove a mount view"),
+        }
+    }
+
+    /// Where the active LV `lv` is mounted (nowhere when it is not active).
+    fn mounts_of(&self, lv: &LvName) -> Vec<mounts::DeviceMount> {
+        let Ok(device) = std::fs::metadata(Self::device_path(lv)) else { return Vec::new() };
+        let rdev = device.rdev();
+        let number = (nix::sys::stat::major(rdev) as u32, nix::sys::stat::minor(rdev) as u32);
+        mounts::current_mounts(number).unwrap_or_default()
+    }
+
     /// Unmounts and removes a view; what fails is logged (the next view made
     /// in the VG tries again).
     fn close_view(&self, view: &LvName, mount_point: &Path) {
         let full = view.full();
-        if mounts::is_mount_point(mount_point) {
+        if crate::sys::mountinfo::is_mount_point(mount_point) {
             if let Err(error) = mounts::unmount(mount_point) {
                 tracing::warn!(view = %full, %error, "a view is busy; detaching it");
                 let _ = nix::mount::umount2(mount_point, nix::mount::MntFlags::MNT_DETACH);
@@ -125,6 +219,15 @@ impl LvmBackend {
             self.close_view(&view, &mount_point);
         }
     }
+}
+
+/// Mounts a view's `device` read-only (nosuid, nodev, noexec) at `path`.
+fn mount_read_only(device: &Path, path: &Path) -> Result<(), BackendError> {
+    let fs_type = filesystem_type(device)?;
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let data = (fs_type == "xfs").then_some("nouuid");
+    nix::mount::mount(Some(device), path, Some(fs_type), flags, data)
+        .map_err(|errno| BackendError::io("mount", path, errno.into()))
 }
 
 /// The filesystem on a block device, from its superblock's magic: the ones
