@@ -202,6 +202,60 @@ async fn the_space_floor_prunes_other_containers_on_the_filesystem() {
     drop(web_cgroup);
 }
 
+/// A group snapshot goes for space as a unit: while one member's policy
+/// keeps its part, no member's part is pruned (the snapshot is refused
+/// instead); once every member may spare it, every part goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_space_floor_prunes_a_group_snapshot_as_a_unit() {
+    if !root_or_skip("the_space_floor_prunes_a_group_snapshot_as_a_unit") {
+        return;
+    }
+    let mut host = RemoteHost::start(daemon_binary(), "space-group", "space_floor_percent = 30.0\n").await;
+    let app = host.volume.clone();
+    register(&mut host.clients, "app", host.cgroup.relative_name(), &app).await.expect("register app");
+    let web = host.fs.create_subvolume("web").expect("second subvolume");
+    let web_cgroup = rollpoint::testkit::cgroup::TestCgroup::create("space-group-web").expect("cgroup");
+    register(&mut host.clients, "web", web_cgroup.relative_name(), &web).await.expect("register web");
+    succeeded(cli(&host.daemon, &["--json", "group", "set", "pair", "app", "web"]));
+    for id in ["app", "web"] {
+        succeeded(cli(&host.daemon, &["--json", "container", "update", id, "--retention", "last=5,min=1"]));
+    }
+
+    // Each part of g1 and app's a1 hold a tenth of the filesystem of their own.
+    let (_, total) = free_space(&app);
+    let tenth = total / 10;
+    write_file(&app.join("data"), tenth, b'1');
+    write_file(&web.join("data"), tenth, b'1');
+    succeeded(cli(&host.daemon, &["--json", "group", "snapshot", "pair", "--name", "g1"]));
+    write_file(&app.join("data"), tenth, b'2');
+    create_snapshot(&mut host.clients, "app", "a1", "").await.expect("app snapshot");
+    write_file(&app.join("data"), tenth, b'3');
+    write_file(&web.join("data"), tenth, b'3');
+
+    // Under the floor: app may spare its part of g1, but g1 is web's only
+    // snapshot (its minimum): nothing goes, the snapshot is refused.
+    fill_to(&app.join("more"), 0.25);
+    let refused = create_snapshot(&mut host.clients, "app", "a2", "").await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(names(&list_snapshots(&mut host.clients, "app").await), ["g1", "a1"]);
+    assert_eq!(names(&list_snapshots(&mut host.clients, "web").await), ["g1"], "web's part stays, and app's with it");
+
+    // web may now spare it too: both parts go, and the snapshot lands.
+    succeeded(cli(&host.daemon, &["--json", "container", "update", "web", "--retention", "last=5,min=0"]));
+    create_snapshot(&mut host.clients, "app", "a2", "").await.expect("a snapshot once g1 was pruned");
+    assert_eq!(names(&list_snapshots(&mut host.clients, "app").await), ["a1", "a2"]);
+    assert!(list_snapshots(&mut host.clients, "web").await.is_empty(), "web's part went with app's");
+    for id in ["app", "web"] {
+        let events = list_events(&mut host.clients, id, "").await;
+        let pruned: Vec<&rollpoint::api::proto::Event> =
+            events.iter().filter(|e| e.kind == "snapshot.pruned").collect();
+        assert_eq!(pruned.len(), 1, "{id}: {events:?}");
+        assert_eq!(pruned[0].snapshot, "g1");
+        assert!(pruned[0].detail.contains("every member's part goes"), "{pruned:?}");
+    }
+    drop(web_cgroup);
+}
+
 /// Free and total bytes of the filesystem holding `path`.
 fn free_space(path: &std::path::Path) -> (u64, u64) {
     let stat = nix::sys::statvfs::statvfs(path).expect("statvfs");

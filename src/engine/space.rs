@@ -7,15 +7,22 @@
 //! RESOURCE_EXHAUSTED: a full disk is never reached by a snapshot the
 //! daemon takes.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use super::error::{EngineError, EngineResult};
+use super::locks::ContainerGuard;
 use super::retention::{self, Verdict};
 use super::snapshots::volume_of;
 use super::Engine;
 use crate::backend::FreeSpace;
 use crate::events::Event;
-use crate::store::ContainerRecord;
+use crate::store::{ContainerRecord, SnapshotRecord};
+
+/// A container's part of what the guard may prune: (container, snapshot).
+type Part = (String, String);
 
 /// How long a delete is given to show as free space (btrfs frees a deleted
 /// snapshot's extents in the background, after a commit).
@@ -57,34 +64,37 @@ impl Engine {
         if free.percent() >= floor {
             return Ok(());
         }
-        let mut candidates = self.space_candidates(container)?;
-        for neighbour in self.store.containers()? {
-            if neighbour.id != container.id && share_filesystem(&neighbour, container) {
-                candidates.extend(self.space_candidates(&neighbour)?);
+        for (_, parts) in self.space_units(container)? {
+            let Some(_neighbour_guards) = self.lock_owners(container, &parts)? else { continue };
+            let mut deleted = false;
+            for (owner, name) in &parts {
+                let owner = if *owner == container.id {
+                    container.clone()
+                } else {
+                    let Some(record) = self.store.container(owner)? else { continue };
+                    record
+                };
+                let Some(snapshot) = self.store.snapshot(&owner.id, name)? else { continue };
+                let mut detail = format!(
+                    "{:.1}% free on {}, under the floor of {floor}%: the oldest snapshot retention may spare",
+                    free.percent(),
+                    path.display()
+                );
+                if owner.id != container.id {
+                    detail.push_str(&format!(" on the filesystem (room for a snapshot of container {})", container.id));
+                }
+                if let Some(group) = &snapshot.group {
+                    detail.push_str(&format!("; a group snapshot of {group}: every member's part goes"));
+                }
+                let event = Event::new("snapshot.pruned", "ok").actor(actor).detail(detail);
+                match self.delete_locked(&owner, snapshot, event) {
+                    Ok(_) => deleted = true,
+                    Err(error) => {
+                        tracing::warn!(container = %owner.id, snapshot = %name, %error, "space guard could not delete")
+                    }
+                }
             }
-        }
-        candidates.sort();
-        for (_, owner, name) in candidates {
-            let (owner, _neighbour_guard) = if owner == container.id {
-                (container.clone(), None)
-            } else {
-                let Ok(guard) = self.locks.lock(&owner, NEIGHBOUR_LOCK_WAIT) else { continue };
-                let Some(record) = self.store.container(&owner)? else { continue };
-                (record, Some(guard))
-            };
-            let Some(snapshot) = self.store.snapshot(&owner.id, &name)? else { continue };
-            let mut detail = format!(
-                "{:.1}% free on {}, under the floor of {floor}%: the oldest snapshot retention may spare",
-                free.percent(),
-                path.display()
-            );
-            if owner.id != container.id {
-                detail.push_str(&format!(" on the filesystem (room for a snapshot of container {})", container.id));
-            }
-            if let Err(error) =
-                self.delete_locked(&owner, snapshot, Event::new("snapshot.pruned", "ok").actor(actor).detail(detail))
-            {
-                tracing::warn!(container = %owner.id, snapshot = %name, %error, "space guard could not delete");
+            if !deleted {
                 continue;
             }
             // Each commit lets btrfs's cleaner free more of what was deleted.
@@ -154,19 +164,88 @@ impl Engine {
         self.config.space_floor_percent
     }
 
-    /// The container's snapshots that may go for space (time, container,
-    /// name), oldest first: for each class, what its policy keeps beyond its
-    /// minimum, not held.
+    /// What may go for space on the container's filesystem, oldest first:
+    /// units of parts (container, snapshot), each one snapshot of the
+    /// container or of another on the filesystem, or every member's part of
+    /// a group snapshot (kept or pruned as a unit, like retention does: only
+    /// when each member's retention spares its part).
+    fn space_units(&self, container: &ContainerRecord) -> EngineResult<Vec<(DateTime<Utc>, Vec<Part>)>> {
+        let everyone = self.store.containers()?;
+        let on_filesystem = everyone.iter().filter(|c| c.id == container.id || share_filesystem(c, container));
+        let mut units = BTreeMap::new();
+        for owner in on_filesystem {
+            let snapshots = self.store.snapshots_of(&owner.id)?;
+            for (time, name) in self.space_candidates(owner, &snapshots) {
+                let group = snapshots.iter().find(|s| s.name == name).and_then(|s| s.group.clone());
+                let parts = match group {
+                    None => vec![(owner.id.clone(), name)],
+                    Some(group) => match self.group_parts_spared(&everyone, &group, &name)? {
+                        Some(parts) => parts,
+                        None => continue,
+                    },
+                };
+                let earliest = units.entry(parts).or_insert(time);
+                *earliest = time.min(*earliest);
+            }
+        }
+        let mut units: Vec<(DateTime<Utc>, Vec<Part>)> = units.into_iter().map(|(parts, time)| (time, parts)).collect();
+        units.sort();
+        Ok(units)
+    }
+
+    /// Every part of group snapshot `name` of `group` (container, name),
+    /// when each container holding one may spare it for space; none when
+    /// one keeps it.
+    fn group_parts_spared(
+        &self,
+        everyone: &[ContainerRecord],
+        group: &str,
+        name: &str,
+    ) -> EngineResult<Option<Vec<Part>>> {
+        let mut parts = Vec::new();
+        for member in everyone {
+            let snapshots = self.store.snapshots_of(&member.id)?;
+            if !snapshots.iter().any(|s| s.name == name && s.group.as_deref() == Some(group)) {
+                continue;
+            }
+            if !self.space_candidates(member, &snapshots).iter().any(|(_, spared)| spared == name) {
+                return Ok(None);
+            }
+            parts.push((member.id.clone(), name.to_owned()));
+        }
+        Ok(Some(parts))
+    }
+
+    /// The locks of the other containers owning `parts` (the container's
+    /// own is held), each waited for briefly; none when one is busy (the
+    /// unit is skipped: two guards never wait on each other for long).
+    fn lock_owners(&self, container: &ContainerRecord, parts: &[Part]) -> EngineResult<Option<Vec<ContainerGuard>>> {
+        let mut guards = Vec::new();
+        for (owner, _) in parts {
+            if *owner == container.id || guards.iter().any(|(held, _)| held == owner) {
+                continue;
+            }
+            match self.locks.lock(owner, NEIGHBOUR_LOCK_WAIT) {
+                Ok(guard) => guards.push((owner.clone(), guard)),
+                Err(_) => return Ok(None),
+            }
+        }
+        Ok(Some(guards.into_iter().map(|(_, guard)| guard).collect()))
+    }
+
+    /// The container's snapshots that may go for space (time, name), oldest
+    /// first: for each class, what its policy keeps beyond its minimum, not
+    /// held.
     fn space_candidates(
         &self,
         container: &ContainerRecord,
-    ) -> EngineResult<Vec<(chrono::DateTime<chrono::Utc>, String, String)>> {
-        let snapshots = self.store.snapshots_of(&container.id)?;
+        snapshots: &[SnapshotRecord],
+    ) -> Vec<(DateTime<Utc>, String)> {
         let now = self.clock.now();
         let (policy, pre_restore_policy) = self.policies(container);
         let mut candidates = Vec::new();
         for (policy, pre_restore) in [(policy, false), (pre_restore_policy, true)] {
-            let decisions = retention::plan(&policy, &super::prune::candidates(&snapshots, pre_restore), now);
+            let decisions = retention::plan(&policy, &super::prune::candidates(snapshots, pre_restore), now);
             // What the plan drops goes first (the timer had not got to it).
             candidates.extend(
                 decisions
@@ -181,6 +260,6 @@ impl Engine {
         }
         candidates.sort();
         candidates.dedup();
-        Ok(candidates.into_iter().map(|(time, name)| (time, container.id.clone(), name)).collect())
+        candidates
     }
 }
