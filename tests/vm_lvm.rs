@@ -707,6 +707,43 @@ fn export_import_diff_and_delta_on_a_thin_pool() {
     assert!(!has_mount_view(), "the mount view goes with its last mount");
     assert_eq!(std::fs::read_dir(&at).expect("read dir").count(), 0);
 
+    // A clone: an untagged, active thin snapshot registered as a container
+    // of its own, whose files are the snapshot's.
+    let clone_cgroup = TestCgroup::create("lvm-clone").expect("cgroup");
+    let clone = engine
+        .clone_snapshot(rollpoint::engine::clone::CloneRequest {
+            container: "ex-1".into(),
+            snapshot: "snap-1".into(),
+            id: "ex-clone".into(),
+            cgroup: clone_cgroup.relative_name().into(),
+            actor: "test".into(),
+            ..Default::default()
+        })
+        .expect("clone");
+    assert_eq!(clone.volume, Path::new(VG).join("ex-clone"));
+    let attrs = volume.lv_attrs();
+    let (_, clone_attr, clone_tags) = attrs.iter().find(|(name, _, _)| name == "ex-clone").expect("the clone's LV");
+    assert!(!clone_tags.contains("rollpoint"), "the user's volume, not a snapshot: {clone_tags}");
+    assert_eq!(clone_attr.as_bytes()[4], b'a', "active: {clone_attr}");
+    let clone_mount = dir.join("clone");
+    std::fs::create_dir_all(&clone_mount).expect("mkdir");
+    let clone_device = format!("/dev/mapper/{}", names::dm_name(VG, "ex-clone"));
+    nix::mount::mount(
+        Some(clone_device.as_str()),
+        &clone_mount,
+        Some("ext4"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount the clone");
+    assert_eq!(std::fs::read_to_string(clone_mount.join("gone.txt")).expect("read"), "to be deleted\n");
+    std::fs::write(clone_mount.join("gone.txt"), "the clone's own\n").expect("the clone is writable");
+    nix::mount::umount2(&clone_mount, nix::mount::MntFlags::empty()).expect("unmount the clone");
+    assert_eq!(volume.read("gone.txt"), "to be deleted\n", "the source is untouched");
+    let clone_snapshot = engine.create_snapshot(snapshot_request("ex-clone", "c-1")).expect("a snapshot of the clone");
+    assert!(clone_snapshot.location.starts_with(&format!("{VG}/")), "{clone_snapshot:?}");
+    drop(clone_cgroup);
+
     // No view stays; one a stop left behind goes with the next view made.
     assert_eq!(views_left(&volume), (vec![], vec![]), "views are removed after use");
     // A view a killed daemon left: its LV, active and mounted.

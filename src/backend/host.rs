@@ -136,6 +136,14 @@ impl Backend for HostBackends {
         self.for_volume(location).unmount_snapshot(location, path)
     }
 
+    fn create_clone(&self, location: &str, volume: &str) -> Result<(), BackendError> {
+        self.for_volume(location).create_clone(location, volume)
+    }
+
+    fn remove_clone(&self, volume: &str) -> Result<(), BackendError> {
+        self.for_volume(volume).remove_clone(volume)
+    }
+
     fn create_volume(&self, location: &str) -> Result<(), BackendError> {
         self.for_volume(location).create_volume(location)
     }

@@ -281,6 +281,19 @@ pub trait Backend: Send + Sync + 'static {
         Err(BackendError::Unsupported { what: format!("unmounting {location}") })
     }
 
+    /// Makes `volume` (which must not exist), a new writable volume with
+    /// the contents of the snapshot at `location`: a clone, the user's own
+    /// volume from then on, as a registered container's is.
+    fn create_clone(&self, location: &str, volume: &str) -> Result<(), BackendError> {
+        self.take_snapshot(location, volume, false)
+    }
+
+    /// Removes a clone [`Backend::create_clone`] just made (its container
+    /// could not be registered).
+    fn remove_clone(&self, volume: &str) -> Result<(), BackendError> {
+        self.delete_snapshot(volume).map(drop)
+    }
+
     /// Creates an empty, writable volume at `location` (which must not
     /// exist), to be filled by an import and then made read-only.
     fn create_volume(&self, location: &str) -> Result<(), BackendError> {

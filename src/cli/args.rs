@@ -470,8 +470,8 @@ pub struct CloneArgs {
     /// The new container's cgroup v2 directory (as for `container register`).
     #[arg(long, value_name = "PATH")]
     pub cgroup: String,
-    /// Absolute path of the new volume [default: beside the source's volume,
-    /// named after ID].
+    /// Where the new volume goes: an absolute path on btrfs, `vg/lv` on LVM
+    /// thin [default: beside the source's volume, named after ID].
     #[arg(long, value_name = "PATH")]
     pub subvolume: Option<String>,
 }

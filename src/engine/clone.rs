@@ -1,6 +1,6 @@
 //! Clones: a new container whose volume is a writable snapshot of one of
-//! another container's snapshots (on btrfs, sharing every extent until
-//! written), registered under its own id with its own cgroup and no
+//! another container's snapshots (sharing every extent or block until
+//! written; on LVM thin an untagged, active thin snapshot), registered under its own id with its own cgroup and no
 //! lifecycle until it is given one. For a test copy of production data, or
 //! to look around a rollback point while the original runs on.
 
@@ -49,16 +49,20 @@ impl Engine {
         } else {
             PathBuf::from(&request.subvolume)
         };
-        if !volume.is_absolute() {
-            return Err(EngineError::invalid("subvolume", format!("{} is not an absolute path", volume.display())));
-        }
-        if std::fs::symlink_metadata(&volume).is_ok() {
-            return Err(EngineError::AlreadyExists { what: format!("{} (the clone's volume)", volume.display()) });
+        // btrfs volumes are absolute paths; LVM ones `vg/lv` names (in the
+        // source's VG, which lvcreate checks, as it checks the name is free).
+        if source.volume.is_absolute() {
+            if !volume.is_absolute() {
+                return Err(EngineError::invalid("subvolume", format!("{} is not an absolute path", volume.display())));
+            }
+            if std::fs::symlink_metadata(&volume).is_ok() {
+                return Err(EngineError::AlreadyExists { what: format!("{} (the clone's volume)", volume.display()) });
+            }
         }
         let location = volume.to_string_lossy().into_owned();
         {
             let _pin = self.pin_snapshot(&snapshot.location)?;
-            self.backend.take_snapshot(&snapshot.location, &location, false)?;
+            self.backend.create_clone(&snapshot.location, &location)?;
         }
         let from = format!("{}/{}", source.id, snapshot.name);
         let registered = self.register_container(RegisterRequest {
@@ -75,7 +79,7 @@ impl Engine {
             Ok(record) => record,
             Err(error) => {
                 // Nothing half-made stays behind.
-                if let Err(cleanup) = self.backend.delete_snapshot(&location) {
+                if let Err(cleanup) = self.backend.remove_clone(&location) {
                     tracing::warn!(%location, %cleanup, "removing the volume of a clone that could not be registered");
                 }
                 return Err(error);

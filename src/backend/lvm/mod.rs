@@ -595,6 +595,22 @@ impl Backend for LvmBackend {
         self.run(&args, location).map(drop)
     }
 
+    /// A thin snapshot without the rollpoint tag (the user's volume, which
+    /// can be registered), activated like any LV.
+    fn create_clone(&self, location: &str, volume: &str) -> Result<(), BackendError> {
+        let (source, target) = (LvName::parse(location)?, LvName::parse(volume)?);
+        same_vg(&source, &target)?;
+        let source_full = source.full();
+        let args = ["lvcreate", "--snapshot", "--name", &target.lv, "--setactivationskip", "n", &source_full];
+        self.run(&args, volume)?;
+        self.activate(&target)
+    }
+
+    fn remove_clone(&self, volume: &str) -> Result<(), BackendError> {
+        let name = LvName::parse(volume)?;
+        self.run(&["lvremove", "--yes", &name.full()], volume).map(drop)
+    }
+
     fn rename(&self, from: &str, to: &str) -> Result<(), BackendError> {
         let from_name = LvName::parse(from)?;
         let to_name = LvName::parse(to)?;
