@@ -237,6 +237,22 @@ prepare_kernel_and_initramfs() {
     log "kernel and initramfs ready ($(( $(date +%s) - started )) s)"
 }
 
+# vm_test_binary: builds tests/vm_lvm.rs (`cargo test --no-run`) and prints
+# the test binary's path.
+vm_test_binary() {
+    local binary
+    export PATH="$HOME/.cargo/bin:$PATH"
+    binary=$(cargo test --no-run --test vm_lvm --message-format=json 2>/dev/null \
+        | jq -r 'select(.reason == "compiler-artifact" and .target.name == "vm_lvm" and .executable != null) | .executable' \
+        | tail -1 || true)
+    if [ -z "$binary" ] || [ ! -x "$binary" ]; then
+        cargo test --no-run --test vm_lvm >&2
+        log "no vm_lvm test binary"
+        exit 1
+    fi
+    echo "$binary"
+}
+
 # boot_vm CONSOLE APPEND [QEMU ARGS...]: boots the cached kernel and
 # initramfs under TCG (one CPU, 1 GiB), the serial console to CONSOLE, with
 # APPEND added to the kernel command line; sets vm_status to the guest's
