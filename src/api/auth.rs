@@ -13,9 +13,9 @@ use base64::Engine as _;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
 
-use super::tokens::{Scope, TokenBook};
 use crate::engine::run_grants::{RunGrant, RunGrants};
-use crate::store::{SnapshotOrigin, TokenRecord};
+use crate::engine::tokens::{Scope, TokenBook};
+use crate::engine::views::{SnapshotOrigin, TokenRecord};
 
 #[derive(Debug, Clone, Default)]
 pub struct UnixPolicy {

@@ -8,10 +8,10 @@ use super::auth::authorize;
 use super::groups::authorize_group;
 use super::proto::container_service_server::ContainerService;
 use super::proto::*;
-use super::tokens::Scope;
 use super::{admission_deadline, blocking, changing, convert};
 use crate::discovery::Source;
 use crate::engine::clone::CloneRequest;
+use crate::engine::tokens::Scope;
 use crate::engine::{ContainerUpdate, Engine, RegisterRequest};
 
 pub struct Containers {

@@ -1,4 +1,4 @@
-//! Records of the store to messages of the API, and back.
+//! The engine's views (`engine::views`) to messages of the API, and back.
 
 use std::time::Duration;
 
@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 
 use super::proto;
 use crate::engine::discovery::Candidate;
-use crate::engine::{EngineError, EngineResult, RestoreOutcome};
-use crate::store::{
+use crate::engine::views::{
     ContainerRecord, EntryAction, EntryRecord, EventRecord, HookSpec, Hooks, LifecycleSpec, OnFailure, RetentionPolicy,
     SnapshotOrigin, SnapshotRecord, SnapshotState,
 };
+use crate::engine::{EngineError, EngineResult, RestoreOutcome};
 
 use crate::lifecycle::DEFAULT_PODMAN;
 

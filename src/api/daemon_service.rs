@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::auth::authorize;
 use super::proto::daemon_service_server::DaemonService;
 use super::proto::*;
-use super::tokens::Scope;
+use crate::engine::tokens::Scope;
 use crate::engine::Engine;
 
 pub struct Daemon {
@@ -29,15 +29,9 @@ impl DaemonService for Daemon {
         let engine = self.engine.clone();
         // Counting reads the store: off the async threads, but without an
         // operation slot, so a daemon with every slot taken still answers.
-        let (containers, snapshots, entries, unrecorded) = tokio::task::spawn_blocking(move || {
+        let (counts, unrecorded) = tokio::task::spawn_blocking(move || {
             let unrecorded = engine.unrecorded_volumes();
-            let store = engine.store();
-            let containers = store.containers()?;
-            let mut snapshots = 0;
-            for container in &containers {
-                snapshots += store.snapshot_count(&container.id)?;
-            }
-            Ok::<_, crate::store::StoreError>((containers.len(), snapshots, store.entries("")?.len(), unrecorded))
+            engine.counts().map(|counts| (counts, unrecorded))
         })
         .await
         .map_err(|join| Status::internal(format!("status task failed: {join}")))?
@@ -59,9 +53,9 @@ impl DaemonService for Daemon {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             start_time: Some(super::convert::timestamp(self.started)),
             ready: self.ready.load(Ordering::Acquire),
-            containers: count(containers),
-            snapshots: count(snapshots),
-            schedule_entries: count(entries),
+            containers: count(counts.containers),
+            snapshots: count(counts.snapshots),
+            schedule_entries: count(counts.entries),
             admission,
             run_listener: self.engine.run_url_base().unwrap_or_default().to_owned(),
             runs_in_progress: count(self.engine.run_grants().live()),

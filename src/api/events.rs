@@ -9,11 +9,11 @@ use tonic::{Request, Response, Status};
 use super::auth::authorize;
 use super::proto::event_service_server::EventService;
 use super::proto::*;
-use super::tokens::Scope;
 use super::{blocking, convert};
+use crate::engine::event_pages::EventFilter;
+use crate::engine::tokens::Scope;
+use crate::engine::views::EventRecord;
 use crate::engine::{Engine, EngineError};
-use crate::events::query::{self, EventFilter};
-use crate::store::EventRecord;
 
 /// Events sent to a watcher before it is caught up, per store read.
 const CATCH_UP_CHUNK: usize = 256;
@@ -50,7 +50,7 @@ impl EventService for Events {
             end_time: time(request.end_time, "end_time")?,
         };
         let (events, next_page_token) = blocking(&self.engine, move |engine| {
-            query::list(engine.store(), &filter, request.page_size, &request.page_token, request.oldest_first)
+            engine.list_events(&filter, request.page_size, &request.page_token, request.oldest_first)
         })
         .await?;
         Ok(Response::new(ListEventsResponse { events: events.iter().map(convert::event).collect(), next_page_token }))
@@ -107,7 +107,7 @@ async fn forward(
     loop {
         let chunk = {
             let engine = engine.clone();
-            match tokio::task::spawn_blocking(move || engine.store().events_after(last, CATCH_UP_CHUNK)).await {
+            match tokio::task::spawn_blocking(move || engine.events_after(last, CATCH_UP_CHUNK)).await {
                 Ok(Ok(chunk)) => chunk,
                 _ => return,
             }

@@ -5,8 +5,8 @@ use tonic::{Request, Status};
 
 use super::auth::{authorize, Caller};
 use super::proto;
-use super::tokens::Scope;
 use crate::engine::groups::Group;
+use crate::engine::tokens::Scope;
 use crate::engine::Engine;
 
 /// The caller, if it holds `scope` for every member of `group` (a token

@@ -17,8 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::engine::views::{EventRecord, SnapshotState};
 use crate::engine::{Engine, EngineResult};
-use crate::store::{EventRecord, SnapshotState};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -52,7 +52,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn of(records: &[crate::store::SnapshotRecord]) -> Tally {
+    fn of(records: &[crate::engine::views::SnapshotRecord]) -> Tally {
         let mut tally = Tally { count: records.len(), ..Tally::default() };
         for record in records.iter().filter(|record| record.state == SnapshotState::Ready) {
             tally.newest = tally.newest.max(Some(record.create_time));
@@ -173,12 +173,12 @@ impl Metrics {
         let mut tallies = self.tallies.lock();
         // Read before the records: a change made while they are read makes
         // the next scrape read them again.
-        let changes = engine.store().snapshot_changes();
+        let changes = engine.snapshot_changes();
         if tallies.0 != changes {
             tallies.1.clear();
             tallies.0 = changes;
         }
-        let containers = engine.store().containers()?;
+        let containers = engine.all_containers()?;
         tallies.1.retain(|id, _| containers.iter().any(|container| &container.id == id));
         for container in containers {
             let labels = vec![("container", container.id.clone())];
@@ -186,7 +186,7 @@ impl Metrics {
                 free_ratio.get_or_create(&labels).set(free.percent() / 100.0);
             }
             if !tallies.1.contains_key(&container.id) {
-                let tally = Tally::of(&engine.store().snapshots_of(&container.id)?);
+                let tally = Tally::of(&engine.all_snapshots_of(&container.id)?);
                 tallies.1.insert(container.id.clone(), tally);
             }
             let tally = &tallies.1[&container.id];
@@ -219,7 +219,7 @@ impl Metrics {
             exclusive_bytes,
         );
         let store_bytes = Gauge::<i64>::default();
-        store_bytes.set(i64::try_from(engine.store().size_on_disk()?).unwrap_or(i64::MAX));
+        store_bytes.set(i64::try_from(engine.store_bytes()?).unwrap_or(i64::MAX));
         now_registry.register("store_bytes", "Bytes the daemon's store (its record) takes on disk", store_bytes);
         now_registry.register(
             "container_free_space_ratio",

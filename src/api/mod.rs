@@ -19,7 +19,6 @@ pub mod server;
 mod snapshots;
 pub mod status;
 mod token_service;
-pub mod tokens;
 
 use std::sync::Arc;
 

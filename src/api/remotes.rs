@@ -12,9 +12,9 @@ use tonic::{Request, Response, Status};
 use super::auth::authorize;
 use super::proto::remote_service_server::RemoteService;
 use super::proto::*;
-use super::tokens::Scope;
 use super::{admission_deadline, blocking, changing, convert, status};
 use crate::engine::remotes::{ExportRequest, ImportRequest, ImportTarget, RemoteSnapshot as EngineRemoteSnapshot};
+use crate::engine::tokens::Scope;
 use crate::engine::{CallKind, Engine, EngineError};
 use crate::remote::prune::PrunePolicy;
 

@@ -10,11 +10,11 @@ use super::auth::{authorize, Caller};
 use super::proto::schedule_service_server::ScheduleService;
 use super::proto::*;
 use super::status::from_engine;
-use super::tokens::Scope;
 use super::{admission_deadline, blocking, changing, convert, unadmitted};
 use crate::engine::entries::{parse_entry_name, EntryPatch, EntrySpec, DEFAULT_COMMAND_TIMEOUT};
+use crate::engine::tokens::Scope;
+use crate::engine::views::{EntryAction, EntryRecord};
 use crate::engine::{Engine, EngineError};
-use crate::store::{EntryAction, EntryRecord};
 
 pub struct Schedules {
     pub engine: Arc<Engine>,

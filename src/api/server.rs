@@ -30,7 +30,7 @@ use super::remotes::Remotes;
 use super::schedules::Schedules;
 use super::snapshots::Snapshots;
 use super::token_service::Tokens;
-use super::tokens::TokenBook;
+use crate::engine::tokens::TokenBook;
 use crate::engine::Engine;
 
 /// Names of the services reported by the health service.

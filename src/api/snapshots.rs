@@ -8,8 +8,8 @@ use super::auth::{authorize, Caller};
 use super::groups::authorize_group;
 use super::proto::snapshot_service_server::SnapshotService;
 use super::proto::*;
-use super::tokens::Scope;
 use super::{admission_deadline, blocking, changing, convert};
+use crate::engine::tokens::Scope;
 use crate::engine::{CreateRequest, Engine, EngineError, UpdateRequest};
 
 pub struct Snapshots {

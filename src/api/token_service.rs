@@ -9,8 +9,8 @@ use super::convert;
 use super::proto::token_service_server::TokenService;
 use super::proto::*;
 use super::status::from_engine;
-use super::tokens::TokenBook;
-use crate::store::TokenRecord;
+use crate::engine::tokens::TokenBook;
+use crate::engine::views::TokenRecord;
 
 pub struct Tokens {
     pub book: Arc<TokenBook>,

@@ -10,9 +10,9 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgGroup, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::api::tokens::Scope;
 use crate::config::DEFAULT_SOCKET;
-use crate::store::RetentionPolicy;
+use crate::engine::tokens::Scope;
+use crate::engine::views::RetentionPolicy;
 
 const GLOBAL: &str = "Global options";
 

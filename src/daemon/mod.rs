@@ -17,12 +17,12 @@ pub use args::Args;
 
 use crate::api::auth::UnixPolicy;
 use crate::api::server::{self, Services};
-use crate::api::tokens::{KeyError, TokenBook};
 use crate::backend::btrfs::BtrfsBackend;
 use crate::backend::host::HostBackends;
 use crate::backend::lvm::LvmBackend;
 use crate::config::Config;
 use crate::discovery::DiscoveryConfig;
+use crate::engine::tokens::{KeyError, TokenBook};
 use crate::engine::{Engine, SystemClock};
 use crate::freezer::CgroupFreezer;
 use crate::lifecycle::HostLifecycle;

@@ -14,6 +14,7 @@ pub mod diff;
 pub mod discovery;
 pub mod entries;
 mod error;
+pub mod event_pages;
 mod freeze_window;
 pub mod group_restore;
 pub mod groups;
@@ -23,6 +24,7 @@ mod mounts;
 pub mod names;
 mod paging;
 pub mod prune;
+mod reads;
 mod recovery;
 pub mod remotes;
 mod restore;
@@ -34,7 +36,9 @@ mod sidecars;
 mod sizes;
 mod snapshots;
 pub mod space;
+pub mod tokens;
 pub mod tree_changes;
+pub mod views;
 
 #[cfg(test)]
 mod fakes;
@@ -49,6 +53,7 @@ pub use clock::{Clock, SystemClock};
 pub use containers::{ContainerUpdate, RegisterRequest};
 pub use error::{EngineError, EngineResult};
 pub use paging::Page;
+pub use reads::Counts;
 pub use recovery::RecoveryReport;
 pub use restore::RestoreOutcome;
 pub use schedule_fire::FireResult;
@@ -290,6 +295,9 @@ impl Engine {
         Ok(())
     }
 
+    /// The store, for the daemon that hosts the engine (its schedule host,
+    /// event pruning, readiness probe); the API goes through the engine's
+    /// calls (`tests/layers.rs`).
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -2,8 +2,6 @@
 //! (durable with the action it records) and broadcasts it to live watchers.
 //! Each event is also a structured log record.
 
-pub mod query;
-
 use std::sync::Arc;
 
 use tokio::sync::broadcast;

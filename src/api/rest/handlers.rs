@@ -25,12 +25,12 @@ use crate::api::proto::container_service_server::ContainerService;
 use crate::api::proto::event_service_server::EventService;
 use crate::api::proto::schedule_service_server::ScheduleService;
 use crate::api::proto::snapshot_service_server::SnapshotService;
-use crate::api::tokens::Scope;
 use crate::cli::views::{
     ContainerView, DeletedEntryView, EntryView, EventView, FilesRestoredView, LifecycleView, PathDiffView,
     PruneDecisionView, PruneView, RestoreView, RunView, SnapshotView, StatusView, UnregisterView,
 };
-use crate::store::RetentionPolicy;
+use crate::engine::tokens::Scope;
+use crate::engine::views::RetentionPolicy;
 
 pub(super) type Reply<T> = Result<Json<T>, RestError>;
 

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{EngineError, EngineResult};
+use super::{EngineError, EngineResult};
 use crate::store::{EventRecord, Store};
 
 const DEFAULT_PAGE: usize = 100;

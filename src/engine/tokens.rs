@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::engine::{names, EngineError, EngineResult};
+use super::{names, EngineError, EngineResult};
 use crate::store::{Store, TokenRecord};
 
 /// What a token may do.
