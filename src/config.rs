@@ -70,6 +70,10 @@ pub struct Config {
     pub rest_request_timeout_ms: u64,
     /// Events older than this many days are pruned (0 = keep forever).
     pub event_retention_days: u32,
+    /// Most events the timeline keeps: past it the oldest are pruned (every
+    /// minute), whatever their age (0 = no limit). Bounds the store, and the
+    /// daemon's memory with it, on a busy host.
+    pub event_limit: u64,
     /// This host's name in the manifests it exports; default: the kernel's
     /// host name.
     pub host_name: Option<String>,
@@ -205,6 +209,7 @@ impl Default for Config {
             lock_wait_ms: millis(engine.lock_wait),
             pre_restore_expiry_days: engine.pre_restore_expiry_days,
             event_retention_days: 90,
+            event_limit: 100_000,
             schedule_grace_seconds: 3600,
             max_concurrent_operations: engine.max_concurrent_operations,
             host_name: None,

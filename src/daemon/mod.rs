@@ -191,13 +191,15 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         });
     }
 
-    if config.event_retention_days > 0 {
+    if config.event_retention_days > 0 || config.event_limit > 0 {
         let engine = engine.clone();
         let stop = stop.clone();
-        let retention = chrono::Duration::days(i64::from(config.event_retention_days));
+        let retention =
+            (config.event_retention_days > 0).then(|| chrono::Duration::days(i64::from(config.event_retention_days)));
+        let limit = (config.event_limit > 0).then_some(config.event_limit);
         tasks.spawn(async move {
             tokio::select! {
-                () = prune_events(engine, retention) => {}
+                () = prune_events(engine, retention, limit) => {}
                 () = stopped(stop) => {}
             }
             Ok(())
@@ -316,18 +318,31 @@ async fn measure_sizes(engine: Arc<Engine>) {
     }
 }
 
-/// Prunes events past their retention at start and then once a day.
-async fn prune_events(engine: Arc<Engine>, retention: chrono::Duration) {
+/// Prunes events past their retention or beyond the limit, at start and
+/// then every minute (cheap when there is nothing to prune: the oldest
+/// event is read and kept).
+async fn prune_events(engine: Arc<Engine>, retention: Option<chrono::Duration>, limit: Option<u64>) {
     loop {
         let engine_now = engine.clone();
-        let pruned =
-            tokio::task::spawn_blocking(move || engine_now.store().prune_events(chrono::Utc::now() - retention)).await;
+        let pruned = tokio::task::spawn_blocking(move || {
+            let store = engine_now.store();
+            let old = match retention {
+                Some(retention) => store.prune_events(chrono::Utc::now() - retention)?,
+                None => 0,
+            };
+            let beyond = match limit {
+                Some(limit) => store.prune_events_beyond(limit)?,
+                None => 0,
+            };
+            Ok::<_, crate::store::StoreError>((old, beyond))
+        })
+        .await;
         match pruned {
-            Ok(Ok(count)) if count > 0 => tracing::info!(count, "old events pruned"),
+            Ok(Ok((old, beyond))) if old + beyond > 0 => tracing::info!(old, beyond, "events pruned"),
             Ok(Err(error)) => tracing::error!(%error, "pruning events"),
             _ => {}
         }
-        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
     }
 }
 

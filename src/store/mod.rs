@@ -453,6 +453,20 @@ impl Store {
     }
 
     /// Removes events older than `cutoff`; returns how many.
+    /// Removes all but the newest `keep` events (by sequence number; the
+    /// numbers have gaps, so a few more may stay); how many went.
+    pub fn prune_events_beyond(&self, keep: u64) -> Result<usize, StoreError> {
+        let Some((newest, _)) = self.events.last()? else { return Ok(0) };
+        let newest = u64::from_be_bytes(newest.as_ref().try_into().unwrap_or([0; 8]));
+        let Some(first_kept) = newest.checked_sub(keep.saturating_sub(1)) else { return Ok(0) };
+        let mut removed = 0;
+        for item in self.events.range(..first_kept.to_be_bytes()) {
+            self.events.remove(item?.0)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     pub fn prune_events(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut removed = 0;
         for item in self.events.iter() {

@@ -302,39 +302,22 @@ mod properties {
 }
 
 #[test]
-#[ignore]
-fn zz_temporary_open_timing() {
+fn events_beyond_the_limit_go_oldest_first() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = Store::open(dir.path()).unwrap();
-        for (container, n) in [("db-1", 10_000), ("db-0", 1000)] {
-            let records: Vec<SnapshotRecord> = (0..n)
-                .map(|i| {
-                    let mut r = at(&format!("m-{i:05}"), (i == 5).then_some("rollback-point"), i);
-                    r.container = container.into();
-                    r
-                })
-                .collect();
-            for chunk in records.chunks(1000) {
-                store.put_snapshots(&chunk.iter().collect::<Vec<_>>()).unwrap();
-            }
-        }
-        store.make_durable().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut sequences = Vec::new();
+    for i in 0..50 {
+        let mut event = EventRecord { kind: "snapshot.created".into(), detail: format!("{i}"), ..Default::default() };
+        store.append_event(&mut event).unwrap();
+        sequences.push(event.sequence);
     }
-    for round in 0..3 {
-        std::thread::sleep(Duration::from_millis(300));
-        let started = std::time::Instant::now();
-        let store = Store::open(dir.path()).unwrap();
-        let open = started.elapsed();
-        let started = std::time::Instant::now();
-        assert!(!store.check_snapshot_indexes().unwrap());
-        eprintln!("round {round}: open (with check) {open:?}; check alone {:?}", started.elapsed());
-        if round == 1 {
-            store.snapshots_by_time.clear().unwrap();
-            store.snapshot_aliases.clear().unwrap();
-            let started = std::time::Instant::now();
-            assert!(store.check_snapshot_indexes().unwrap());
-            eprintln!("rebuild {:?}", started.elapsed());
-        }
-    }
+    assert_eq!(store.prune_events_beyond(100).unwrap(), 0, "under the limit");
+    let removed = store.prune_events_beyond(20).unwrap();
+    let kept = store.events_after(0, 100).unwrap();
+    assert_eq!(removed + kept.len(), 50);
+    assert!(kept.len() >= 20, "at least the limit stays: {}", kept.len());
+    assert_eq!(kept.last().unwrap().detail, "49", "the newest stay");
+    let kept_details: Vec<usize> = kept.iter().map(|e| e.detail.parse().unwrap()).collect();
+    assert!(kept_details.windows(2).all(|w| w[1] == w[0] + 1), "a contiguous newest run: {kept_details:?}");
+    assert_eq!(store.prune_events_beyond(kept.len() as u64).unwrap(), 0);
 }
