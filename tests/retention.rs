@@ -159,6 +159,24 @@ async fn under_the_space_floor_snapshots_are_pruned_then_refused() {
     }
 }
 
+/// A daemon with a 30% space floor and two containers on its 1 GiB
+/// filesystem, `app` and `web`, each keeping the last 5 and at least one:
+/// the host, both volumes and web's cgroup.
+async fn app_and_web(
+    name: &str,
+) -> (RemoteHost, std::path::PathBuf, std::path::PathBuf, rollpoint::testkit::cgroup::TestCgroup) {
+    let mut host = RemoteHost::start(daemon_binary(), name, "space_floor_percent = 30.0\n").await;
+    let app = host.volume.clone();
+    register(&mut host.clients, "app", host.cgroup.relative_name(), &app).await.expect("register app");
+    let web = host.fs.create_subvolume("web").expect("second subvolume");
+    let web_cgroup = rollpoint::testkit::cgroup::TestCgroup::create(&format!("{name}-web")).expect("cgroup");
+    register(&mut host.clients, "web", web_cgroup.relative_name(), &web).await.expect("register web");
+    for id in ["app", "web"] {
+        succeeded(cli(&host.daemon, &["--json", "container", "update", id, "--retention", "last=5,min=1"]));
+    }
+    (host, app, web, web_cgroup)
+}
+
 /// Two containers on one filesystem: when one's snapshot finds the
 /// filesystem under the floor and its own snapshots may not go (its minimum),
 /// the other's oldest snapshot beyond its policy is pruned for it.
@@ -167,14 +185,7 @@ async fn the_space_floor_prunes_other_containers_on_the_filesystem() {
     if !root_or_skip("the_space_floor_prunes_other_containers_on_the_filesystem") {
         return;
     }
-    let mut host = RemoteHost::start(daemon_binary(), "space-shared", "space_floor_percent = 30.0\n").await;
-    let app = host.volume.clone();
-    register(&mut host.clients, "app", host.cgroup.relative_name(), &app).await.expect("register app");
-    let web = host.fs.create_subvolume("web").expect("second subvolume");
-    let web_cgroup = rollpoint::testkit::cgroup::TestCgroup::create("space-shared-web").expect("cgroup");
-    register(&mut host.clients, "web", web_cgroup.relative_name(), &web).await.expect("register web");
-    succeeded(cli(&host.daemon, &["--json", "container", "update", "app", "--retention", "last=5,min=1"]));
-    succeeded(cli(&host.daemon, &["--json", "container", "update", "web", "--retention", "last=5,min=1"]));
+    let (mut host, app, web, web_cgroup) = app_and_web("space-shared").await;
 
     // web's two snapshots each hold a tenth of the filesystem; app's one.
     let (_, total) = free_space(&app);
@@ -210,16 +221,8 @@ async fn the_space_floor_prunes_a_group_snapshot_as_a_unit() {
     if !root_or_skip("the_space_floor_prunes_a_group_snapshot_as_a_unit") {
         return;
     }
-    let mut host = RemoteHost::start(daemon_binary(), "space-group", "space_floor_percent = 30.0\n").await;
-    let app = host.volume.clone();
-    register(&mut host.clients, "app", host.cgroup.relative_name(), &app).await.expect("register app");
-    let web = host.fs.create_subvolume("web").expect("second subvolume");
-    let web_cgroup = rollpoint::testkit::cgroup::TestCgroup::create("space-group-web").expect("cgroup");
-    register(&mut host.clients, "web", web_cgroup.relative_name(), &web).await.expect("register web");
+    let (mut host, app, web, web_cgroup) = app_and_web("space-group").await;
     succeeded(cli(&host.daemon, &["--json", "group", "set", "pair", "app", "web"]));
-    for id in ["app", "web"] {
-        succeeded(cli(&host.daemon, &["--json", "container", "update", id, "--retention", "last=5,min=1"]));
-    }
 
     // Each part of g1 and app's a1 hold a tenth of the filesystem of their own.
     let (_, total) = free_space(&app);

@@ -74,6 +74,23 @@ fn volume_group() {
     });
 }
 
+/// Makes an ext4 filesystem on the active LV `vg/lv`.
+fn make_ext4(vg: &str, lv: &str) {
+    let device = format!("/dev/mapper/{}", names::dm_name(vg, lv));
+    // No lazy initialisation: a background thread writing inode tables
+    // would move the pool's fill under the tests' feet.
+    run("/usr/sbin/mke2fs", &["-q", "-t", "ext4", "-E", "lazy_itable_init=0,lazy_journal_init=0", &device]);
+}
+
+/// Mounts the ext4 of the active LV `vg/lv` read-write at `at` (made if
+/// missing).
+fn mount_ext4(vg: &str, lv: &str, at: &Path) {
+    let device = format!("/dev/mapper/{}", names::dm_name(vg, lv));
+    std::fs::create_dir_all(at).expect("mkdir");
+    nix::mount::mount(Some(device.as_str()), at, Some("ext4"), nix::mount::MsFlags::empty(), None::<&str>)
+        .unwrap_or_else(|errno| panic!("mounting {device} at {}: {errno}", at.display()));
+}
+
 /// A thin pool `<name>-pool` holding an ext4 thin volume `<name>` mounted at
 /// `/mnt/<name>`.
 struct Volume {
@@ -87,20 +104,9 @@ impl Volume {
         let pool = format!("{name}-pool");
         lvm(&["lvcreate", "--yes", "--type", "thin-pool", "-L", &format!("{pool_mib}m"), "-n", &pool, VG]);
         lvm(&["lvcreate", "--yes", "-V", &format!("{volume_mib}m"), "--thinpool", &format!("{VG}/{pool}"), "-n", name]);
-        let device = format!("/dev/mapper/{}", names::dm_name(VG, name));
-        // No lazy initialisation: a background thread writing inode tables
-        // would move the pool's fill under the tests' feet.
-        run("/usr/sbin/mke2fs", &["-q", "-t", "ext4", "-E", "lazy_itable_init=0,lazy_journal_init=0", &device]);
+        make_ext4(VG, name);
         let mount_point = PathBuf::from("/mnt").join(name);
-        std::fs::create_dir_all(&mount_point).expect("mkdir");
-        nix::mount::mount(
-            Some(device.as_str()),
-            &mount_point,
-            Some("ext4"),
-            nix::mount::MsFlags::empty(),
-            None::<&str>,
-        )
-        .expect("mount");
+        mount_ext4(VG, name, &mount_point);
         Volume { name: name.to_string(), mount_point }
     }
 
@@ -726,16 +732,7 @@ fn export_import_diff_and_delta_on_a_thin_pool() {
     assert!(!clone_tags.contains("rollpoint"), "the user's volume, not a snapshot: {clone_tags}");
     assert_eq!(clone_attr.as_bytes()[4], b'a', "active: {clone_attr}");
     let clone_mount = dir.join("clone");
-    std::fs::create_dir_all(&clone_mount).expect("mkdir");
-    let clone_device = format!("/dev/mapper/{}", names::dm_name(VG, "ex-clone"));
-    nix::mount::mount(
-        Some(clone_device.as_str()),
-        &clone_mount,
-        Some("ext4"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .expect("mount the clone");
+    mount_ext4(VG, "ex-clone", &clone_mount);
     assert_eq!(std::fs::read_to_string(clone_mount.join("gone.txt")).expect("read"), "to be deleted\n");
     std::fs::write(clone_mount.join("gone.txt"), "the clone's own\n").expect("the clone is writable");
     nix::mount::umount2(&clone_mount, nix::mount::MntFlags::empty()).expect("unmount the clone");
@@ -893,20 +890,17 @@ fn power_cut_host(first_boot: bool) -> Engine {
     nix::mount::mount(Some(PC_BTRFS_DISK), PC_BTRFS, Some("btrfs"), nix::mount::MsFlags::empty(), None::<&str>)
         .expect("mount the btrfs disk");
     let data = format!("{PC_VG}/data");
-    let device = format!("/dev/mapper/{}", names::dm_name(PC_VG, "data"));
     if first_boot {
         BtrfsBackend::new().create_volume(&format!("{PC_BTRFS}/app")).expect("the btrfs volume");
         lvm(&["pvcreate", "--yes", DISK]);
         lvm(&["vgcreate", PC_VG, DISK]);
         lvm(&["lvcreate", "--yes", "--type", "thin-pool", "-L", "256m", "-n", "pool", PC_VG]);
         lvm(&["lvcreate", "--yes", "-V", "128m", "--thinpool", &format!("{PC_VG}/pool"), "-n", "data"]);
-        run("/usr/sbin/mke2fs", &["-q", "-t", "ext4", "-E", "lazy_itable_init=0,lazy_journal_init=0", &device]);
+        make_ext4(PC_VG, "data");
     } else {
         lvm(&["lvchange", "--activate", "y", &data]);
     }
-    std::fs::create_dir_all(PC_LVM_MOUNT).expect("mkdir");
-    nix::mount::mount(Some(device.as_str()), PC_LVM_MOUNT, Some("ext4"), nix::mount::MsFlags::empty(), None::<&str>)
-        .expect("mount the thin volume");
+    mount_ext4(PC_VG, "data", Path::new(PC_LVM_MOUNT));
     for cgroup in ["pc-app", "pc-data"] {
         std::fs::create_dir_all(Path::new("/sys/fs/cgroup").join(cgroup)).expect("cgroup");
     }
