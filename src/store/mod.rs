@@ -57,6 +57,10 @@ pub struct Store {
     /// readers that keep a summary of them (the metrics) to know when it is
     /// stale.
     snapshot_changes: std::sync::atomic::AtomicU64,
+    /// How many events there are, once counted (see
+    /// [`Store::prune_events_beyond`]); appends take it too, so the count
+    /// and the tree move together.
+    event_count: parking_lot::Mutex<Option<u64>>,
 }
 
 const GENERATION_KEY: &[u8] = b"generation";
@@ -93,6 +97,7 @@ impl Store {
             dir: dir.join("db"),
             db,
             snapshot_changes: std::sync::atomic::AtomicU64::new(0),
+            event_count: parking_lot::Mutex::new(None),
         };
         store.check_snapshot_indexes()?;
         Ok(store)
@@ -437,7 +442,12 @@ impl Store {
     /// records, or by [`Store::make_durable`].
     pub fn append_event(&self, event: &mut EventRecord) -> Result<(), StoreError> {
         event.sequence = self.db.generate_id()? + 1;
-        put(&self.events, &event.sequence.to_be_bytes(), event)
+        let mut count = self.event_count.lock();
+        put(&self.events, &event.sequence.to_be_bytes(), event)?;
+        if let Some(count) = count.as_mut() {
+            *count += 1;
+        }
+        Ok(())
     }
 
     /// Events after `after` in sequence order, at most `limit`.
@@ -452,21 +462,32 @@ impl Store {
         self.events.range(..end).rev().take(limit).map(|item| decode(&item?.1)).collect()
     }
 
-    /// Removes events older than `cutoff`; returns how many.
-    /// Removes all but the newest `keep` events (by sequence number; the
-    /// numbers have gaps, so a few more may stay); how many went.
+    /// Removes all but the newest `keep` events, oldest first; how many went.
+    /// (Sequence numbers jump by a large step after a crash, so the count
+    /// is kept, not derived from them: counted once, on first use, then
+    /// followed by every append and removal.)
     pub fn prune_events_beyond(&self, keep: u64) -> Result<usize, StoreError> {
-        let Some((newest, _)) = self.events.last()? else { return Ok(0) };
-        let newest = u64::from_be_bytes(newest.as_ref().try_into().unwrap_or([0; 8]));
-        let Some(first_kept) = newest.checked_sub(keep.saturating_sub(1)) else { return Ok(0) };
+        let excess = {
+            let mut count = self.event_count.lock();
+            let known = match *count {
+                Some(known) => known,
+                None => *count.insert(self.events.len() as u64),
+            };
+            usize::try_from(known.saturating_sub(keep)).unwrap_or(usize::MAX)
+        };
+        // Appends go on meanwhile (they are newer than what goes).
         let mut removed = 0;
-        for item in self.events.range(..first_kept.to_be_bytes()) {
-            self.events.remove(item?.0)?;
+        for key in self.events.iter().keys().take(excess) {
+            self.events.remove(key?)?;
             removed += 1;
+        }
+        if let Some(count) = self.event_count.lock().as_mut() {
+            *count = count.saturating_sub(removed as u64);
         }
         Ok(removed)
     }
 
+    /// Removes events older than `cutoff`; returns how many.
     pub fn prune_events(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut removed = 0;
         for item in self.events.iter() {
@@ -477,6 +498,9 @@ impl Store {
             }
             self.events.remove(key)?;
             removed += 1;
+        }
+        if let Some(count) = self.event_count.lock().as_mut() {
+            *count = count.saturating_sub(removed as u64);
         }
         Ok(removed)
     }
