@@ -124,6 +124,57 @@ fn open_subvolume(path: &Path) -> Result<std::os::fd::OwnedFd, BackendError> {
     }
 }
 
+/// Whether [`delete_subvolume`] looks for mounts of the subvolume first.
+#[derive(Clone, Copy)]
+enum MountCheck {
+    /// Refuse while any mount shows it (a snapshot the user mounted).
+    RefuseMounted,
+    /// Delete without reading the mount table (the write-back's throw-away).
+    Skip,
+}
+
+/// Deletes the subvolume at `location`: `Ok(false)` when nothing is there,
+/// an error when something else is (never a plain folder).
+fn delete_subvolume(location: &str, check: MountCheck) -> Result<bool, BackendError> {
+    let (parent, name) = paths::split_location(location)?;
+    let parent_fd = match subvol::open_dir(parent) {
+        Ok(fd) => fd,
+        Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+        Err(err) => return Err(BackendError::io("open", parent, err)),
+    };
+    // Only ever delete subvolumes: a plain folder or a symlink there is
+    // not ours.
+    match subvol::kind_at(&parent_fd, name).map_err(|err| BackendError::io("stat", location, err))? {
+        None => return Ok(false),
+        Some(Kind::Subvolume) => {}
+        Some(Kind::Other) => return Err(BackendError::NotSubvolume { path: PathBuf::from(location) }),
+        Some(Kind::NotBtrfs) => return Err(BackendError::NotBtrfs { path: PathBuf::from(location) }),
+    }
+    // btrfs deletes a subvolume that is bind-mounted somewhere (the
+    // mount then shows an empty tree): a snapshot the user mounted stays.
+    if let (MountCheck::RefuseMounted, Ok(mounts)) = (check, crate::sys::mountinfo::read()) {
+        if let Some(at) = crate::sys::mountinfo::mounts_showing(&mounts, Path::new(location)).first() {
+            return Err(BackendError::Mounted { location: location.to_owned(), at: at.to_path_buf() });
+        }
+    }
+    // btrfs refuses (EPERM) to delete a subvolume while a send reads it:
+    // the daemon's own size measurement (send without data, a moment)
+    // or a `btrfs send` by someone else. Wait for it, a bounded while.
+    let mut pause = std::time::Duration::from_millis(10);
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match subvol::destroy(&parent_fd, name) {
+            Ok(()) => return Ok(true),
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+            Err(err) if err.raw_os_error() == Some(libc::EPERM) && std::time::Instant::now() < give_up => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            Err(err) => return Err(BackendError::io("delete subvolume", location, err)),
+        }
+    }
+}
+
 impl Backend for BtrfsBackend {
     fn kind(&self) -> &'static str {
         "btrfs"
@@ -177,7 +228,8 @@ impl Backend for BtrfsBackend {
         let name = format!("{WRITE_BACK_PREFIX}{}-{n}", std::process::id());
         let location = volume.snapshot_dir.join(name).to_string_lossy().into_owned();
         self.take_snapshot(&volume.path.to_string_lossy(), &location, true)?;
-        self.delete_snapshot(&location).map(drop)
+        // Nobody mounts a snapshot that lives for a moment: no mount table.
+        delete_subvolume(&location, MountCheck::Skip).map(drop)
     }
 
     /// One transaction commit (BTRFS_IOC_START_SYNC, then WAIT_SYNC for its
@@ -274,43 +326,7 @@ impl Backend for BtrfsBackend {
     }
 
     fn delete_snapshot(&self, location: &str) -> Result<bool, BackendError> {
-        let (parent, name) = paths::split_location(location)?;
-        let parent_fd = match subvol::open_dir(parent) {
-            Ok(fd) => fd,
-            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
-            Err(err) => return Err(BackendError::io("open", parent, err)),
-        };
-        // Only ever delete subvolumes: a plain folder or a symlink there is
-        // not ours.
-        match subvol::kind_at(&parent_fd, name).map_err(|err| BackendError::io("stat", location, err))? {
-            None => return Ok(false),
-            Some(Kind::Subvolume) => {}
-            Some(Kind::Other) => return Err(BackendError::NotSubvolume { path: PathBuf::from(location) }),
-            Some(Kind::NotBtrfs) => return Err(BackendError::NotBtrfs { path: PathBuf::from(location) }),
-        }
-        // btrfs deletes a subvolume that is bind-mounted somewhere (the
-        // mount then shows an empty tree): a snapshot the user mounted stays.
-        if let Ok(mounts) = crate::sys::mountinfo::read() {
-            if let Some(at) = crate::sys::mountinfo::mounts_showing(&mounts, Path::new(location)).first() {
-                return Err(BackendError::Mounted { location: location.to_owned(), at: at.to_path_buf() });
-            }
-        }
-        // btrfs refuses (EPERM) to delete a subvolume while a send reads it:
-        // the daemon's own size measurement (send without data, a moment)
-        // or a `btrfs send` by someone else. Wait for it, a bounded while.
-        let mut pause = std::time::Duration::from_millis(10);
-        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match subvol::destroy(&parent_fd, name) {
-                Ok(()) => return Ok(true),
-                Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
-                Err(err) if err.raw_os_error() == Some(libc::EPERM) && std::time::Instant::now() < give_up => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
-                }
-                Err(err) => return Err(BackendError::io("delete subvolume", location, err)),
-            }
-        }
+        delete_subvolume(location, MountCheck::RefuseMounted)
     }
 
     fn snapshot_exists(&self, location: &str) -> Result<bool, BackendError> {
