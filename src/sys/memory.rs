@@ -14,7 +14,8 @@ const MAX_ARENAS: i32 = 1;
 /// where the administrator set the count with glibc's own environment
 /// (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`).
 pub fn limit_arenas() {
-    if arena_count_set_by_environment(|name| std::env::var(name).ok()) {
+    let var = |name: &str| std::env::var_os(name).map(|value| value.to_string_lossy().into_owned());
+    if arena_count_set_by_environment(var) {
         return;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
